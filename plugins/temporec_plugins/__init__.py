@@ -1,0 +1,1 @@
+"""First-party temporec plugins, registered through entry points like any other."""

@@ -1,0 +1,5 @@
+import sys
+
+from temporec.cli import main
+
+sys.exit(main())

@@ -1,0 +1,41 @@
+"""The text-encoder interface. Implementations are plugins (``register_encoders``)."""
+
+from __future__ import annotations
+
+import asyncio
+from abc import ABC, abstractmethod
+from typing import ClassVar, Sequence
+
+import torch
+
+
+class Encoder(ABC):
+    """Turns texts into L2-normalized float32 vectors of size ``dim``.
+
+    Subclasses set ``name`` and implement ``encode``; an encoder that talks to a remote
+    service overrides ``aencode`` to use its own asynchronous client and honour
+    ``timeout``. Encoders must be safe to call from several threads at once.
+    """
+
+    name: ClassVar[str] = ""
+
+    #: Identifies the vector space: two encoders with equal ``model_id`` give the same
+    #: vectors for the same text. Keys the embedding cache and model compatibility.
+    model_id: str = ""
+    dim: int = 0
+
+    @abstractmethod
+    def encode(self, texts: Sequence[str]) -> torch.Tensor:
+        """Return a ``(len(texts), dim)`` float32 tensor on the CPU, rows L2-normalized."""
+
+    async def aencode(self, texts: Sequence[str], timeout: float | None = None) -> torch.Tensor:
+        """Asynchronous ``encode``; the default runs ``encode`` in a worker thread."""
+        work = asyncio.to_thread(self.encode, list(texts))
+        return await (asyncio.wait_for(work, timeout) if timeout else work)
+
+    def describe(self) -> dict[str, str]:
+        """Facts shown by ListComponents; extend with what helps an operator."""
+        return {"model_id": self.model_id, "dim": str(self.dim)}
+
+    def close(self) -> None:
+        """Release connections or memory; called at server shutdown."""

@@ -1,0 +1,445 @@
+"""The transport-independent core: validates a query, composes domain x head x encoder,
+and answers it. The gRPC layer (temporec.grpc) only translates to and from these types.
+
+Concurrent queries to the same model are coalesced: while one batch runs, new queries
+queue up and the next forward pass takes them all (one head forward, one matmul + top-k).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+
+from temporec.artifacts import LoadedModel, find_artifacts, load_model
+from temporec.errors import (
+    FailedPrecondition,
+    InvalidArgument,
+    NotFound,
+    PluginError,
+    ResourceExhausted,
+    TemporecError,
+    allowed,
+)
+from temporec.model import EventBatch
+from temporec.plugins import Registry
+from temporec.types import Event, Limits, Query, Recommendation, ScoredItem
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class ComponentInfo:
+    kind: str
+    name: str
+    plugin: str
+    description: str
+    details: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class ModelInfo:
+    domain: str
+    head: str
+    encoder: str
+    version: str
+    path: str
+    data_name: str
+    data_fingerprint: str
+    metrics: dict[str, float]
+    items: int
+    created: str
+
+
+@dataclass
+class Components:
+    encoders: list[ComponentInfo]
+    heads: list[ComponentInfo]
+    domains: list[ComponentInfo]
+    models: list[ModelInfo]
+
+
+def resolve_device(device: str) -> torch.device:
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)
+
+
+def plugin_call(what: str, fn: Callable, *args: Any) -> Any:
+    """Run plugin code; anything it raises besides a TemporecError becomes a PluginError."""
+    try:
+        return fn(*args)
+    except TemporecError:
+        raise
+    except Exception as exc:
+        log.exception("plugin failure in %s", what)
+        raise PluginError(f"{what} failed: {type(exc).__name__}: {exc}") from exc
+
+
+@dataclass
+class _Prepared:
+    """A validated query, mapped onto one model's catalog."""
+
+    query: Query
+    items: list[int]
+    actions: list[int]
+    timestamps: list[float]
+    texts: list[torch.Tensor | None] | None
+    allowed: torch.Tensor  # (n_items,) bool
+    rules: list[str]
+    timings_ms: dict[str, float]
+
+
+class _ServingModel:
+    """A loaded model with its precomputed item vectors and its request coalescer."""
+
+    def __init__(self, loaded: LoadedModel, device: torch.device):
+        self.loaded = loaded
+        self.device = device
+        self.model = loaded.model.to(device).eval()
+        with torch.inference_mode():
+            self.item_vectors = self.model.item_vectors()
+        self.popularity = loaded.popularity.to(device)
+        self._queue: asyncio.Queue | None = None
+        self._worker: asyncio.Task | None = None
+
+    async def rank(self, prepared: _Prepared) -> tuple[list[int], list[float]]:
+        loop = asyncio.get_running_loop()
+        if self._worker is None or self._worker.done() or self._worker.get_loop() is not loop:
+            self._queue = asyncio.Queue()
+            self._worker = asyncio.create_task(self._serve_batches())
+        future = loop.create_future()
+        self._queue.put_nowait((prepared, future))
+        return await future
+
+    async def _serve_batches(self) -> None:
+        while True:
+            batch = [await self._queue.get()]
+            while not self._queue.empty():
+                batch.append(self._queue.get_nowait())
+            batch = [(p, f) for p, f in batch if not f.cancelled()]
+            if not batch:
+                continue
+            try:
+                results = await asyncio.to_thread(self._rank_batch, [p for p, _ in batch])
+            except Exception as exc:
+                results = [exc] * len(batch)
+            for (_, future), result in zip(batch, results):
+                if future.done():
+                    continue
+                if isinstance(result, Exception):
+                    future.set_exception(result)
+                else:
+                    future.set_result(result)
+
+    def _rank_batch(self, batch: list[_Prepared]) -> list[tuple[list[int], list[float]]]:
+        started = time.perf_counter()
+        with torch.inference_mode():
+            events = EventBatch.from_histories(
+                [p.items for p in batch],
+                [p.actions for p in batch],
+                [p.timestamps for p in batch],
+                self.model.head.max_len,
+                [p.texts or [] for p in batch] if any(p.texts for p in batch) else None,
+            ).to(self.device)
+            head = self.loaded.manifest.head
+            states = plugin_call(f"head {head!r}", self.model.user_states, events)
+            if states.shape != (len(batch), self.item_vectors.shape[1]) or not torch.isfinite(states).all():
+                raise PluginError(f"head {head!r} returned unusable states (shape {tuple(states.shape)} or non-finite values)")
+            head_done = time.perf_counter()
+            scores = states @ self.item_vectors.T
+            results = self._top_k(scores, batch)
+        scored = time.perf_counter()
+        for p in batch:
+            p.timings_ms["head"] = (head_done - started) * 1000
+            p.timings_ms["score"] = (scored - head_done) * 1000
+        return results
+
+    def cold_start(self, prepared: _Prepared) -> tuple[list[int], list[float]]:
+        """Popularity ranking for an empty history."""
+        started = time.perf_counter()
+        result = self._top_k(self.popularity.unsqueeze(0), [prepared])[0]
+        prepared.timings_ms["score"] = (time.perf_counter() - started) * 1000
+        return result
+
+    def _top_k(self, scores: torch.Tensor, batch: list[_Prepared]) -> list[tuple[list[int], list[float]]]:
+        allowed_rows = torch.stack([p.allowed for p in batch]).to(scores.device)
+        scores = scores.float().masked_fill(~allowed_rows, float("-inf"))
+        k = min(max(p.query.k for p in batch), scores.shape[1])
+        values, indices = scores.topk(k, dim=1)
+        results = []
+        for p, row_values, row_indices in zip(batch, values.tolist(), indices.tolist()):
+            keep = [i for i, v in enumerate(row_values[: p.query.k]) if v != float("-inf")]
+            results.append(([row_indices[i] for i in keep], [row_values[i] for i in keep]))
+        return results
+
+
+class RecommenderService:
+    def __init__(
+        self,
+        registry: Registry,
+        models_dir: str | Path | None,
+        encoder_options: dict[str, dict] | None = None,
+        default_encoder: str = "local",
+        limits: Limits | None = None,
+        device: str = "auto",
+    ):
+        self.registry = registry
+        self.models_dir = Path(models_dir) if models_dir else None
+        self.encoder_options = encoder_options or {}
+        self.default_encoder = default_encoder
+        self.limits = limits or Limits()
+        self.device = resolve_device(device)
+        self.domains = {name: cls() for name, cls in registry.domains.items()}
+        self.models: dict[tuple[str, str, str], _ServingModel] = {}
+        self._encoders: dict[str, Any] = {}
+        self._encoder_lock = asyncio.Lock()
+        self._ready = False
+
+    # -- life cycle ---------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Load every artifact under models_dir; the newest version wins per key.
+        An artifact that fails to load is logged and skipped."""
+        loaded = await asyncio.to_thread(self._load_models)
+        self.models = {key: _ServingModel(model, self.device) for key, model in loaded.items()}
+        self._ready = True
+        log.info("loaded %d model(s) on %s", len(self.models), self.device)
+
+    def _load_models(self) -> dict[tuple[str, str, str], LoadedModel]:
+        newest: dict[tuple[str, str, str], LoadedModel] = {}
+        for path in find_artifacts(self.models_dir) if self.models_dir else []:
+            try:
+                model = load_model(path, self.registry.heads)
+            except Exception as exc:
+                log.error("skipping model %s: %s", path, exc)
+                continue
+            key = model.manifest.key
+            if key[0] not in self.domains:
+                log.error("skipping model %s: domain %r is not installed", path, key[0])
+            elif key not in newest or model.version > newest[key].version:
+                newest[key] = model
+        return newest
+
+    def ready(self) -> bool:
+        return self._ready
+
+    async def close(self) -> None:
+        self._ready = False
+        for serving in self.models.values():
+            if serving._worker:
+                serving._worker.cancel()
+        for encoder in self._encoders.values():
+            plugin_call(f"encoder {encoder.name!r} close", encoder.close)
+
+    # -- recommend ----------------------------------------------------------------
+
+    async def recommend(self, query: Query, timeout: float | None = None) -> Recommendation:
+        """Answer one query; ``timeout`` is the caller's remaining deadline in seconds."""
+        return await asyncio.wait_for(self._recommend(query), timeout) if timeout else await self._recommend(query)
+
+    async def _recommend(self, query: Query) -> Recommendation:
+        serving = self._choose_model(query)
+        prepared = await self._prepare(query, serving)
+        cold = not prepared.items
+        if cold:
+            indices, scores = serving.cold_start(prepared)
+        else:
+            indices, scores = await serving.rank(prepared)
+        catalog = serving.loaded.catalog
+        manifest = serving.loaded.manifest
+        return Recommendation(
+            items=[ScoredItem(catalog.item_ids[i], s, catalog.texts[i]) for i, s in zip(indices, scores)],
+            domain=manifest.domain,
+            head="popularity" if cold else manifest.head,
+            encoder=manifest.encoder,
+            model_version=manifest.version,
+            cold_start=cold,
+            candidate_source="request" if query.candidates else "catalog",
+            rules_applied=prepared.rules,
+            timings_ms=prepared.timings_ms,
+        )
+
+    def _choose_model(self, query: Query) -> _ServingModel:
+        if query.domain not in self.domains:
+            raise NotFound(f"domain: unknown domain {query.domain!r}; known domains: {allowed(self.domains)}")
+        if query.head and query.head not in self.registry.heads:
+            raise NotFound(f"head: unknown head {query.head!r}; installed heads: {allowed(self.registry.heads)}")
+        if query.encoder and query.encoder not in self.registry.encoders:
+            raise NotFound(f"encoder: unknown encoder {query.encoder!r}; installed: {allowed(self.registry.encoders)}")
+        candidates = [
+            (key, serving)
+            for key, serving in self.models.items()
+            if key[0] == query.domain and (not query.encoder or key[2] == query.encoder)
+        ]
+        head = query.head or self.domains[query.domain].default_head
+        matching = [serving for key, serving in candidates if key[1] == head]
+        if not matching and not query.head and candidates:
+            matching = [serving for _, serving in candidates]  # the domain's default head has no model
+        if not matching:
+            loaded = [f"{h} ({e})" for (d, h, e) in self.models if d == query.domain]
+            raise NotFound(
+                f"head: no model is loaded for domain {query.domain!r} with head {head!r}"
+                + (f" and encoder {query.encoder!r}" if query.encoder else "")
+                + f"; loaded for this domain: {', '.join(loaded) or '(none)'}"
+            )
+        return max(matching, key=lambda serving: serving.loaded.version)
+
+    def _check_limits(self, query: Query) -> None:
+        limits = self.limits
+        if not 1 <= query.k <= limits.max_k:
+            raise InvalidArgument(f"k: must be between 1 and {limits.max_k}, got {query.k}")
+        if len(query.history) > limits.max_history:
+            raise InvalidArgument(f"history: at most {limits.max_history} events, got {len(query.history)}")
+        if len(query.candidates) > limits.max_candidates:
+            raise InvalidArgument(
+                f"candidate_item_ids: at most {limits.max_candidates} candidates, got {len(query.candidates)}"
+            )
+
+    async def _prepare(self, query: Query, serving: _ServingModel) -> _Prepared:
+        self._check_limits(query)
+        started = time.perf_counter()
+        loaded = serving.loaded
+        catalog, actions = loaded.catalog, loaded.manifest.actions
+        items, action_ids, timestamps, outside = [], [], [], {}
+        previous_time = 0.0
+        for i, event in enumerate(query.history):
+            self._check_event(i, event, actions, previous_time)
+            previous_time = event.timestamp or previous_time
+            index = catalog.index.get(event.item_id, -1) if event.item_id else -1
+            if index < 0:
+                if not event.text:
+                    raise NotFound(
+                        f"history[{i}].item_id: {event.item_id!r} is not in the catalog of domain "
+                        f"{query.domain!r}; send the item's text in history[{i}].text to use it"
+                    )
+                outside[i] = event.text
+            items.append(index)
+            action_ids.append(actions.index(event.action) if event.action else 0)
+            timestamps.append(event.timestamp)
+        texts = await self._outside_texts(outside, len(items), loaded) if outside else None
+        encoded = time.perf_counter()
+        allowed_items, rules = self._allowed(query, [i for i in items if i >= 0], serving)
+        timings = {"encode": (encoded - started) * 1000, "rules": (time.perf_counter() - encoded) * 1000}
+        return _Prepared(query, items, action_ids, timestamps, texts, allowed_items, rules, timings)
+
+    def _check_event(self, i: int, event: Event, actions: list[str], previous_time: float) -> None:
+        if not event.item_id and not event.text:
+            raise InvalidArgument(f"history[{i}]: an event needs an item_id, a text, or both")
+        if len(event.item_id) > self.limits.max_item_id_chars:
+            raise InvalidArgument(f"history[{i}].item_id: longer than {self.limits.max_item_id_chars} characters")
+        if len(event.text) > self.limits.max_text_chars:
+            raise InvalidArgument(f"history[{i}].text: longer than {self.limits.max_text_chars} characters")
+        if event.action and event.action not in actions:
+            raise InvalidArgument(f"history[{i}].action: {event.action!r} is not allowed; allowed: {allowed(actions)}")
+        if event.timestamp < 0:
+            raise InvalidArgument(f"history[{i}].timestamp: must not be negative")
+        if event.timestamp and event.timestamp < previous_time:
+            raise InvalidArgument(f"history[{i}].timestamp: earlier than the event before it; send the history oldest first")
+
+    async def _outside_texts(self, outside: dict[int, str], length: int, loaded: LoadedModel) -> list:
+        """Embed the texts of events whose items the catalog lacks, with the model's encoder."""
+        manifest = loaded.manifest
+        if not manifest.use_text:
+            raise FailedPrecondition(
+                f"history: items outside the catalog need a text-based model; {manifest.head!r} for "
+                f"{manifest.domain!r} was trained on item ids only"
+            )
+        encoder = await self._encoder(manifest.encoder)
+        if encoder.model_id != manifest.encoder_model_id:
+            raise FailedPrecondition(
+                f"encoder {manifest.encoder!r} is configured with {encoder.model_id!r}, but the model was "
+                f"trained on {manifest.encoder_model_id!r} embeddings"
+            )
+        vectors = await self._encode_with(encoder, list(outside.values()))
+        texts: list[torch.Tensor | None] = [None] * length
+        for position, vector in zip(outside, vectors):
+            texts[position] = vector
+        return texts
+
+    def _allowed(self, query: Query, history: list[int], serving: _ServingModel) -> tuple[torch.Tensor, list[str]]:
+        catalog = serving.loaded.catalog
+        if query.candidates:
+            unknown = [c for c in query.candidates if c not in catalog.index]
+            if unknown:
+                raise NotFound(f"candidate_item_ids: not in the catalog of domain {query.domain!r}: {unknown[:5]}")
+            allowed_items = torch.zeros(len(catalog), dtype=torch.bool)
+            allowed_items[[catalog.index[c] for c in query.candidates]] = True
+        else:
+            allowed_items = torch.ones(len(catalog), dtype=torch.bool)
+        domain = self.domains[query.domain]
+        rules = plugin_call(f"domain {query.domain!r} rules", domain.apply_rules, query, history, catalog, allowed_items)
+        return allowed_items, list(rules)
+
+    # -- encode -------------------------------------------------------------------
+
+    async def encode(self, texts: list[str], encoder: str = "", timeout: float | None = None) -> tuple[str, torch.Tensor]:
+        name = encoder or self.default_encoder
+        if not texts:
+            raise InvalidArgument("texts: send at least one text")
+        if len(texts) > self.limits.max_encode_texts:
+            raise InvalidArgument(f"texts: at most {self.limits.max_encode_texts} texts, got {len(texts)}")
+        for i, text in enumerate(texts):
+            if len(text) > self.limits.max_text_chars:
+                raise InvalidArgument(f"texts[{i}]: longer than {self.limits.max_text_chars} characters")
+        instance = await self._encoder(name)
+        work = self._encode_with(instance, texts, timeout)
+        return name, await (asyncio.wait_for(work, timeout) if timeout else work)
+
+    async def _encode_with(self, encoder, texts: list[str], timeout: float | None = None) -> torch.Tensor:
+        try:
+            vectors = await encoder.aencode(texts, timeout)
+        except (TemporecError, asyncio.TimeoutError, asyncio.CancelledError):
+            raise
+        except Exception as exc:
+            log.exception("encoder %s failed", encoder.name)
+            raise PluginError(f"encoder {encoder.name!r} failed: {type(exc).__name__}: {exc}") from exc
+        if tuple(vectors.shape) != (len(texts), encoder.dim) or not torch.isfinite(vectors).all():
+            raise PluginError(f"encoder {encoder.name!r} returned unusable vectors of shape {tuple(vectors.shape)}")
+        return vectors
+
+    async def _encoder(self, name: str):
+        """The encoder instance for ``name``, created on first use (loading can take seconds)."""
+        if name not in self.registry.encoders:
+            raise NotFound(f"encoder: unknown encoder {name!r}; installed: {allowed(self.registry.encoders)}")
+        async with self._encoder_lock:
+            if name not in self._encoders:
+                cls, options = self.registry.encoders[name], self.encoder_options.get(name, {})
+                start = lambda: cls(**options)  # noqa: E731
+                self._encoders[name] = await asyncio.to_thread(plugin_call, f"encoder {name!r} start", start)
+            return self._encoders[name]
+
+    # -- discovery ----------------------------------------------------------------
+
+    def components(self) -> Components:
+        def infos(kind: str) -> list[ComponentInfo]:
+            owners = {name: p.name for p in self.registry.plugins for name in p.registered[kind]}
+            result = []
+            for name, cls in sorted(self.registry.kind(kind).items()):
+                description = (cls.__doc__ or "").strip().split("\n")[0]
+                result.append(ComponentInfo(kind[:-1], name, owners.get(name, ""), description, self._details(kind, name, cls)))
+            return result
+
+        models = [
+            ModelInfo(
+                m.domain, m.head, m.encoder, m.version, str(s.loaded.path), m.data_name,
+                m.data_fingerprint, dict(m.metrics), len(s.loaded.catalog), m.created,
+            )
+            for s in self.models.values()
+            for m in [s.loaded.manifest]
+        ]
+        return Components(infos("encoders"), infos("heads"), infos("domains"), models)
+
+    def _details(self, kind: str, name: str, cls) -> dict[str, str]:
+        if kind == "heads":
+            return {f"option.{k}": str(v) for k, v in cls.options.items()}
+        if kind == "domains":
+            return {"actions": ",".join(cls.actions), "default_head": cls.default_head}
+        if name in self._encoders:
+            return dict(self._encoders[name].describe())
+        return {f"option.{k}": str(v) for k, v in self.encoder_options.get(name, {}).items()}
