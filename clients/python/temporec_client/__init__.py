@@ -1,0 +1,32 @@
+"""Python client for the temporec gRPC recommendation server.
+
+    from temporec_client import TemporecClient, Event
+
+    with TemporecClient("localhost:50051") as client:
+        result = client.recommend("video", history=[Event("v1", "watch")], k=5)
+        print(result.item_ids)
+"""
+
+from temporec_client.client import (
+    Component,
+    Components,
+    Embeddings,
+    Event,
+    Model,
+    Recommendation,
+    RecommendedItem,
+    TemporecClient,
+    TemporecError,
+)
+
+__all__ = [
+    "Component",
+    "Components",
+    "Embeddings",
+    "Event",
+    "Model",
+    "Recommendation",
+    "RecommendedItem",
+    "TemporecClient",
+    "TemporecError",
+]

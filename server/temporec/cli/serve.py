@@ -1,0 +1,99 @@
+"""``temporec serve``: run the gRPC server."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+
+from temporec.config import CONFIG_FILE_VARIABLE, ENVIRONMENT, ServerConfig, load_config
+
+EPILOG = """\
+Settings come from, in increasing order of precedence: built-in defaults, the TOML
+file (--config, or the file named by ${config_variable}), environment variables,
+and the flags above.
+
+Environment variables:
+{variables}
+  TEMPOREC_PLUGINS, TEMPOREC_BLOCK_PLUGINS  which plugins load (comma-separated names)
+
+The TOML file takes the same settings as keys, [encoders.NAME] tables of encoder
+options and a [limits] table; unknown keys are errors, and relative paths are
+relative to the file:
+  port = 50051
+  models_dir = "models"
+  device = "cuda"
+  [encoders.local]
+  batch_size = 32
+  [limits]
+  max_k = 100
+
+When the models are loaded the server prints one line to stdout:
+  temporec serving on HOST:PORT (N models)
+and its gRPC health (grpc.health.v1) turns SERVING. SIGTERM or Ctrl-C stop it;
+in-flight calls get grace_seconds to finish.
+
+Example:
+  temporec serve --port 50051 --models models/
+  TEMPOREC_DEVICE=cuda temporec serve --config temporec.toml --port 0
+"""
+
+
+def add_parser(subparsers) -> None:
+    defaults = ServerConfig()
+    variables = "\n".join(
+        f"  {variable:<30} {section + '.' if section else ''}{name}" for variable, (section, name) in ENVIRONMENT.items()
+    )
+    parser = subparsers.add_parser(
+        "serve",
+        help="run the gRPC recommendation server",
+        description="Serve the trained models in a directory over gRPC (temporec.v1.Recommender).",
+        epilog=EPILOG.format(config_variable=CONFIG_FILE_VARIABLE, variables=variables),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--config", metavar="FILE", help="TOML configuration file")
+    parser.add_argument("--host", help=f"address to listen on (default {defaults.host})")
+    parser.add_argument("--port", type=int, help=f"port to listen on; 0 picks a free one (default {defaults.port})")
+    parser.add_argument(
+        "--models", dest="models_dir", metavar="DIR",
+        help=f"directory of trained model artifacts (default {defaults.models_dir})",
+    )
+    parser.add_argument(
+        "--encoder", dest="default_encoder", metavar="NAME",
+        help=f"encoder for Encode calls that name none (default {defaults.default_encoder})",
+    )
+    parser.add_argument("--device", help=f"torch device: auto, cpu, cuda, cuda:N (default {defaults.device})")
+    parser.add_argument(
+        "--max-message-bytes", type=int, metavar="N",
+        help=f"largest request accepted (default {defaults.max_message_bytes})",
+    )
+    parser.add_argument(
+        "--grace-seconds", type=float, metavar="S",
+        help=f"time in-flight calls get to finish at shutdown (default {defaults.grace_seconds:g})",
+    )
+    parser.add_argument("--log-level", choices=("debug", "info", "warning", "error"), help="default info")
+    parser.set_defaults(run=run)
+
+
+OVERRIDES = ("host", "port", "models_dir", "default_encoder", "device", "max_message_bytes", "grace_seconds", "log_level")
+
+
+def config_from_args(args: argparse.Namespace, env=None) -> ServerConfig:
+    """The configuration for parsed ``serve`` arguments: file < environment < flags."""
+    env = os.environ if env is None else env
+    return load_config(args.config, env, {name: getattr(args, name) for name in OVERRIDES})
+
+
+def run(args: argparse.Namespace) -> int:
+    from temporec.grpc.server import serve  # the gRPC stack loads only when serving
+
+    config = config_from_args(args)
+    if not getattr(args, "verbose", False):
+        logging.getLogger().setLevel(config.log_level.upper())
+
+    def announce(server) -> None:
+        print(f"temporec serving on {server.address} ({len(server.service.models)} models)", flush=True)
+
+    asyncio.run(serve(config, on_ready=announce))
+    return 0

@@ -1,0 +1,155 @@
+"""The grpc.aio server: a thin translation layer over ``RecommenderService``.
+
+Besides ``temporec.v1.Recommender`` it serves the standard ``grpc.health.v1.Health``
+(NOT_SERVING while models load and during shutdown, SERVING in between) and server
+reflection, so that grpcurl, grpc_health_probe and Kubernetes probes work unchanged.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from typing import Callable
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+from temporec.config import ServerConfig
+from temporec.errors import FailedPrecondition, Unavailable
+from temporec.grpc import translate
+from temporec.grpc.status import grpc_errors
+from temporec.plugins import Registry, load_registry
+from temporec.service import RecommenderService
+from temporec.v1 import recommender_pb2, recommender_pb2_grpc
+
+log = logging.getLogger(__name__)
+
+SERVICE_NAME = recommender_pb2.DESCRIPTOR.services_by_name["Recommender"].full_name
+SERVING = health_pb2.HealthCheckResponse.SERVING
+NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
+
+
+class RecommenderServicer(recommender_pb2_grpc.RecommenderServicer):
+    """Translates each call to the service; the call's deadline becomes its timeout."""
+
+    def __init__(self, service: RecommenderService):
+        self.service = service
+
+    @grpc_errors
+    async def Recommend(self, request, context):
+        if not self.service.ready():
+            raise Unavailable("the server is still loading its models; retry when its health is SERVING")
+        query = translate.query_from_proto(request)
+        recommendation = await self.service.recommend(query, timeout=context.time_remaining())
+        return translate.recommendation_to_proto(recommendation)
+
+    @grpc_errors
+    async def ListComponents(self, request, context):
+        return translate.components_to_proto(self.service.components())
+
+    @grpc_errors
+    async def Encode(self, request, context):
+        encoder, vectors = await self.service.encode(
+            list(request.texts), request.encoder, timeout=context.time_remaining()
+        )
+        return translate.embeddings_to_proto(encoder, vectors)
+
+
+def build_server(
+    service: RecommenderService, config: ServerConfig, health_servicer: health.aio.HealthServicer
+) -> grpc.aio.Server:
+    """A grpc.aio server with the Recommender, health and reflection services (no port yet)."""
+    server = grpc.aio.server(
+        options=[
+            # Larger requests are refused by gRPC itself with RESOURCE_EXHAUSTED.
+            ("grpc.max_receive_message_length", config.max_message_bytes),
+            # A second server on a taken port must fail, not silently share the traffic.
+            ("grpc.so_reuseport", 0),
+        ]
+    )
+    recommender_pb2_grpc.add_RecommenderServicer_to_server(RecommenderServicer(service), server)
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    reflection.enable_server_reflection((SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), server)
+    return server
+
+
+def listen_address(host: str, port: int) -> str:
+    return f"[{host}]:{port}" if ":" in host and not host.startswith("[") else f"{host}:{port}"
+
+
+class TemporecServer:
+    """One RecommenderService served over gRPC, with its health status kept current."""
+
+    def __init__(self, service: RecommenderService, config: ServerConfig):
+        self.service = service
+        self.config = config
+        self.health = health.aio.HealthServicer()
+        self.server = build_server(service, config, self.health)
+        address = listen_address(config.host, config.port)
+        try:
+            self.port = self.server.add_insecure_port(address)
+        except RuntimeError as exc:
+            raise FailedPrecondition(f"cannot listen on {address}: {exc} (is the port in use?)") from exc
+
+    @property
+    def address(self) -> str:
+        """host:port with the port actually bound (port 0 in the config picks a free one)."""
+        return listen_address(self.config.host, self.port)
+
+    async def start(self) -> None:
+        """Listen (health NOT_SERVING), load the models, then report SERVING."""
+        await self._set_health(NOT_SERVING)
+        await self.server.start()
+        await self.service.start()
+        await self._set_health(SERVING)
+
+    async def stop(self, grace: float | None = None) -> None:
+        """Report NOT_SERVING, let in-flight calls finish for ``grace`` seconds, close."""
+        grace = self.config.grace_seconds if grace is None else grace
+        await self.health.enter_graceful_shutdown()
+        await self.server.stop(grace)
+        await self.service.close()
+
+    async def _set_health(self, status) -> None:
+        for name in ("", SERVICE_NAME):  # "" is the whole server
+            await self.health.set(name, status)
+
+
+def build_service(config: ServerConfig, registry: Registry | None = None) -> RecommenderService:
+    """The service a configuration describes; ``registry`` defaults to the installed plugins."""
+    return RecommenderService(
+        registry if registry is not None else load_registry(),
+        config.models_dir,
+        encoder_options=config.encoders,
+        default_encoder=config.default_encoder,
+        limits=config.limits,
+        device=config.device,
+    )
+
+
+async def serve(
+    config: ServerConfig,
+    registry: Registry | None = None,
+    on_ready: Callable[[TemporecServer], None] | None = None,
+) -> None:
+    """Serve until SIGTERM or SIGINT, then shut down gracefully. ``registry`` defaults to
+    the installed plugins; ``on_ready`` is called once the models are loaded. Signal
+    handlers need the main thread; elsewhere use ``TemporecServer`` directly."""
+    server = TemporecServer(build_service(config, registry), config)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        await server.start()
+        log.info("serving %s on %s", SERVICE_NAME, server.address)
+        if on_ready:
+            on_ready(server)
+        await stop.wait()
+    finally:
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.remove_signal_handler(sig)  # a second Ctrl-C interrupts the grace period
+        log.info("shutting down: in-flight calls have %ss to finish", config.grace_seconds)
+        await server.stop()

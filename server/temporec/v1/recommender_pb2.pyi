@@ -1,0 +1,167 @@
+from google.protobuf.internal import containers as _containers
+from google.protobuf import descriptor as _descriptor
+from google.protobuf import message as _message
+from collections.abc import Iterable as _Iterable, Mapping as _Mapping
+from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
+
+DESCRIPTOR: _descriptor.FileDescriptor
+
+class Event(_message.Message):
+    __slots__ = ("item_id", "action", "timestamp_ms", "text")
+    ITEM_ID_FIELD_NUMBER: _ClassVar[int]
+    ACTION_FIELD_NUMBER: _ClassVar[int]
+    TIMESTAMP_MS_FIELD_NUMBER: _ClassVar[int]
+    TEXT_FIELD_NUMBER: _ClassVar[int]
+    item_id: str
+    action: str
+    timestamp_ms: int
+    text: str
+    def __init__(self, item_id: _Optional[str] = ..., action: _Optional[str] = ..., timestamp_ms: _Optional[int] = ..., text: _Optional[str] = ...) -> None: ...
+
+class RecommendRequest(_message.Message):
+    __slots__ = ("domain", "head", "encoder", "user_id", "history", "candidate_item_ids", "k", "allow_repeats")
+    DOMAIN_FIELD_NUMBER: _ClassVar[int]
+    HEAD_FIELD_NUMBER: _ClassVar[int]
+    ENCODER_FIELD_NUMBER: _ClassVar[int]
+    USER_ID_FIELD_NUMBER: _ClassVar[int]
+    HISTORY_FIELD_NUMBER: _ClassVar[int]
+    CANDIDATE_ITEM_IDS_FIELD_NUMBER: _ClassVar[int]
+    K_FIELD_NUMBER: _ClassVar[int]
+    ALLOW_REPEATS_FIELD_NUMBER: _ClassVar[int]
+    domain: str
+    head: str
+    encoder: str
+    user_id: str
+    history: _containers.RepeatedCompositeFieldContainer[Event]
+    candidate_item_ids: _containers.RepeatedScalarFieldContainer[str]
+    k: int
+    allow_repeats: bool
+    def __init__(self, domain: _Optional[str] = ..., head: _Optional[str] = ..., encoder: _Optional[str] = ..., user_id: _Optional[str] = ..., history: _Optional[_Iterable[_Union[Event, _Mapping]]] = ..., candidate_item_ids: _Optional[_Iterable[str]] = ..., k: _Optional[int] = ..., allow_repeats: _Optional[bool] = ...) -> None: ...
+
+class RecommendedItem(_message.Message):
+    __slots__ = ("item_id", "score", "text")
+    ITEM_ID_FIELD_NUMBER: _ClassVar[int]
+    SCORE_FIELD_NUMBER: _ClassVar[int]
+    TEXT_FIELD_NUMBER: _ClassVar[int]
+    item_id: str
+    score: float
+    text: str
+    def __init__(self, item_id: _Optional[str] = ..., score: _Optional[float] = ..., text: _Optional[str] = ...) -> None: ...
+
+class StageTiming(_message.Message):
+    __slots__ = ("stage", "milliseconds")
+    STAGE_FIELD_NUMBER: _ClassVar[int]
+    MILLISECONDS_FIELD_NUMBER: _ClassVar[int]
+    stage: str
+    milliseconds: float
+    def __init__(self, stage: _Optional[str] = ..., milliseconds: _Optional[float] = ...) -> None: ...
+
+class RecommendResponse(_message.Message):
+    __slots__ = ("items", "domain", "head", "encoder", "model_version", "cold_start", "candidate_source", "rules_applied", "timings")
+    ITEMS_FIELD_NUMBER: _ClassVar[int]
+    DOMAIN_FIELD_NUMBER: _ClassVar[int]
+    HEAD_FIELD_NUMBER: _ClassVar[int]
+    ENCODER_FIELD_NUMBER: _ClassVar[int]
+    MODEL_VERSION_FIELD_NUMBER: _ClassVar[int]
+    COLD_START_FIELD_NUMBER: _ClassVar[int]
+    CANDIDATE_SOURCE_FIELD_NUMBER: _ClassVar[int]
+    RULES_APPLIED_FIELD_NUMBER: _ClassVar[int]
+    TIMINGS_FIELD_NUMBER: _ClassVar[int]
+    items: _containers.RepeatedCompositeFieldContainer[RecommendedItem]
+    domain: str
+    head: str
+    encoder: str
+    model_version: str
+    cold_start: bool
+    candidate_source: str
+    rules_applied: _containers.RepeatedScalarFieldContainer[str]
+    timings: _containers.RepeatedCompositeFieldContainer[StageTiming]
+    def __init__(self, items: _Optional[_Iterable[_Union[RecommendedItem, _Mapping]]] = ..., domain: _Optional[str] = ..., head: _Optional[str] = ..., encoder: _Optional[str] = ..., model_version: _Optional[str] = ..., cold_start: _Optional[bool] = ..., candidate_source: _Optional[str] = ..., rules_applied: _Optional[_Iterable[str]] = ..., timings: _Optional[_Iterable[_Union[StageTiming, _Mapping]]] = ...) -> None: ...
+
+class ListComponentsRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class Component(_message.Message):
+    __slots__ = ("name", "plugin", "description", "details")
+    class DetailsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    PLUGIN_FIELD_NUMBER: _ClassVar[int]
+    DESCRIPTION_FIELD_NUMBER: _ClassVar[int]
+    DETAILS_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    plugin: str
+    description: str
+    details: _containers.ScalarMap[str, str]
+    def __init__(self, name: _Optional[str] = ..., plugin: _Optional[str] = ..., description: _Optional[str] = ..., details: _Optional[_Mapping[str, str]] = ...) -> None: ...
+
+class Model(_message.Message):
+    __slots__ = ("domain", "head", "encoder", "version", "data_name", "data_fingerprint", "metrics", "items", "created")
+    class MetricsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: float
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[float] = ...) -> None: ...
+    DOMAIN_FIELD_NUMBER: _ClassVar[int]
+    HEAD_FIELD_NUMBER: _ClassVar[int]
+    ENCODER_FIELD_NUMBER: _ClassVar[int]
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    DATA_NAME_FIELD_NUMBER: _ClassVar[int]
+    DATA_FINGERPRINT_FIELD_NUMBER: _ClassVar[int]
+    METRICS_FIELD_NUMBER: _ClassVar[int]
+    ITEMS_FIELD_NUMBER: _ClassVar[int]
+    CREATED_FIELD_NUMBER: _ClassVar[int]
+    domain: str
+    head: str
+    encoder: str
+    version: str
+    data_name: str
+    data_fingerprint: str
+    metrics: _containers.ScalarMap[str, float]
+    items: int
+    created: str
+    def __init__(self, domain: _Optional[str] = ..., head: _Optional[str] = ..., encoder: _Optional[str] = ..., version: _Optional[str] = ..., data_name: _Optional[str] = ..., data_fingerprint: _Optional[str] = ..., metrics: _Optional[_Mapping[str, float]] = ..., items: _Optional[int] = ..., created: _Optional[str] = ...) -> None: ...
+
+class ListComponentsResponse(_message.Message):
+    __slots__ = ("encoders", "heads", "domains", "models")
+    ENCODERS_FIELD_NUMBER: _ClassVar[int]
+    HEADS_FIELD_NUMBER: _ClassVar[int]
+    DOMAINS_FIELD_NUMBER: _ClassVar[int]
+    MODELS_FIELD_NUMBER: _ClassVar[int]
+    encoders: _containers.RepeatedCompositeFieldContainer[Component]
+    heads: _containers.RepeatedCompositeFieldContainer[Component]
+    domains: _containers.RepeatedCompositeFieldContainer[Component]
+    models: _containers.RepeatedCompositeFieldContainer[Model]
+    def __init__(self, encoders: _Optional[_Iterable[_Union[Component, _Mapping]]] = ..., heads: _Optional[_Iterable[_Union[Component, _Mapping]]] = ..., domains: _Optional[_Iterable[_Union[Component, _Mapping]]] = ..., models: _Optional[_Iterable[_Union[Model, _Mapping]]] = ...) -> None: ...
+
+class EncodeRequest(_message.Message):
+    __slots__ = ("texts", "encoder")
+    TEXTS_FIELD_NUMBER: _ClassVar[int]
+    ENCODER_FIELD_NUMBER: _ClassVar[int]
+    texts: _containers.RepeatedScalarFieldContainer[str]
+    encoder: str
+    def __init__(self, texts: _Optional[_Iterable[str]] = ..., encoder: _Optional[str] = ...) -> None: ...
+
+class Embedding(_message.Message):
+    __slots__ = ("values",)
+    VALUES_FIELD_NUMBER: _ClassVar[int]
+    values: _containers.RepeatedScalarFieldContainer[float]
+    def __init__(self, values: _Optional[_Iterable[float]] = ...) -> None: ...
+
+class EncodeResponse(_message.Message):
+    __slots__ = ("embeddings", "encoder", "dim")
+    EMBEDDINGS_FIELD_NUMBER: _ClassVar[int]
+    ENCODER_FIELD_NUMBER: _ClassVar[int]
+    DIM_FIELD_NUMBER: _ClassVar[int]
+    embeddings: _containers.RepeatedCompositeFieldContainer[Embedding]
+    encoder: str
+    dim: int
+    def __init__(self, embeddings: _Optional[_Iterable[_Union[Embedding, _Mapping]]] = ..., encoder: _Optional[str] = ..., dim: _Optional[int] = ...) -> None: ...

@@ -1,0 +1,200 @@
+"""Shared pytest fixtures. Each engineer's fixtures live in their own delimited block."""
+
+# ---- gRPC server fixtures (owner: gRPC/API) -------------------------------------------
+#
+# A tiny encoder/head/domain trio (registered in process, no entry points), an artifact
+# built from them, and a real gRPC server on 127.0.0.1 (free port) serving it from a
+# background thread. To serve real plugins and models instead, call
+#     start_grpc_server(load_registry(), trained_models_dir, default_encoder="local")
+
+import asyncio
+import contextlib
+import hashlib
+import threading
+from pathlib import Path
+
+import pytest
+import torch
+
+from temporec import Domain, Encoder, Head, HeadOutput, hookimpl
+from temporec.artifacts import Manifest, save_model
+from temporec.config import ServerConfig
+from temporec.model import SequenceRecommender
+from temporec.plugins import Registry, load_registry
+from temporec.types import Catalog, Dataset, Event
+
+TINY_ITEMS = 20
+#: An Encode call with this text blocks until the test sets the gate (deadline tests).
+TINY_WAIT_TEXT, TINY_FAIL_TEXT = "WAIT", "FAIL"
+tiny_encoder_gate = threading.Event()
+
+
+class TinyEncoder(Encoder):
+    """Deterministic hash vectors: equal texts, equal vectors; no model to load."""
+
+    name = "tiny-hash"
+    model_id = "tiny-hash-v1"
+    dim = 8
+
+    def encode(self, texts):
+        if TINY_FAIL_TEXT in texts:
+            raise RuntimeError("tiny encoder refuses to encode FAIL")
+        if TINY_WAIT_TEXT in texts:
+            tiny_encoder_gate.wait(timeout=30)
+        rows = [torch.tensor(list(hashlib.sha256(t.encode()).digest()[: self.dim]), dtype=torch.float) - 127.5 for t in texts]
+        return torch.nn.functional.normalize(torch.stack(rows), dim=1)
+
+
+class TinyMeanHead(Head):
+    """The running mean of the event vectors, projected: a causal head in a few lines."""
+
+    name = "tiny-mean"
+    options = {"scale": 1.0}
+
+    def __init__(self, dim, max_len, **options):
+        super().__init__(dim, max_len, **options)
+        self.proj = torch.nn.Linear(dim, dim)
+
+    def forward(self, events, mask):
+        counts = mask.cumsum(1).clamp(min=1).unsqueeze(-1)
+        return HeadOutput(self.proj(events.cumsum(1) / counts) * self.config["scale"])
+
+
+class TinyDomain(Domain):
+    """Twenty numbered videos; the user "explode" trips a broken business rule."""
+
+    name = "tiny"
+    actions = ("view", "like")
+    default_head = "tiny-mean"
+
+    def load_dataset(self, path):
+        return tiny_dataset()
+
+    def apply_rules(self, query, history, catalog, allowed):
+        if query.user_id == "explode":
+            raise RuntimeError("tiny rule exploded")
+        return super().apply_rules(query, history, catalog, allowed)
+
+
+class TinyPlugin:
+    @hookimpl
+    def register_encoders(self, register):
+        register(TinyEncoder)
+
+    @hookimpl
+    def register_heads(self, register):
+        register(TinyMeanHead)
+
+    @hookimpl
+    def register_domains(self, register):
+        register(TinyDomain)
+
+
+def tiny_dataset() -> Dataset:
+    catalog = Catalog([f"v{i}" for i in range(TINY_ITEMS)], [f"video number {i}" for i in range(TINY_ITEMS)])
+    sequences = {
+        f"u{u}": [Event(f"v{(u + t) % TINY_ITEMS}", "view", 1_700_000_000 + 60 * t) for t in range(5)] for u in range(8)
+    }
+    return Dataset("tiny", catalog, sequences)
+
+
+def build_tiny_artifact(root: Path, dim: int = 16) -> Path:
+    """Save an untrained tiny-mean model for the tiny domain under ``root``."""
+    torch.manual_seed(0)
+    data = tiny_dataset()
+    catalog = data.catalog
+    model = SequenceRecommender(TinyMeanHead(dim, 32), TinyEncoder().encode(catalog.texts), n_actions=len(TinyDomain.actions))
+    popularity = torch.zeros(len(catalog))
+    for events in data.sequences.values():
+        for event in events:
+            popularity[catalog.index[event.item_id]] += 1
+    manifest = Manifest(
+        domain="tiny", head="tiny-mean", encoder="tiny-hash", encoder_model_id=TinyEncoder.model_id,
+        dim=dim, max_len=32, actions=list(TinyDomain.actions), data_name=data.name,
+        data_fingerprint=data.fingerprint(), metrics={"recall@10": 0.5},
+    )
+    return save_model(root, manifest, model, catalog, popularity)
+
+
+class ServerThread:
+    """A TemporecServer on its own event loop in a background thread."""
+
+    def __init__(self, registry: Registry, config: ServerConfig):
+        self.registry, self.config = registry, config
+        self._started = threading.Event()
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=asyncio.run, args=(self._main(),), daemon=True)
+
+    @property
+    def target(self) -> str:
+        return f"127.0.0.1:{self.server.port}"
+
+    def __enter__(self) -> "ServerThread":
+        self._thread.start()
+        self._started.wait(timeout=120)
+        if self._error:
+            raise self._error
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.stop()
+
+    def stop(self, wait: bool = True) -> None:
+        """Shut the server down gracefully; ``wait``: until it has stopped."""
+        if self._thread.is_alive():
+            self._loop.call_soon_threadsafe(self._stop.set)
+            if wait:
+                self._thread.join(timeout=60)
+
+    async def _main(self) -> None:
+        from temporec.grpc.server import TemporecServer, build_service
+
+        try:
+            self.server = TemporecServer(build_service(self.config, self.registry), self.config)
+            self._loop, self._stop = asyncio.get_running_loop(), asyncio.Event()
+            await self.server.start()
+        except BaseException as exc:
+            self._error = exc
+            raise
+        finally:
+            self._started.set()
+        await self._stop.wait()
+        await self.server.stop()
+
+
+@pytest.fixture(scope="session")
+def tiny_registry() -> Registry:
+    """The tiny plugin alone: entry-point plugins are not loaded."""
+    return load_registry(extra_plugins={"tiny": TinyPlugin()}, env={"TEMPOREC_PLUGINS": ""})
+
+
+@pytest.fixture(scope="session")
+def tiny_models_dir(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("tiny-models")
+    build_tiny_artifact(root)
+    return root
+
+
+@pytest.fixture(scope="session")
+def start_grpc_server():
+    """``start_grpc_server(registry, models_dir, **config_fields)``: a context manager
+    that serves on 127.0.0.1 (a free port) and yields the ServerThread (``.target``)."""
+
+    @contextlib.contextmanager
+    def start(registry: Registry, models_dir: Path, **fields):
+        settings = {"default_encoder": "tiny-hash", "device": "cpu", "grace_seconds": 1.0, **fields}
+        config = ServerConfig(host="127.0.0.1", port=0, models_dir=str(models_dir), **settings)
+        with ServerThread(registry, config) as running:
+            yield running
+
+    return start
+
+
+@pytest.fixture(scope="module")
+def grpc_server(start_grpc_server, tiny_registry, tiny_models_dir):
+    """A server with the tiny model, shared by a test module."""
+    with start_grpc_server(tiny_registry, tiny_models_dir) as running:
+        yield running
+
+
+# ---- end of gRPC server fixtures ------------------------------------------------------

@@ -1,0 +1,120 @@
+"""Server configuration: defaults < TOML file < environment < command line."""
+
+import pytest
+
+from temporec.config import ConfigError, ServerConfig, load_config
+
+
+def write(tmp_path, text, name="temporec.toml"):
+    path = tmp_path / name
+    path.write_text(text)
+    return path
+
+
+def test_defaults_without_any_source():
+    config = load_config(env={})
+    assert config == ServerConfig()
+    assert config.port == 50051 and config.max_message_bytes == 4 * 1024 * 1024 and config.limits.max_k == 1000
+
+
+def test_toml_then_environment_then_command_line(tmp_path):
+    path = write(tmp_path, 'host = "10.0.0.1"\nport = 1111\ndevice = "cpu"\ngrace_seconds = 3\n')
+    env = {"TEMPOREC_PORT": "2222", "TEMPOREC_DEVICE": "cuda"}
+
+    from_file = load_config(path, env={})
+    assert (from_file.host, from_file.port, from_file.device, from_file.grace_seconds) == ("10.0.0.1", 1111, "cpu", 3.0)
+
+    from_env = load_config(path, env=env)
+    assert (from_env.host, from_env.port, from_env.device) == ("10.0.0.1", 2222, "cuda")
+
+    from_flags = load_config(path, env=env, overrides={"port": 3333, "device": None, "host": None})
+    assert (from_flags.host, from_flags.port, from_flags.device) == ("10.0.0.1", 3333, "cuda")
+
+
+def test_limits_and_encoder_tables(tmp_path):
+    path = write(tmp_path, "[limits]\nmax_k = 50\nmax_history = 64\n\n[encoders.local]\nbatch_size = 8\ndevice = \"cpu\"\n")
+    config = load_config(path, env={"TEMPOREC_MAX_K": "20"})
+    assert (config.limits.max_k, config.limits.max_history, config.limits.max_candidates) == (20, 64, 100_000)
+    assert config.encoders == {"local": {"batch_size": 8, "device": "cpu"}}
+
+
+def test_the_config_file_can_come_from_the_environment(tmp_path):
+    path = write(tmp_path, "port = 4444\n")
+    assert load_config(env={"TEMPOREC_CONFIG": str(path)}).port == 4444
+
+
+def test_relative_models_dir_is_relative_to_the_file(tmp_path):
+    (tmp_path / "etc").mkdir()
+    path = write(tmp_path / "etc", 'models_dir = "../models"\n')
+    assert load_config(path, env={}).models_dir == str(tmp_path / "etc" / "../models")
+    assert load_config(path, env={"TEMPOREC_MODELS_DIR": "here"}).models_dir == "here"
+
+
+def test_unknown_top_level_key_is_named_with_the_allowed_ones(tmp_path):
+    path = write(tmp_path, "prot = 1\n")
+    with pytest.raises(ConfigError) as caught:
+        load_config(path, env={})
+    message = str(caught.value)
+    assert str(path) in message and "'prot'" in message and "'port'" in message and "'limits'" in message
+
+
+def test_unknown_limit_is_named_with_the_allowed_ones(tmp_path):
+    path = write(tmp_path, "[limits]\nmax_kk = 3\n")
+    with pytest.raises(ConfigError, match=r"unknown key 'limits.max_kk'.*'limits.max_k'"):
+        load_config(path, env={})
+
+
+@pytest.mark.parametrize(
+    "text, words",
+    [
+        ('port = "abc"\n', "port: expected an integer, got 'abc'"),
+        ("port = true\n", "port: expected an integer"),
+        ("host = 5\n", "host: expected a string"),
+        ("limits = 5\n", "limits must be a table"),
+        ("[encoders]\nlocal = 1\n", "encoders.local must be a table"),
+        ("port = \n", "invalid TOML"),
+        ("port = 70000\n", "port: must be between 0 and 65535"),
+        ('log_level = "loud"\n', "'debug', 'error', 'info', 'warning'"),
+        ("[limits]\nmax_k = 0\n", "limits.max_k: must be positive"),
+    ],
+)
+def test_bad_values_in_the_file_are_named(tmp_path, text, words):
+    with pytest.raises(ConfigError) as caught:
+        load_config(write(tmp_path, text), env={})
+    assert words in str(caught.value)
+
+
+def test_bad_environment_values_name_the_variable():
+    with pytest.raises(ConfigError, match="TEMPOREC_MAX_MESSAGE_BYTES: max_message_bytes: expected an integer"):
+        load_config(env={"TEMPOREC_MAX_MESSAGE_BYTES": "4MB"})
+    with pytest.raises(ConfigError, match="TEMPOREC_MAX_K: limits.max_k"):
+        load_config(env={"TEMPOREC_MAX_K": "many"})
+
+
+def test_environment_numbers_are_converted():
+    config = load_config(env={"TEMPOREC_GRACE_SECONDS": "2.5", "TEMPOREC_PORT": " 0 ", "TEMPOREC_LOG_LEVEL": "DEBUG"})
+    assert (config.grace_seconds, config.port, config.log_level) == (2.5, 0, "debug")
+
+
+def test_a_missing_file_is_an_error(tmp_path):
+    with pytest.raises(ConfigError, match="cannot read it"):
+        load_config(tmp_path / "absent.toml", env={})
+
+
+def test_serve_flags_override_environment_and_file(tmp_path):
+    import argparse
+
+    from temporec.cli import serve
+
+    parser = argparse.ArgumentParser()
+    serve.add_parser(parser.add_subparsers())
+    path = write(tmp_path, 'port = 1111\nmodels_dir = "from-file"\ndefault_encoder = "remote"\n')
+    env = {"TEMPOREC_PORT": "2222", "TEMPOREC_MODELS_DIR": "from-env"}
+
+    args = parser.parse_args(["serve", "--config", str(path), "--port", "3333", "--device", "cpu"])
+    config = serve.config_from_args(args, env)
+    assert (config.port, config.models_dir, config.default_encoder, config.device) == (3333, "from-env", "remote", "cpu")
+
+    args = parser.parse_args(["serve", "--config", str(path), "--models", "from-flag", "--encoder", "local"])
+    config = serve.config_from_args(args, env)
+    assert (config.port, config.models_dir, config.default_encoder) == (2222, "from-flag", "local")
