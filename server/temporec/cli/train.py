@@ -1,0 +1,189 @@
+"""``temporec train``: train a head for a domain on a data set and save the model."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+from temporec.errors import InvalidArgument, NotFound, allowed
+from temporec.training.train import TrainConfig
+
+DEFAULTS = TrainConfig()
+
+DESCRIPTION = """\
+Train a temporal head on a domain's data set and save the model as an artifact.
+
+The domain reads the data (the video domain: MovieLens ratings.dat/movies.dat or
+u.data/u.item, a *.user_sequences.tsv with movies.dat beside it, RecBole .inter/.item,
+or events.csv|jsonl with items.csv|jsonl). The encoder embeds every item's text once
+(cached), the head learns next-item prediction on each user's history minus its last
+two events, early-stopping on the second-to-last (validation); the last is the test.
+"""
+
+EPILOG = """\
+The run prints validation and test HR@K, NDCG@K and MRR for the model and for the
+popularity baseline, then, on the last line, the artifact directory
+(<out>/<domain>-<head>-<version>). A checkpoint is written after every epoch under
+<out>/.checkpoints/: the same command, run again after an interruption, resumes.
+
+Examples:
+  temporec train --domain video --data ../shared/data/ml-1m --out models/
+  temporec train --domain video --head lstm --data ml-100k/ --epochs 30 --dim 128 \\
+      --head-option cell=gru --head-option layers=2
+  temporec train --domain video --data ml-100k/ml-100k.inter --no-ids --device cuda
+"""
+
+
+def add_parser(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "train",
+        help="train a model on a data set",
+        description=DESCRIPTION,
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    data = parser.add_argument_group("what to train")
+    data.add_argument("--data", required=True, metavar="PATH", help="data set file or directory")
+    data.add_argument("--domain", default="video", help="domain that reads the data (default video)")
+    data.add_argument("--head", default="", help="temporal head (default: the domain's default head)")
+    data.add_argument(
+        "--head-option",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="head option; VALUE is JSON or text (repeatable)",
+    )
+    data.add_argument("--out", default="models", metavar="DIR", help="where the artifact goes (default models/)")
+    encoder = parser.add_argument_group("text encoder")
+    encoder.add_argument("--encoder", default="local", help="registered encoder (default local)")
+    encoder.add_argument(
+        "--encoder-model",
+        default="",
+        metavar="MODEL",
+        help="the encoder's 'model' option (local: a model directory; default its bundled all-MiniLM-L6-v2)",
+    )
+    encoder.add_argument(
+        "--cache-dir",
+        default=None,
+        metavar="DIR",
+        help="embedding cache (default $TEMPOREC_CACHE_DIR or ~/.cache/temporec)",
+    )
+    model = parser.add_argument_group("model and optimisation")
+    model.add_argument("--dim", type=int, default=DEFAULTS.dim, help=f"model width (default {DEFAULTS.dim})")
+    model.add_argument(
+        "--max-len",
+        type=int,
+        default=DEFAULTS.max_len,
+        help=f"events of history the head reads (default {DEFAULTS.max_len})",
+    )
+    model.add_argument("--no-ids", action="store_true", help="represent items by their text alone (no id embeddings)")
+    model.add_argument("--no-text", action="store_true", help="represent items by id embeddings alone")
+    model.add_argument("--epochs", type=int, default=DEFAULTS.epochs, help=f"most epochs (default {DEFAULTS.epochs})")
+    model.add_argument(
+        "--patience",
+        type=int,
+        default=DEFAULTS.patience,
+        help=f"epochs without a better validation NDCG@10 before stopping (default {DEFAULTS.patience})",
+    )
+    model.add_argument(
+        "--batch-size", type=int, default=DEFAULTS.batch_size, help=f"windows per step (default {DEFAULTS.batch_size})"
+    )
+    model.add_argument("--lr", type=float, default=DEFAULTS.lr, help=f"AdamW learning rate (default {DEFAULTS.lr:g})")
+    model.add_argument(
+        "--weight-decay",
+        type=float,
+        default=DEFAULTS.weight_decay,
+        help=f"AdamW weight decay (default {DEFAULTS.weight_decay:g})",
+    )
+    model.add_argument(
+        "--dropout", type=float, default=DEFAULTS.dropout, help=f"event dropout (default {DEFAULTS.dropout:g})"
+    )
+    model.add_argument(
+        "--negatives",
+        type=int,
+        default=DEFAULTS.negatives,
+        help="sampled negatives per step; 0 = full softmax over the catalog (default)",
+    )
+    model.add_argument("--seed", type=int, default=DEFAULTS.seed, help=f"random seed (default {DEFAULTS.seed})")
+    model.add_argument("--device", default="auto", help="torch device: auto, cpu, cuda, cuda:N (default auto)")
+    parser.set_defaults(run=run)
+
+
+def parse_options(pairs: list[str], flag: str) -> dict:
+    """``KEY=VALUE`` strings as a dict; VALUE is read as JSON when it parses, else as text."""
+    options = {}
+    for pair in pairs:
+        key, equals, value = pair.partition("=")
+        if not equals or not key:
+            raise InvalidArgument(f"{flag} {pair!r}: expected KEY=VALUE")
+        try:
+            options[key] = json.loads(value)
+        except json.JSONDecodeError:
+            options[key] = value
+    return options
+
+
+def pick(table: dict[str, type], name: str, kind: str) -> type:
+    if name not in table:
+        raise NotFound(f"--{kind} {name!r} is not installed; installed: {allowed(table)}")
+    return table[name]
+
+
+def run(args: argparse.Namespace) -> int:
+    # Imported here so that `temporec --help` stays fast.
+    from temporec.artifacts import read_manifest
+    from temporec.embedding_cache import catalog_embeddings
+    from temporec.plugins import load_registry
+    from temporec.training import format_table, train
+
+    registry = load_registry()
+    domain_cls = pick(registry.domains, args.domain, "domain")
+    head_cls = pick(registry.heads, args.head or domain_cls.default_head, "head")
+    encoder_cls = pick(registry.encoders, args.encoder, "encoder")
+    head_options = parse_options(args.head_option, "--head-option")
+    unknown = sorted(set(head_options) - set(head_cls.options))
+    if unknown:
+        raise InvalidArgument(f"--head-option {unknown[0]!r}: head {head_cls.name!r} takes {allowed(head_cls.options)}")
+    config = TrainConfig(
+        dim=args.dim,
+        max_len=args.max_len,
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        lr=args.lr,
+        weight_decay=args.weight_decay,
+        dropout=args.dropout,
+        patience=args.patience,
+        seed=args.seed,
+        use_text=not args.no_text,
+        use_ids=not args.no_ids,
+        head_options=head_options,
+        negatives=args.negatives,
+        device=args.device,
+    )
+
+    dataset = domain_cls().load_dataset(args.data)
+    events = sum(map(len, dataset.sequences.values()))
+    print(
+        f"data: {dataset.name}: {len(dataset.sequences)} users, {len(dataset.catalog)} items, {events} events",
+        flush=True,
+    )
+    encoder = encoder_cls(**({"model": args.encoder_model} if args.encoder_model else {}))
+    try:
+        embeddings = catalog_embeddings(encoder, dataset.catalog, cache_dir=args.cache_dir)
+    finally:
+        encoder.close()
+    path = train(
+        dataset,
+        head_cls,
+        embeddings,
+        domain=domain_cls,
+        encoder_name=args.encoder,
+        encoder_model_id=encoder.model_id,
+        out_dir=args.out,
+        config=config,
+    )
+    metrics = read_manifest(path).metrics
+    print(format_table(metrics, name=head_cls.name))
+    print(f"best epoch {metrics['best_epoch']:.0f} of {metrics['epochs']:.0f}")
+    print(path)
+    return 0

@@ -1,0 +1,118 @@
+"""Data readers: files on disk -> ``temporec.types.Dataset`` (a catalog with item text and
+per-user, time-ordered event lists).
+
+``load_dataset(path)`` recognises these layouts (a directory or a file in it):
+
+    MovieLens-1M/10M   ratings.dat + movies.dat
+    MovieLens-100k     u.data + u.item (+ u.genre)
+    sequences          <name>.user_sequences.tsv + movies.dat
+    RecBole            <name>.inter + <name>.item
+    plain events       events.csv|jsonl (+ items.csv|jsonl)
+
+A data set read from disk is named by its absolute path, so a model's manifest says
+where its data came from. Malformed rows raise ``DataError`` naming the file and line.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+
+from temporec.data.base import DataError
+from temporec.data.events import load_events, read_events
+from temporec.data.movielens import load_movielens, load_sequences
+from temporec.data.recbole import load_recbole
+from temporec.types import Catalog, Dataset
+
+__all__ = [
+    "DataError",
+    "k_core",
+    "load_dataset",
+    "load_events",
+    "load_movielens",
+    "load_recbole",
+    "load_sequences",
+    "read_events",
+]
+
+LAYOUTS = (
+    "a MovieLens directory (ratings.dat + movies.dat, or u.data + u.item)",
+    "a *.user_sequences.tsv file with movies.dat beside it",
+    "a RecBole .inter file (or its directory) with the .item file beside it",
+    "an events .csv/.jsonl file (or a directory with events.csv|jsonl), items.csv|jsonl beside it",
+)
+
+
+def load_dataset(path: str | os.PathLike) -> Dataset:
+    """Read the data set at ``path``, recognising its layout by file names."""
+    path = Path(path)
+    if not path.exists():
+        raise DataError(f"{path}: no such file or directory")
+    directory = path if path.is_dir() else path.parent
+    name = path.name
+    if path.is_dir():
+        if (path / "ratings.dat").is_file() or (path / "u.data").is_file():
+            return load_movielens(path)
+        sequences = sorted(path.glob("*.user_sequences.tsv"))
+        if len(sequences) == 1:
+            return load_sequences(sequences[0])
+        if any(path.glob("*.inter")):
+            return load_recbole(path)
+        if any((path / f"events{ext}").is_file() for ext in (".csv", ".jsonl")):
+            return load_events(path)
+    elif name in ("ratings.dat", "u.data"):
+        return load_movielens(directory)
+    elif name.endswith(".tsv") and (directory / "movies.dat").is_file():
+        return load_sequences(path)
+    elif path.suffix == ".inter":
+        return load_recbole(path)
+    elif path.suffix in (".csv", ".jsonl"):
+        return load_events(path)
+    raise DataError(f"{path}: not a recognised data set; expected " + "; or ".join(LAYOUTS))
+
+
+def k_core(dataset: Dataset, k: int = 5) -> Dataset:
+    """Keep the ``k``-core: repeatedly drop items with fewer than ``k`` interactions, then
+    users with fewer than ``k``, until neither drops anything. Catalog items left without
+    interactions are dropped too; order (catalog and histories) is kept."""
+    users = list(dataset.sequences)
+    lengths = np.array([len(dataset.sequences[u]) for u in users], dtype=np.int64)
+    user_of = np.repeat(np.arange(len(users)), lengths)
+    item_of = _catalog_indices(dataset)
+    keep = np.ones(len(item_of), dtype=bool)
+    while True:
+        before = keep.sum()
+        keep &= np.bincount(item_of[keep], minlength=len(dataset.catalog))[item_of] >= k
+        keep &= np.bincount(user_of[keep], minlength=len(users))[user_of] >= k
+        if keep.sum() == before:
+            break
+    return _subset(dataset, keep, users, lengths)
+
+
+def _catalog_indices(dataset: Dataset) -> np.ndarray:
+    index = dataset.catalog.index
+    try:
+        return np.array([index[e.item_id] for events in dataset.sequences.values() for e in events], dtype=np.int64)
+    except KeyError as exc:
+        raise DataError(f"{dataset.name}: events name item {exc.args[0]!r}, which is not in the catalog") from None
+
+
+def _subset(dataset: Dataset, keep: np.ndarray, users: list[str], lengths: np.ndarray) -> Dataset:
+    """The data set restricted to the events where ``keep`` (in flat event order) is True."""
+    sequences, start = {}, 0
+    for user, length in zip(users, lengths):
+        kept = [event for event, flag in zip(dataset.sequences[user], keep[start : start + length]) if flag]
+        start += length
+        if kept:
+            sequences[user] = kept
+    used = {event.item_id for events in sequences.values() for event in events}
+    catalog = dataset.catalog
+    rows = [i for i, item in enumerate(catalog.item_ids) if item in used]
+    subset = Catalog(
+        [catalog.item_ids[i] for i in rows],
+        [catalog.texts[i] for i in rows],
+        {name: [values[i] for i in rows] for name, values in catalog.features.items()},
+    )
+    return Dataset(dataset.name, subset, sequences)

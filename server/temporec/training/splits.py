@@ -1,0 +1,154 @@
+"""Leave-one-out splits over flat arrays, built once and sliced without per-event loops.
+
+For a user with events ``s[0..n-1]`` (oldest first):
+
+    test        target s[n-1], input s[:n-1]
+    validation  target s[n-2], input s[:n-2]
+    training    next-item pairs within s[:n-2]: input s[t] -> target s[t+1]
+
+Users with fewer than 3 events have no validation target and are not evaluated.
+The model is not refit on the validation events before testing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from temporec.data import DataError
+from temporec.errors import allowed
+from temporec.model import EventBatch, gap_buckets
+from temporec.types import Dataset
+
+HOLDOUT = {"test": 1, "valid": 2}  # split -> how many events from the end its target is
+MIN_EVENTS = 3
+IGNORE = -100  # target of padding positions (cross_entropy's ignore_index)
+
+
+@dataclass
+class Sequences:
+    """Every user's history as flat arrays: user ``u``'s events are rows
+    ``offsets[u]:offsets[u + 1]``, oldest first."""
+
+    users: list[str]
+    items: np.ndarray  # int64 catalog index
+    actions: np.ndarray  # int64 index into the action vocabulary
+    timestamps: np.ndarray  # float64 Unix seconds, 0 unknown
+    offsets: np.ndarray  # int64, len(users) + 1
+
+    @property
+    def lengths(self) -> np.ndarray:
+        return np.diff(self.offsets)
+
+    def positions(self) -> np.ndarray:
+        """Each event's position within its user's history."""
+        return np.arange(len(self.items)) - np.repeat(self.offsets[:-1], self.lengths)
+
+
+def encode(dataset: Dataset, actions: Sequence[str]) -> Sequences:
+    """Map a data set's item ids to catalog indices and actions to vocabulary indices
+    (an empty action is the vocabulary's first, the domain default)."""
+    action_index = {name: i for i, name in enumerate(actions)}
+    action_index.setdefault("", 0)
+    users = list(dataset.sequences)
+    events = [event for user in users for event in dataset.sequences[user]]
+    try:
+        items = [dataset.catalog.index[e.item_id] for e in events]
+    except KeyError as exc:
+        raise DataError(f"{dataset.name}: item {exc.args[0]!r} is not in the catalog") from None
+    try:
+        action_ids = [action_index[e.action] for e in events]
+    except KeyError as exc:
+        raise DataError(f"{dataset.name}: action {exc.args[0]!r} is not one of {allowed(actions)}") from None
+    lengths = [len(dataset.sequences[user]) for user in users]
+    return Sequences(
+        users,
+        np.array(items, dtype=np.int64),
+        np.array(action_ids, dtype=np.int64),
+        np.array([e.timestamp for e in events], dtype=np.float64),
+        np.concatenate([[0], np.cumsum(lengths, dtype=np.int64)]).astype(np.int64),
+    )
+
+
+def window(seqs: Sequences, users: np.ndarray, stops: np.ndarray, width: int) -> EventBatch:
+    """Left-padded batch of each row's events at positions ``[stop - width, stop)`` of
+    user ``users[row]`` (positions below 0 are padding)."""
+    positions = stops[:, None] - width + np.arange(width)
+    valid = positions >= 0
+    flat = seqs.offsets[users][:, None] + np.maximum(positions, 0)
+    items = np.where(valid, seqs.items[flat], 0)
+    actions = np.where(valid, seqs.actions[flat], 0)
+    timestamps = torch.from_numpy(np.where(valid, seqs.timestamps[flat], 0.0))
+    return EventBatch(
+        torch.from_numpy(items), torch.from_numpy(actions), gap_buckets(timestamps), torch.from_numpy(valid)
+    )
+
+
+def history_batch(seqs: Sequences, users: np.ndarray, stops: np.ndarray, max_len: int) -> EventBatch:
+    """The last ``max_len`` events before each row's ``stop``, as narrow as the batch allows."""
+    width = int(max(1, min(max_len, stops.max(initial=1))))
+    return window(seqs, users, stops, width)
+
+
+def history_pairs(seqs: Sequences, users: np.ndarray, stops: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``(row, item)`` for every event before each row's ``stop``: the items to mask out."""
+    rows = np.repeat(np.arange(len(users)), stops)
+    starts = seqs.offsets[users]
+    flat = np.repeat(starts - np.concatenate([[0], np.cumsum(stops)[:-1]]), stops) + np.arange(stops.sum())
+    return rows, seqs.items[flat]
+
+
+@dataclass
+class EvalSplit:
+    """Users evaluated on one split, where their inputs stop, and their targets."""
+
+    users: np.ndarray
+    stops: np.ndarray  # position of the target = length of the input
+    targets: np.ndarray  # catalog index
+
+
+def eval_split(seqs: Sequences, split: str) -> EvalSplit:
+    """The leave-one-out ``split`` ("test" or "valid")."""
+    if split not in HOLDOUT:
+        raise ValueError(f"split {split!r}: expected one of {allowed(HOLDOUT)}")
+    users = np.flatnonzero(seqs.lengths >= MIN_EVENTS)
+    stops = seqs.lengths[users] - HOLDOUT[split]
+    return EvalSplit(users, stops, seqs.items[seqs.offsets[users] + stops])
+
+
+def prefix_counts(seqs: Sequences, split: str, n_items: int) -> torch.Tensor:
+    """Item interaction counts over every user's events before the ``split`` target."""
+    before = seqs.positions() < np.repeat(seqs.lengths - HOLDOUT[split], seqs.lengths)
+    return torch.from_numpy(np.bincount(seqs.items[before], minlength=n_items)).float()
+
+
+@dataclass
+class TrainingExamples:
+    """Next-item pairs of every user's training prefix, cut into windows of ``max_len``
+    (the last window of a long history first), as one left-padded batch."""
+
+    inputs: EventBatch
+    targets: torch.Tensor  # (rows, max_len) long; IGNORE on padding
+
+    def __len__(self) -> int:
+        return self.targets.shape[0]
+
+    def rows(self, index: torch.Tensor) -> tuple[EventBatch, torch.Tensor]:
+        b = self.inputs
+        return EventBatch(b.items[index], b.actions[index], b.gaps[index], b.mask[index]), self.targets[index]
+
+
+def training_examples(seqs: Sequences, max_len: int) -> TrainingExamples:
+    """All training windows: inputs ``s[t]`` and targets ``s[t + 1]`` for ``t + 1 < n - 2``."""
+    pairs = np.maximum(seqs.lengths - HOLDOUT["valid"] - 1, 0)
+    per_user = -(-pairs // max_len)  # ceil
+    users = np.repeat(np.arange(len(seqs.users)), per_user)
+    nth = np.arange(len(users)) - np.repeat(np.cumsum(per_user) - per_user, per_user)
+    stops = pairs[users] - max_len * nth  # inputs end (exclusive); each target is one later
+    inputs = window(seqs, users, stops, max_len)
+    target_flat = seqs.offsets[users][:, None] + stops[:, None] - max_len + np.arange(max_len) + 1
+    targets = np.where(inputs.mask.numpy(), seqs.items[np.clip(target_flat, 0, len(seqs.items) - 1)], IGNORE)
+    return TrainingExamples(inputs, torch.from_numpy(targets))

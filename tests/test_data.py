@@ -1,0 +1,239 @@
+"""Data readers on small generated files: layouts, item texts, ordering, and errors that
+name the file and line."""
+
+import json
+from pathlib import Path
+
+import pytest
+
+from temporec.data import DataError, k_core, load_dataset
+from temporec.data.events import read_events
+from temporec.data.movielens import read_u_item
+from temporec.errors import InvalidArgument
+from temporec.types import Catalog, Dataset, Event
+
+ML1M = Path(__file__).resolve().parents[2] / "shared" / "data" / "ml-1m"
+
+MOVIES_DAT = (
+    "1::Toy Story (1995)::Animation|Children's|Comedy\n2::Amélie (2001)::Comedy|Romance\n3::Heat (1995)::Action\n"
+)
+GENRES = "".join(f"{name}|{i}\n" for i, name in enumerate(["unknown", "Action", "Comedy"]))
+
+
+def write(path: Path, text: str, encoding: str = "utf-8") -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text, encoding=encoding)
+    return path
+
+
+def item_flags(*flags: int) -> str:
+    return "|".join(map(str, flags))
+
+
+@pytest.fixture
+def ml1m_style(tmp_path) -> Path:
+    write(tmp_path / "movies.dat", MOVIES_DAT, "latin-1")
+    write(tmp_path / "ratings.dat", "7::2::5::300\n7::1::3::100\n7::3::4::300\n8::3::1::50\n")
+    return tmp_path
+
+
+def test_dataerror_is_an_invalid_argument():
+    assert issubclass(DataError, InvalidArgument)
+
+
+def test_movielens_dat_reads_latin1_titles_genres_and_sorts_by_time(ml1m_style):
+    dataset = load_dataset(ml1m_style)
+    assert dataset.catalog.item_ids == ["1", "2", "3"]
+    assert dataset.catalog.texts[0] == "Toy Story (1995). Genres: Animation, Children's, Comedy"
+    assert dataset.catalog.texts[1] == "Amélie (2001). Genres: Comedy, Romance"
+    assert dataset.catalog.features["genres"][2] == "Action"
+    # Sorted by time; equal times keep file order.
+    assert [(e.item_id, e.timestamp) for e in dataset.sequences["7"]] == [("1", 100.0), ("2", 300.0), ("3", 300.0)]
+    assert {e.action for events in dataset.sequences.values() for e in events} == {"watch"}
+    assert dataset.name == str(ml1m_style.resolve())
+    assert load_dataset(ml1m_style / "ratings.dat").sequences == dataset.sequences
+
+
+def test_movielens_100k_uses_u_genre_names(tmp_path):
+    write(tmp_path / "u.genre", GENRES)
+    write(
+        tmp_path / "u.item",
+        f"1|Heat (1995)|01-Jan-1995||http://x|{item_flags(0, 1, 0)}\n"
+        f"2|Clerks (1994)|01-Jan-1994||http://y|{item_flags(0, 0, 1)}\n",
+        "latin-1",
+    )
+    write(tmp_path / "u.data", "5\t2\t4\t20\n5\t1\t3\t10\n")
+    dataset = load_dataset(tmp_path / "u.data")
+    assert dataset.catalog.texts == ["Heat (1995). Genres: Action", "Clerks (1994). Genres: Comedy"]
+    assert [e.item_id for e in dataset.sequences["5"]] == ["1", "2"]
+
+
+def test_u_item_without_u_genre_uses_the_standard_19_genres(tmp_path):
+    flags = [0] * 19
+    flags[3] = flags[4] = 1  # Animation, Children's
+    catalog = read_u_item(write(tmp_path / "u.item", f"1|Toy Story (1995)|01-Jan-1995||u|{item_flags(*flags)}\n"))
+    assert catalog.texts == ["Toy Story (1995). Genres: Animation, Children's"]
+
+
+def test_sequences_file_keeps_order_with_unknown_times(tmp_path):
+    write(tmp_path / "movies.dat", MOVIES_DAT, "latin-1")
+    path = write(tmp_path / "x.user_sequences.tsv", "1\t3 1 2\n2\t2 3\n")
+    for source in (path, tmp_path):
+        dataset = load_dataset(source)
+        assert [e.item_id for e in dataset.sequences["1"]] == ["3", "1", "2"]
+        assert all(e.timestamp == 0 for events in dataset.sequences.values() for e in events)
+
+
+@pytest.mark.parametrize(
+    "ratings, line, message",
+    [
+        ("1::1::5::10\n1::2::5\n", 2, "expected 4 fields"),
+        ("1::1::5::10\n\n1::9::5::10\n", 3, "movie '9' is not in the movie list"),
+        ("1::1::5::soon\n", 1, "timestamp 'soon' is not a number"),
+    ],
+)
+def test_malformed_ratings_name_file_and_line(ml1m_style, ratings, line, message):
+    write(ml1m_style / "ratings.dat", ratings)
+    with pytest.raises(DataError, match=f"ratings.dat:{line}: {message}"):
+        load_dataset(ml1m_style)
+
+
+def test_malformed_movie_rows_name_file_and_line(tmp_path):
+    write(tmp_path / "ratings.dat", "1::1::5::10\n")
+    write(tmp_path / "movies.dat", "1::A::Drama\n1::B::Drama\n")
+    with pytest.raises(DataError, match=r"movies.dat:2: movie id '1' repeats line 1"):
+        load_dataset(tmp_path)
+    write(tmp_path / "u.item", f"1|A|d||u|{item_flags(0, 2, 0)}\n")
+    write(tmp_path / "u.genre", GENRES)
+    with pytest.raises(DataError, match=r"u.item:1: genre flags must be 0 or 1"):
+        read_u_item(tmp_path / "u.item")
+
+
+def test_movielens_directory_needs_the_titles(tmp_path):
+    write(tmp_path / "ratings.dat", "1::1::5::10\n")
+    with pytest.raises(DataError, match="movies.dat"):
+        load_dataset(tmp_path)
+
+
+RECBOLE_INTER = (
+    "user_id:token\titem_id:token\trating:float\ttimestamp:float\n1\t20\t3\t200\n1\t10\t4\t100\n2\t20\t5\t50\n"
+)
+RECBOLE_ITEM = (
+    "item_id:token\tmovie_title:token_seq\trelease_year:token\tclass:token_seq\tprice:float\n"
+    "10\tToy Story\t1995\tAnimation Children's Comedy\t1.5\n20\tHeat\t\tAction\t2\n"
+)
+
+
+def test_recbole_atomic_files(tmp_path):
+    write(tmp_path / "toy" / "toy.inter", RECBOLE_INTER)
+    write(tmp_path / "toy" / "toy.item", RECBOLE_ITEM)
+    dataset = load_dataset(tmp_path / "toy")
+    assert dataset.catalog.texts == [
+        "Toy Story. Release year: 1995. Class: Animation Children's Comedy",
+        "Heat. Class: Action",
+    ]
+    assert dataset.catalog.features["price"] == ["1.5", "2"]
+    assert [e.item_id for e in dataset.sequences["1"]] == ["10", "20"]
+    assert dataset.sequences["2"] == [Event("20", "", 50.0)]
+    assert load_dataset(tmp_path / "toy" / "toy.inter").sequences == dataset.sequences
+
+
+@pytest.mark.parametrize(
+    "inter, message",
+    [
+        ("user_id:token\titem_id:tok\n1\t10\n", r"toy.inter:1: header column 'item_id:tok' is not name:type"),
+        ("user_id:token\tstamp:float\n1\t10\n", r"toy.inter:1: header lacks 'item_id'"),
+        (
+            "user_id:token\titem_id:token\n1\t10\n2\n",
+            r"toy.inter:3: expected 2 fields \(tab-separated, one per header field\), found 1",
+        ),
+        ("user_id:token\titem_id:token\n1\t10\n1\t99\n", r"toy.inter:3: item '99' is not in the .item file"),
+        ("user_id:token\titem_id:token\ttimestamp:float\n1\t10\tx\n", r"toy.inter:2: timestamp 'x' is not a number"),
+    ],
+)
+def test_recbole_errors_name_file_and_line(tmp_path, inter, message):
+    write(tmp_path / "toy.item", RECBOLE_ITEM)
+    with pytest.raises(DataError, match=message):
+        load_dataset(write(tmp_path / "toy.inter", inter))
+
+
+def test_events_csv_with_items_file_and_event_text(tmp_path):
+    write(tmp_path / "items.csv", "item_id,title,category\na,Red shoes,shoes\nb,Blue hat,hats\n")
+    write(
+        tmp_path / "events.csv",
+        "user_id,item_id,timestamp,action,text\n"
+        "u1,b,2024-01-02T00:00:00,buy,\n"
+        "u1,a,2024-01-01T00:00:00Z,view,\n"
+        "u2,c,5,view,\n"
+        "u2,c,7,view,Green scarf\n",
+    )
+    dataset = load_dataset(tmp_path)
+    assert dataset.catalog.item_ids == ["a", "b", "c"]
+    assert dataset.catalog.texts == ["Red shoes. Category: shoes", "Blue hat. Category: hats", "Green scarf"]
+    assert dataset.catalog.features == {"title": ["Red shoes", "Blue hat", ""], "category": ["shoes", "hats", ""]}
+    assert [(e.item_id, e.action, e.timestamp) for e in dataset.sequences["u1"]] == [
+        ("a", "view", 1704067200.0),
+        ("b", "buy", 1704153600.0),
+    ]
+
+
+def test_events_jsonl(tmp_path):
+    write(tmp_path / "items.jsonl", json.dumps({"item_id": 1, "text": "A lamp", "price": 9.5}) + "\n")
+    rows = [
+        {"user_id": "u", "item_id": 1, "timestamp": 3},
+        {"user_id": "u", "item_id": 1, "timestamp": 1, "action": "buy"},
+    ]
+    path = write(tmp_path / "log.jsonl", "".join(json.dumps(r) + "\n" for r in rows))
+    dataset = load_dataset(path)
+    assert dataset.catalog == Catalog(["1"], ["A lamp"], {"price": ["9.5"]})
+    assert [(e.action, e.timestamp) for e in dataset.sequences["u"]] == [("buy", 1.0), ("", 3.0)]
+
+
+@pytest.mark.parametrize(
+    "events, message",
+    [
+        ("user_id,item_id\nu,a\nu,zz\n", r"events.csv:3: item 'zz' is neither in the items file"),
+        ("user_id,item_id,timestamp\nu,a,yesterday\n", r"events.csv:2: timestamp 'yesterday' is neither"),
+        ("user_id,item_id\nu,a\n,a\n", r"events.csv:3: missing 'user_id'"),
+        ("user_id,item_id\nu,a,extra\n", r"events.csv:2: expected 2 fields"),
+    ],
+)
+def test_event_errors_name_file_and_line(tmp_path, events, message):
+    items = write(tmp_path / "items.csv", "item_id,text\na,Apple\n")
+    with pytest.raises(DataError, match=message):
+        read_events(write(tmp_path / "events.csv", events), items)
+
+
+def test_invalid_jsonl_line_is_named(tmp_path):
+    path = write(tmp_path / "events.jsonl", '{"user_id": "u", "item_id": "a", "text": "x"}\n{oops\n')
+    with pytest.raises(DataError, match=r"events.jsonl:2: invalid JSON"):
+        load_dataset(path)
+
+
+def test_unrecognised_layout_lists_the_known_ones(tmp_path):
+    with pytest.raises(DataError, match="not a recognised data set; expected a MovieLens directory"):
+        load_dataset(write(tmp_path / "notes.txt", "hello\n"))
+    with pytest.raises(DataError, match="no such file"):
+        load_dataset(tmp_path / "absent")
+
+
+def test_k_core_repeats_until_stable():
+    # Item "x" has 1 interaction: dropping it leaves user "b" with 1 event, and dropping
+    # "b" leaves item "z" with 1 interaction, so "z" goes on the second pass.
+    sequences = {
+        "a": [Event(i) for i in "yyz"],
+        "b": [Event(i) for i in "xz"],
+        "c": [Event(i) for i in "yy"],
+    }
+    catalog = Catalog(["w", "x", "y", "z"], ["W", "X", "Y", "Z"], {"f": ["1", "2", "3", "4"]})
+    core = k_core(Dataset("t", catalog, sequences), k=2)
+    assert core.sequences == {"a": [Event("y"), Event("y")], "c": [Event("y"), Event("y")]}
+    assert core.catalog == Catalog(["y"], ["Y"], {"f": ["3"]})
+
+
+@pytest.mark.skipif(not ML1M.is_dir(), reason=f"shared data set absent: {ML1M}")
+def test_real_ml1m_sequences_five_core_matches_the_protocol():
+    dataset = k_core(load_dataset(ML1M))
+    assert (len(dataset.sequences), len(dataset.catalog)) == (6040, 3416)
+    assert sum(map(len, dataset.sequences.values())) == 999_611
+    assert dataset.catalog.texts[0] == "Toy Story (1995). Genres: Animation, Children's, Comedy"

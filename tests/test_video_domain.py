@@ -1,0 +1,133 @@
+"""The video domain plugin and the train/eval commands, on generated MovieLens-100k-style
+files (the train command with the real local encoder is marked slow)."""
+
+import argparse
+import json
+import random
+from pathlib import Path
+
+import pytest
+import torch
+
+from temporec.artifacts import read_manifest
+from temporec.cli import evaluate as eval_command
+from temporec.cli import train as train_command
+from temporec.errors import InvalidArgument
+from temporec.plugins import load_registry
+from temporec.training import TrainConfig, train
+from temporec.types import Catalog, Query
+from temporec_plugins.domains.video import VideoDomain
+from temporec_plugins.heads.lstm import LSTMHead
+
+ML1M = Path(__file__).resolve().parents[2] / "shared" / "data" / "ml-1m"
+
+
+def write_ml100k(directory: Path, movies: int = 20, users: int = 40, length: int = 8) -> Path:
+    """u.item/u.data where users watch the movies in one fixed cycle; movie 99 is seen
+    only twice, so the 5-core drops it."""
+    rng = random.Random(0)
+    lines = []
+    for movie in [*range(1, movies + 1), 99]:
+        flags = ["1" if g == 1 + movie % 18 else "0" for g in range(19)]
+        lines.append(f"{movie}|Movie {movie} ({1980 + movie})|01-Jan-1990||http://x|" + "|".join(flags))
+    (directory / "u.item").write_text("\n".join(lines) + "\n", encoding="latin-1")
+    rows = []
+    for user in range(1, users + 1):
+        start = rng.randrange(movies)
+        rows += [f"{user}\t{(start + t) % movies + 1}\t4\t{880_000_000 + 60 * t}" for t in range(length)]
+    rows += [f"1\t99\t3\t{870_000_000}", f"2\t99\t3\t{870_000_000}"]
+    (directory / "u.data").write_text("\n".join(rows) + "\n")
+    return directory
+
+
+def run_command(module, argv: list[str]) -> int:
+    """Parse ``argv`` with the command's own parser, as ``temporec`` does, and run it."""
+    parser = argparse.ArgumentParser(prog="temporec")
+    module.add_parser(parser.add_subparsers(dest="command", required=True))
+    args = parser.parse_args(argv)
+    return args.run(args)
+
+
+def test_plugins_register_the_video_domain_and_lstm_head():
+    registry = load_registry()
+    assert registry.domains["video"] is VideoDomain
+    assert registry.heads["lstm"] is LSTMHead
+    assert VideoDomain.actions[0] == "watch" and VideoDomain.default_head == "lstm"
+
+
+def test_video_domain_reads_movielens_into_its_five_core(tmp_path):
+    dataset = VideoDomain().load_dataset(str(write_ml100k(tmp_path)))
+    assert len(dataset.catalog) == 20 and "99" not in dataset.catalog.index
+    assert len(dataset.sequences) == 40 and all(len(events) == 8 for events in dataset.sequences.values())
+    assert dataset.catalog.texts[0] == "Movie 1 (1981). Genres: Adventure"
+
+
+def test_watched_titles_are_not_repeated_unless_allowed():
+    catalog = Catalog(["a", "b", "c"], ["A", "B", "C"])
+    allowed = torch.ones(3, dtype=torch.bool)
+    rules = VideoDomain().apply_rules(Query("video", []), [0, 2], catalog, allowed)
+    assert allowed.tolist() == [False, True, False] and rules == ["exclude_history"]
+    allowed = torch.ones(3, dtype=torch.bool)
+    assert VideoDomain().apply_rules(Query("video", [], allow_repeats=True), [0, 2], catalog, allowed) == []
+    assert allowed.all()
+
+
+@pytest.mark.skipif(not ML1M.is_dir(), reason=f"shared data set absent: {ML1M}")
+def test_video_domain_reads_the_ml1m_sequences_as_the_protocol_says():
+    dataset = VideoDomain().load_dataset(str(ML1M / "ml-1m.user_sequences.tsv"))
+    assert (len(dataset.sequences), len(dataset.catalog)) == (6040, 3416)
+
+
+def test_eval_command_on_the_training_data_and_on_other_data(tmp_path, capsys):
+    data = write_ml100k(tmp_path)
+    dataset = VideoDomain().load_dataset(str(data))
+    embeddings = torch.nn.functional.normalize(
+        torch.randn(len(dataset.catalog), 16, generator=torch.Generator().manual_seed(0)), dim=1
+    )
+    config = TrainConfig(dim=16, max_len=8, epochs=2, batch_size=16)
+    path = train(
+        dataset,
+        LSTMHead,
+        embeddings,
+        domain=VideoDomain,
+        encoder_name="random",
+        encoder_model_id="random",
+        out_dir=tmp_path / "models",
+        config=config,
+    )
+
+    assert run_command(eval_command, ["eval", "--model", str(path), "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["same_data_as_training"] and report["users"] == 40 and report["data"] == str(data.resolve())
+    assert report["metrics"]["test.ndcg@10"] == read_manifest(path).metrics["test.ndcg@10"]
+
+    other = tmp_path / "other"
+    other.mkdir()
+    write_ml100k(other, users=30)
+    assert run_command(eval_command, ["eval", "--model", str(path), "--data", str(other)]) == 0
+    table = capsys.readouterr().out
+    assert "(not the training data)" in table and "users: 30;" in table
+    assert any(line.startswith("test   popularity") for line in table.splitlines())
+
+
+def test_train_command_rejects_unknown_head_options(tmp_path):
+    with pytest.raises(InvalidArgument, match="--head-option 'width': head 'lstm' takes 'cell', 'dropout', 'layers'"):
+        run_command(train_command, ["train", "--data", str(tmp_path), "--head-option", "width=3"])
+    assert train_command.parse_options(["layers=2", "cell=gru", "dropout=0.5"], "--x") == {
+        "layers": 2,
+        "cell": "gru",
+        "dropout": 0.5,
+    }
+
+
+@pytest.mark.slow
+def test_train_command_with_the_local_encoder(tmp_path, capsys):
+    data = write_ml100k(tmp_path)
+    argv = ["train", "--data", str(data), "--out", str(tmp_path / "models"), "--epochs", "1", "--dim", "16",
+            "--max-len", "8", "--cache-dir", str(tmp_path / "cache"), "--device", "cpu"]  # fmt: skip
+    assert run_command(train_command, argv) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    manifest = read_manifest(lines[-1])
+    assert (manifest.domain, manifest.head, manifest.encoder) == ("video", "lstm", "local")
+    assert manifest.encoder_model_id == "sentence-transformers/all-MiniLM-L6-v2"
+    assert any(line.startswith("test   lstm") for line in lines)
