@@ -10,6 +10,9 @@
 import asyncio
 import contextlib
 import hashlib
+import shutil
+import subprocess
+import sys
 import threading
 from pathlib import Path
 
@@ -198,3 +201,23 @@ def grpc_server(start_grpc_server, tiny_registry, tiny_models_dir):
 
 
 # ---- end of gRPC server fixtures ------------------------------------------------------
+
+
+# ---- third-party plugin fixture (shared by test_plugins and test_end_to_end) ------------
+
+EXAMPLE_SOURCE = Path(__file__).resolve().parent / "plugin_example"
+
+
+@pytest.fixture(scope="session")
+def example_plugin_path(tmp_path_factory) -> Path:
+    """tests/plugin_example installed with pip into a fresh directory (put it on PYTHONPATH)."""
+    root = tmp_path_factory.mktemp("example-plugin")
+    source = root / "source"  # pip builds in the source tree: build a copy, not the repo
+    shutil.copytree(EXAMPLE_SOURCE, source, ignore=shutil.ignore_patterns("build", "*.egg-info", "__pycache__"))
+    target = root / "site"
+    subprocess.run(
+        [sys.executable, "-m", "pip", "install", "--no-deps", "--no-build-isolation", "--no-index",
+         "--quiet", "--target", str(target), str(source)],
+        check=True,
+    )
+    return target

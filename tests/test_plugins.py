@@ -3,7 +3,6 @@ third-party plugin distribution (tests/plugin_example) installed with pip."""
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -15,23 +14,7 @@ import temporec
 from temporec.model import EventBatch, SequenceRecommender
 from temporec.plugins import load_registry
 
-EXAMPLE_SOURCE = Path(__file__).resolve().parent / "plugin_example"
 NO_FILTERS = {}  # an explicit environment: the caller's TEMPOREC_PLUGINS must not leak in
-
-
-@pytest.fixture(scope="session")
-def example_plugin_path(tmp_path_factory) -> Path:
-    """tests/plugin_example installed with pip into a fresh directory (put it on PYTHONPATH)."""
-    root = tmp_path_factory.mktemp("example-plugin")
-    source = root / "source"  # pip builds in the source tree: build a copy, not the repo
-    shutil.copytree(EXAMPLE_SOURCE, source, ignore=shutil.ignore_patterns("build", "*.egg-info", "__pycache__"))
-    target = root / "site"
-    subprocess.run(
-        [sys.executable, "-m", "pip", "install", "--no-deps", "--no-build-isolation", "--no-index",
-         "--quiet", "--target", str(target), str(source)],
-        check=True,
-    )
-    return target
 
 
 def plugin(registry, name):

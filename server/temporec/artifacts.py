@@ -48,8 +48,9 @@ class Manifest:
     use_text: bool = True
     use_ids: bool = True
     dropout: float = 0.1
-    data_name: str = ""
+    data_name: str = ""  # where the training data came from (a path for data read from disk)
     data_fingerprint: str = ""
+    training: dict = field(default_factory=dict)  # the training settings (TrainConfig)
     metrics: dict[str, float] = field(default_factory=dict)
     version: str = ""  # set by save_model when empty
     created: str = ""

@@ -129,6 +129,7 @@ def train(
         dropout=config.dropout,
         data_name=dataset.name,
         data_fingerprint=fingerprint,
+        training=asdict(config),
         metrics=metrics,
     )
     popularity = torch.from_numpy(np.bincount(seqs.items, minlength=len(dataset.catalog))).float()
