@@ -1,7 +1,7 @@
 """A thin, typed, synchronous client for the temporec.v1 gRPC API.
 
-Depends only on grpcio, protobuf, grpcio-health-checking and the generated
-``temporec.v1`` stubs.
+Depends only on grpcio, protobuf, grpcio-health-checking and the stubs generated from
+the protos into ``temporec_client.v1``.
 """
 
 from __future__ import annotations
@@ -13,8 +13,8 @@ from typing import Iterable, Sequence
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from temporec.v1 import recommender_pb2 as pb
-from temporec.v1 import recommender_pb2_grpc
+from temporec_client.v1 import recommender_pb2 as pb
+from temporec_client.v1 import recommender_pb2_grpc
 
 DEFAULT_TIMEOUT = 10.0  # seconds, per call
 MAX_RESPONSE_BYTES = 64 * 1024 * 1024  # Encode answers can be large: 1024 texts x dim floats

@@ -1,1 +1,17 @@
-"""Generated gRPC stubs for the temporec.v1 API; regenerate with scripts/generate_protos.py."""
+"""The temporec.v1 API stubs, as the server imports them.
+
+They are generated once, into the client distribution (``temporec_client.v1``, which the
+server depends on), so that server and clients speak from the same generated code;
+``scripts/generate_protos.py`` writes them. This package re-exports those modules, so
+that both ``from temporec.v1 import recommender_pb2`` and
+``import temporec.v1.recommender_pb2`` work.
+"""
+
+import sys
+
+from temporec_client.v1 import recommender_pb2, recommender_pb2_grpc
+
+for _module in (recommender_pb2, recommender_pb2_grpc):
+    sys.modules[f"{__name__}.{_module.__name__.rpartition('.')[2]}"] = _module
+
+__all__ = ["recommender_pb2", "recommender_pb2_grpc"]

@@ -3,7 +3,7 @@
 import grpc
 import warnings
 
-from temporec.v1 import recommender_pb2 as temporec_dot_v1_dot_recommender__pb2
+from temporec_client.v1 import recommender_pb2 as temporec_dot_v1_dot_recommender__pb2
 
 GRPC_GENERATED_VERSION = '1.85.1'
 GRPC_VERSION = grpc.__version__

@@ -28,7 +28,7 @@ DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1dtemporec/v1/re
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
-_builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'temporec.v1.recommender_pb2', _globals)
+_builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'temporec_client.v1.recommender_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   _globals['DESCRIPTOR']._loaded_options = None
   _globals['DESCRIPTOR']._serialized_options = b'\n\016io.temporec.v1B\020RecommenderProtoP\001\252\002\013Temporec.V1'

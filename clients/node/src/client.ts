@@ -1,0 +1,273 @@
+/**
+ * A promise-based client for the temporec.v1 gRPC API, over @grpc/grpc-js and the code
+ * that buf + ts-proto generate from protos/temporec/v1/recommender.proto.
+ */
+
+import * as grpc from "@grpc/grpc-js";
+
+import {
+  HealthCheckResponse_ServingStatus,
+  HealthClient,
+  healthCheckResponse_ServingStatusToJSON,
+} from "./gen/health/v1/health.js";
+import {
+  type Component,
+  type Model,
+  type RecommendRequest,
+  RecommenderClient,
+} from "./gen/temporec/v1/recommender.js";
+
+/** Every call's deadline unless the client or the call sets another: 10 s. */
+export const DEFAULT_TIMEOUT_MS = 10_000;
+/** Encode answers can be large: up to 1024 texts x dim floats. */
+const MAX_RESPONSE_BYTES = 64 * 1024 * 1024;
+
+export type { Component, Model };
+
+/** TLS material; each part PEM-encoded. Without rootCerts the system's roots are used. */
+export interface TlsOptions {
+  rootCerts?: Buffer;
+  /** The client's key and certificate, for servers that require mutual TLS. */
+  privateKey?: Buffer;
+  certChain?: Buffer;
+}
+
+export interface ClientOptions {
+  /** Deadline of each call in milliseconds (default 10 000); null: no deadline. */
+  timeoutMs?: number | null;
+  /** true: TLS with the system's root certificates; or the TLS material to use. */
+  tls?: boolean | TlsOptions;
+  /** Channel credentials to use as they are (overrides `tls`). */
+  credentials?: grpc.ChannelCredentials;
+  /** Metadata sent with every call, e.g. `{ authorization: "Bearer <token>" }`. */
+  metadata?: Record<string, string>;
+  /** Extra gRPC channel options, e.g. `{ "grpc.keepalive_time_ms": 30000 }`. */
+  channelOptions?: grpc.ChannelOptions;
+}
+
+export interface CallOptions {
+  /** This call's deadline in milliseconds; overrides the client's. null: none. */
+  timeoutMs?: number | null;
+  /** Metadata for this call, added to the client's. */
+  metadata?: Record<string, string>;
+  /** Aborting cancels the call; its promise then rejects with code CANCELLED. */
+  signal?: AbortSignal;
+}
+
+/** One step of a user's history. */
+export interface Event {
+  /** The item's catalog id; may be empty or unknown to the catalog when `text` is set. */
+  itemId?: string;
+  /** One of the domain's actions; empty: the domain's default action. */
+  action?: string;
+  /** When it happened: a Date, or milliseconds since the Unix epoch (Date.now()). */
+  timestamp?: Date | number;
+  /** The text of an item the catalog does not know, or a chat turn. */
+  text?: string;
+}
+
+export interface RecommendOptions extends CallOptions {
+  /** The user's events, oldest first; a plain string is an item id. Empty: cold start. */
+  history?: Array<Event | string>;
+  /** How many items (default 10). */
+  k?: number;
+  /** The temporal head; empty: the domain's default. */
+  head?: string;
+  /** The encoder the model must have been trained with; empty: any. */
+  encoder?: string;
+  /** Restrict the answer to these item ids. */
+  candidates?: string[];
+  /** Allow items of the history to be recommended again. */
+  allowRepeats?: boolean;
+  /** An opaque user id for the domain's business rules. */
+  userId?: string;
+}
+
+export interface RecommendedItem {
+  itemId: string;
+  /** Higher is better; ranks items within one response only. */
+  score: number;
+  text: string;
+}
+
+export interface Recommendation {
+  /** Best first. */
+  items: RecommendedItem[];
+  itemIds: string[];
+  domain: string;
+  /** "popularity" on a cold start. */
+  head: string;
+  encoder: string;
+  modelVersion: string;
+  coldStart: boolean;
+  /** "catalog" or "request" (the candidates). */
+  candidateSource: string;
+  rulesApplied: string[];
+  /** Server time per stage, in the order the stages ran. */
+  timingsMs: Record<string, number>;
+}
+
+export interface Components {
+  encoders: Component[];
+  heads: Component[];
+  domains: Component[];
+  models: Model[];
+}
+
+export interface Embeddings {
+  encoder: string;
+  dim: number;
+  /** One L2-normalized vector per text, in order. */
+  vectors: number[][];
+}
+
+export type HealthStatus = "UNKNOWN" | "SERVING" | "NOT_SERVING" | "SERVICE_UNKNOWN";
+
+/** A failed call: `code` is the gRPC status (grpc.status), `details` the server's message. */
+export class TemporecError extends Error {
+  readonly code: grpc.status;
+  /** The status's name, e.g. "NOT_FOUND". */
+  readonly codeName: string;
+  readonly details: string;
+  readonly metadata?: grpc.Metadata;
+
+  constructor(code: grpc.status, details: string, metadata?: grpc.Metadata) {
+    const codeName = grpc.status[code] ?? `CODE_${code}`;
+    super(`${codeName}: ${details}`);
+    this.name = "TemporecError";
+    this.code = code;
+    this.codeName = codeName;
+    this.details = details;
+    this.metadata = metadata;
+  }
+}
+
+type Callback<Res> = (error: grpc.ServiceError | null, response: Res) => void;
+type Unary<Req, Res> = (
+  request: Req,
+  metadata: grpc.Metadata,
+  options: Partial<grpc.CallOptions>,
+  callback: Callback<Res>,
+) => grpc.ClientUnaryCall;
+
+/**
+ * A connection to a temporec server at `target` ("host:port").
+ *
+ * ```js
+ * const client = new TemporecClient("localhost:50051", { timeoutMs: 5000 });
+ * const result = await client.recommend("video", { history: ["1", "50"], k: 5 });
+ * client.close();
+ * ```
+ */
+export class TemporecClient {
+  readonly timeoutMs: number | null;
+  private readonly stub: RecommenderClient;
+  private readonly healthStub: HealthClient;
+  private readonly metadata: Record<string, string>;
+
+  constructor(target: string, options: ClientOptions = {}) {
+    const credentials = channelCredentials(options);
+    const channelOptions = { "grpc.max_receive_message_length": MAX_RESPONSE_BYTES, ...options.channelOptions };
+    this.stub = new RecommenderClient(target, credentials, channelOptions);
+    this.healthStub = new HealthClient(target, credentials, { channelOverride: this.stub.getChannel() });
+    this.timeoutMs = options.timeoutMs === undefined ? DEFAULT_TIMEOUT_MS : options.timeoutMs;
+    this.metadata = { ...options.metadata };
+  }
+
+  /** The `k` best next items for `domain` after `history`. */
+  async recommend(domain: string, options: RecommendOptions = {}): Promise<Recommendation> {
+    const request: RecommendRequest = {
+      domain,
+      head: options.head ?? "",
+      encoder: options.encoder ?? "",
+      userId: options.userId ?? "",
+      history: (options.history ?? []).map(toEvent),
+      candidateItemIds: options.candidates ?? [],
+      k: options.k ?? 10,
+      allowRepeats: options.allowRepeats ?? false,
+    };
+    const response = await this.call(this.stub.recommend.bind(this.stub), request, options);
+    const items = response.items.map(({ itemId, score, text }) => ({ itemId, score, text }));
+    return {
+      items,
+      itemIds: items.map((item) => item.itemId),
+      domain: response.domain,
+      head: response.head,
+      encoder: response.encoder,
+      modelVersion: response.modelVersion,
+      coldStart: response.coldStart,
+      candidateSource: response.candidateSource,
+      rulesApplied: response.rulesApplied,
+      timingsMs: Object.fromEntries(response.timings.map((t) => [t.stage, t.milliseconds])),
+    };
+  }
+
+  /** The installed encoders, heads and domains, and the loaded models. */
+  async listComponents(options: CallOptions = {}): Promise<Components> {
+    const { encoders, heads, domains, models } = await this.call(this.stub.listComponents.bind(this.stub), {}, options);
+    return { encoders, heads, domains, models };
+  }
+
+  /** Embed `texts` with `encoder` (default: the server's default encoder). */
+  async encode(texts: string[], options: CallOptions & { encoder?: string } = {}): Promise<Embeddings> {
+    const request = { texts, encoder: options.encoder ?? "" };
+    const response = await this.call(this.stub.encode.bind(this.stub), request, options);
+    return { encoder: response.encoder, dim: response.dim, vectors: response.embeddings.map((e) => e.values) };
+  }
+
+  /** The health of the whole server (`service` ""), or of "temporec.v1.Recommender". */
+  async health(service = "", options: CallOptions = {}): Promise<HealthStatus> {
+    const response = await this.call(this.healthStub.check.bind(this.healthStub), { service }, options);
+    if (response.status === HealthCheckResponse_ServingStatus.UNRECOGNIZED) return "UNKNOWN";
+    return healthCheckResponse_ServingStatusToJSON(response.status) as HealthStatus;
+  }
+
+  /** Close the connection; calls made afterwards fail. */
+  close(): void {
+    this.stub.close();
+  }
+
+  private call<Req, Res>(method: Unary<Req, Res>, request: Req, options: CallOptions): Promise<Res> {
+    const metadata = new grpc.Metadata();
+    for (const [key, value] of Object.entries({ ...this.metadata, ...options.metadata })) metadata.set(key, value);
+    const timeoutMs = options.timeoutMs === undefined ? this.timeoutMs : options.timeoutMs;
+    const callOptions = timeoutMs === null ? {} : { deadline: new Date(Date.now() + timeoutMs) };
+    const { signal } = options;
+    return new Promise((resolve, reject) => {
+      const cancel = () => call.cancel();
+      const call = method(request, metadata, callOptions, (error, response) => {
+        signal?.removeEventListener("abort", cancel);
+        if (error) reject(new TemporecError(error.code, error.details, error.metadata));
+        else resolve(response);
+      });
+      if (signal?.aborted) cancel();
+      else signal?.addEventListener("abort", cancel, { once: true });
+    });
+  }
+}
+
+function channelCredentials(options: ClientOptions): grpc.ChannelCredentials {
+  if (options.credentials) return options.credentials;
+  if (!options.tls) return grpc.credentials.createInsecure();
+  const tls = options.tls === true ? {} : options.tls;
+  return grpc.credentials.createSsl(tls.rootCerts ?? null, tls.privateKey ?? null, tls.certChain ?? null);
+}
+
+function toEvent(event: Event | string) {
+  if (typeof event === "string") return { itemId: event, action: "", timestampMs: 0, text: "" };
+  return {
+    itemId: event.itemId ?? "",
+    action: event.action ?? "",
+    timestampMs: toMillis(event.timestamp),
+    text: event.text ?? "",
+  };
+}
+
+function toMillis(timestamp: Date | number | undefined): number {
+  if (timestamp === undefined) return 0;
+  const millis = timestamp instanceof Date ? timestamp.getTime() : timestamp;
+  if (!Number.isFinite(millis)) {
+    throw new TypeError(`Event.timestamp: expected a valid Date or milliseconds since the epoch, got ${String(timestamp)}`);
+  }
+  return Math.round(millis);
+}

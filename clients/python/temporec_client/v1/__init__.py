@@ -1,0 +1,1 @@
+"""Generated gRPC stubs for the temporec API; regenerate with scripts/generate_protos.py."""
