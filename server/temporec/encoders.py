@@ -33,6 +33,13 @@ class Encoder(ABC):
         work = asyncio.to_thread(self.encode, list(texts))
         return await (asyncio.wait_for(work, timeout) if timeout else work)
 
+    async def healthy(self) -> bool:
+        """Whether the encoder can serve right now. The server polls this (about once a
+        second) for the health status ``temporec.v1.Recommender/encoder/<name>``; an
+        encoder that calls a remote service asks it, quickly. In-process encoders are
+        always healthy."""
+        return True
+
     def describe(self) -> dict[str, str]:
         """Facts shown by ListComponents; extend with what helps an operator."""
         return {"model_id": self.model_id, "dim": str(self.dim)}

@@ -229,6 +229,20 @@ class RecommenderService:
     def ready(self) -> bool:
         return self._ready
 
+    async def encoder_health(self, timeout: float = 2.0) -> dict[str, bool]:
+        """Whether each started encoder can serve now (``Encoder.healthy``); an encoder
+        that raises or takes longer than ``timeout`` seconds counts as unhealthy."""
+
+        async def check(encoder) -> bool:
+            try:
+                return bool(await asyncio.wait_for(encoder.healthy(), timeout))
+            except Exception:
+                return False
+
+        encoders = dict(self._encoders)
+        results = await asyncio.gather(*(check(encoder) for encoder in encoders.values()))
+        return dict(zip(encoders, results))
+
     async def close(self) -> None:
         self._ready = False
         for serving in self.models.values():
@@ -421,7 +435,7 @@ class RecommenderService:
             owners = {name: p.name for p in self.registry.plugins for name in p.registered[kind]}
             result = []
             for name, cls in sorted(self.registry.kind(kind).items()):
-                description = (cls.__doc__ or "").strip().split("\n")[0]
+                description = getattr(cls, "description", "") or (cls.__doc__ or "").strip().split("\n")[0]
                 result.append(ComponentInfo(kind[:-1], name, owners.get(name, ""), description, self._details(kind, name, cls)))
             return result
 

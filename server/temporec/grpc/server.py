@@ -3,6 +3,9 @@
 Besides ``temporec.v1.Recommender`` it serves the standard ``grpc.health.v1.Health``
 (NOT_SERVING while models load and during shutdown, SERVING in between) and server
 reflection, so that grpcurl, grpc_health_probe and Kubernetes probes work unchanged.
+Each started encoder also has its own health status, ``temporec.v1.Recommender/encoder/
+<name>``, kept current from ``Encoder.healthy``: a remote encoder that is down shows there,
+while requests that need no encoder are still served.
 """
 
 from __future__ import annotations
@@ -29,6 +32,12 @@ log = logging.getLogger(__name__)
 SERVICE_NAME = recommender_pb2.DESCRIPTOR.services_by_name["Recommender"].full_name
 SERVING = health_pb2.HealthCheckResponse.SERVING
 NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
+ENCODER_HEALTH_INTERVAL = 1.0  # seconds between encoder health checks
+
+
+def encoder_health_name(encoder: str) -> str:
+    """The health-service name that reports the encoder ``encoder``."""
+    return f"{SERVICE_NAME}/encoder/{encoder}"
 
 
 class RecommenderServicer(recommender_pb2_grpc.RecommenderServicer):
@@ -87,6 +96,7 @@ class TemporecServer:
         self.config = config
         self.health = health.aio.HealthServicer()
         self.server = build_server(service, config, self.health)
+        self._encoder_watch: asyncio.Task | None = None
         address = listen_address(config.host, config.port)
         try:
             self.port = self.server.add_insecure_port(address)
@@ -104,10 +114,13 @@ class TemporecServer:
         await self.server.start()
         await self.service.start()
         await self._set_health(SERVING)
+        self._encoder_watch = asyncio.create_task(self._watch_encoders())
 
     async def stop(self, grace: float | None = None) -> None:
         """Report NOT_SERVING, let in-flight calls finish for ``grace`` seconds, close."""
         grace = self.config.grace_seconds if grace is None else grace
+        if self._encoder_watch:
+            self._encoder_watch.cancel()
         await self.health.enter_graceful_shutdown()
         await self.server.stop(grace)
         await self.service.close()
@@ -115,6 +128,13 @@ class TemporecServer:
     async def _set_health(self, status) -> None:
         for name in ("", SERVICE_NAME):  # "" is the whole server
             await self.health.set(name, status)
+
+    async def _watch_encoders(self) -> None:
+        """Keep each started encoder's health status current."""
+        while True:
+            for name, healthy in (await self.service.encoder_health()).items():
+                await self.health.set(encoder_health_name(name), SERVING if healthy else NOT_SERVING)
+            await asyncio.sleep(ENCODER_HEALTH_INTERVAL)
 
 
 def build_service(config: ServerConfig, registry: Registry | None = None) -> RecommenderService:
