@@ -38,6 +38,13 @@ def test_limits_and_encoder_tables(tmp_path):
     assert config.encoders == {"local": {"batch_size": 8, "device": "cpu"}}
 
 
+def test_encoder_substitutes_table(tmp_path):
+    config = load_config(write(tmp_path, '[encoder_substitutes]\nlocal = "triton"\n'), env={})
+    assert config.encoder_substitutes == {"local": "triton"}
+    with pytest.raises(ConfigError, match="encoder_substitutes.local must be an encoder name"):
+        load_config(write(tmp_path, "[encoder_substitutes]\nlocal = 3\n"), env={})
+
+
 def test_the_config_file_can_come_from_the_environment(tmp_path):
     path = write(tmp_path, "port = 4444\n")
     assert load_config(env={"TEMPOREC_CONFIG": str(path)}).port == 4444

@@ -142,3 +142,44 @@ def test_failing_head_is_a_plugin_error_and_others_keep_working(service):
     with pytest.raises(PluginError, match="boom"):
         recommend(service, history=[Event("i1")], head="broken")
     assert recommend(service, history=[Event("i1")], k=2).items
+
+
+class CountingEncoder:
+    """Registers two encoders of the same vector space; counts which one embeds."""
+
+    calls: dict[str, int] = {}
+
+    @staticmethod
+    def make(encoder_name):
+        from temporec import Encoder
+
+        class Same(Encoder):
+            name = encoder_name
+            model_id = "same-space"
+            dim = TEXT_DIM
+
+            def encode(self, texts):
+                CountingEncoder.calls[self.name] = CountingEncoder.calls.get(self.name, 0) + 1
+                return torch.nn.functional.normalize(torch.ones(len(texts), TEXT_DIM), dim=1)
+
+        return Same
+
+    @hookimpl
+    def register_encoders(self, register):
+        register(self.make("trained"))
+        register(self.make("serving"))
+
+
+def test_encoder_substitutes_serve_a_model_through_another_encoder(tmp_path):
+    registry = load_registry(extra_plugins={"test": Plugin(), "enc": CountingEncoder()}, env={"TEMPOREC_PLUGINS": ""})
+    path = make_artifact(tmp_path, NextHead)
+    manifest = (path / "manifest.json").read_text().replace('"encoder": "none"', '"encoder": "trained"')
+    manifest = manifest.replace('"encoder_model_id": "random"', '"encoder_model_id": "same-space"')
+    (path / "manifest.json").write_text(manifest)
+    svc = RecommenderService(registry, tmp_path, encoder_substitutes={"trained": "serving"}, device="cpu")
+    asyncio.run(svc.start())
+    CountingEncoder.calls.clear()
+    result = asyncio.run(svc.recommend(Query("shop", [Event("", "view", text="a new gadget")], k=2, encoder="serving")))
+    assert result.encoder == "serving" and len(result.items) == 2
+    assert CountingEncoder.calls == {"serving": 1}
+    assert [m.encoder for m in svc.components().models] == ["serving"]

@@ -17,6 +17,9 @@ Example ``temporec.toml``::
 
     [limits]                     # per-request limits
     max_k = 1000
+
+    [encoder_substitutes]        # serve models trained with "local" through "triton"
+    local = "triton"             # (the two must produce the same vector space)
 """
 
 from __future__ import annotations
@@ -45,6 +48,7 @@ class ServerConfig:
     models_dir: str = "models"
     default_encoder: str = "local"
     encoders: dict[str, dict[str, Any]] = field(default_factory=dict)
+    encoder_substitutes: dict[str, str] = field(default_factory=dict)
     device: str = "auto"
     limits: Limits = field(default_factory=Limits)
     max_message_bytes: int = 4 * 1024 * 1024
@@ -52,7 +56,8 @@ class ServerConfig:
     log_level: str = "info"
 
 
-SCALARS = tuple(f.name for f in dataclasses.fields(ServerConfig) if f.name not in ("encoders", "limits"))
+TABLES = ("encoders", "encoder_substitutes", "limits")
+SCALARS = tuple(f.name for f in dataclasses.fields(ServerConfig) if f.name not in TABLES)
 LIMITS = tuple(f.name for f in dataclasses.fields(Limits))
 
 #: Environment variable -> (section, field); section "" is the top level.
@@ -94,10 +99,12 @@ def apply_toml(config: ServerConfig, path: Path) -> None:
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"config file {path}: invalid TOML: {exc}") from exc
     where = f"config file {path}"
-    known = (*SCALARS, "encoders", "limits")
+    known = (*SCALARS, *TABLES)
     for key, value in data.items():
         if key == "encoders":
             config.encoders = _encoder_tables(value, where)
+        elif key == "encoder_substitutes":
+            config.encoder_substitutes = _substitutes(value, where)
         elif key == "limits":
             _check_table(value, where, "limits")
             for name, limit in value.items():
@@ -138,6 +145,14 @@ def _encoder_tables(value: Any, where: str) -> dict[str, dict[str, Any]]:
     return {name: dict(options) for name, options in value.items()}
 
 
+def _substitutes(value: Any, where: str) -> dict[str, str]:
+    _check_table(value, where, "encoder_substitutes")
+    for trained, serving in value.items():
+        if not isinstance(serving, str) or not serving:
+            raise ConfigError(f"{where}: encoder_substitutes.{trained} must be an encoder name, got {serving!r}")
+    return dict(value)
+
+
 def _check_table(value: Any, where: str, key: str) -> None:
     if not isinstance(value, dict):
         raise ConfigError(f"{where}: {key} must be a table ([{key}]), got {value!r}")
@@ -152,7 +167,7 @@ def _set(config: ServerConfig, section: str, name: str, value: Any, where: str) 
     """Set one field, converting ``value`` to the type of the field's default."""
     target = config.limits if section else config
     label = f"{section}.{name}" if section else name
-    if not hasattr(target, name) or name in ("encoders", "limits"):
+    if not hasattr(target, name) or name in TABLES:
         raise ConfigError(f"{where}: unknown setting {label!r}")
     setattr(target, name, _convert(value, type(getattr(target, name)), f"{where}: {label}"))
 

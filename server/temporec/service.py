@@ -186,12 +186,15 @@ class RecommenderService:
         models_dir: str | Path | None,
         encoder_options: dict[str, dict] | None = None,
         default_encoder: str = "local",
+        encoder_substitutes: dict[str, str] | None = None,
         limits: Limits | None = None,
         device: str = "auto",
     ):
         self.registry = registry
         self.models_dir = Path(models_dir) if models_dir else None
         self.encoder_options = encoder_options or {}
+        # trained-with encoder -> encoder that serves it (same vector space, e.g. local -> triton)
+        self.encoder_substitutes = encoder_substitutes or {}
         self.default_encoder = default_encoder
         self.limits = limits or Limits()
         self.device = resolve_device(device)
@@ -271,13 +274,17 @@ class RecommenderService:
             items=[ScoredItem(catalog.item_ids[i], s, catalog.texts[i]) for i, s in zip(indices, scores)],
             domain=manifest.domain,
             head="popularity" if cold else manifest.head,
-            encoder=manifest.encoder,
+            encoder=self.serving_encoder(manifest.encoder),
             model_version=manifest.version,
             cold_start=cold,
             candidate_source="request" if query.candidates else "catalog",
             rules_applied=prepared.rules,
             timings_ms=prepared.timings_ms,
         )
+
+    def serving_encoder(self, trained_with: str) -> str:
+        """The encoder that embeds texts for a model trained with ``trained_with``."""
+        return self.encoder_substitutes.get(trained_with, trained_with)
 
     def _choose_model(self, query: Query) -> _ServingModel:
         if query.domain not in self.domains:
@@ -289,7 +296,7 @@ class RecommenderService:
         candidates = [
             (key, serving)
             for key, serving in self.models.items()
-            if key[0] == query.domain and (not query.encoder or key[2] == query.encoder)
+            if key[0] == query.domain and (not query.encoder or self.serving_encoder(key[2]) == query.encoder)
         ]
         head = query.head or self.domains[query.domain].default_head
         matching = [serving for key, serving in candidates if key[1] == head]
@@ -364,10 +371,10 @@ class RecommenderService:
                 f"history: items outside the catalog need a text-based model; {manifest.head!r} for "
                 f"{manifest.domain!r} was trained on item ids only"
             )
-        encoder = await self._encoder(manifest.encoder)
+        encoder = await self._encoder(self.serving_encoder(manifest.encoder))
         if encoder.model_id != manifest.encoder_model_id:
             raise FailedPrecondition(
-                f"encoder {manifest.encoder!r} is configured with {encoder.model_id!r}, but the model was "
+                f"encoder {encoder.name!r} is configured with {encoder.model_id!r}, but the model was "
                 f"trained on {manifest.encoder_model_id!r} embeddings"
             )
         vectors = await self._encode_with(encoder, list(outside.values()))
@@ -441,7 +448,7 @@ class RecommenderService:
 
         models = [
             ModelInfo(
-                m.domain, m.head, m.encoder, m.version, str(s.loaded.path), m.data_name,
+                m.domain, m.head, self.serving_encoder(m.encoder), m.version, str(s.loaded.path), m.data_name,
                 m.data_fingerprint, dict(m.metrics), len(s.loaded.catalog), m.created,
             )
             for s in self.models.values()

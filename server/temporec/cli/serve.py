@@ -19,8 +19,10 @@ Environment variables:
   TEMPOREC_PLUGINS, TEMPOREC_BLOCK_PLUGINS  which plugins load (comma-separated names)
 
 The TOML file takes the same settings as keys, [encoders.NAME] tables of encoder
-options and a [limits] table; unknown keys are errors, and relative paths are
-relative to the file:
+options, a [limits] table and an [encoder_substitutes] table (TRAINED = "SERVING":
+serve models trained with one encoder through another of the same vector space,
+e.g. local = "triton"); unknown keys are errors, and relative paths are relative
+to the file:
   port = 50051
   models_dir = "models"
   device = "cuda"

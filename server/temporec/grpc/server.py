@@ -143,6 +143,7 @@ def build_service(config: ServerConfig, registry: Registry | None = None) -> Rec
         registry if registry is not None else load_registry(),
         config.models_dir,
         encoder_options=config.encoders,
+        encoder_substitutes=config.encoder_substitutes,
         default_encoder=config.default_encoder,
         limits=config.limits,
         device=config.device,
