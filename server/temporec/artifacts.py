@@ -47,6 +47,7 @@ class Manifest:
     head_options: dict = field(default_factory=dict)
     use_text: bool = True
     use_ids: bool = True
+    item_features: list[str] = field(default_factory=list)  # categorical catalog features embedded
     dropout: float = 0.1
     data_name: str = ""  # where the training data came from (a path for data read from disk)
     data_fingerprint: str = ""
@@ -162,6 +163,7 @@ def load_model(path: str | os.PathLike, heads: dict[str, type]) -> LoadedModel:
         use_text=manifest.use_text,
         use_ids=manifest.use_ids,
         dropout=manifest.dropout,
+        item_features={name: state[f"item_features.{name}.values"] for name in manifest.item_features},
     )
     model.load_state_dict(state)
     model.eval()

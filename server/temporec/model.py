@@ -1,6 +1,7 @@
 """The sequential recommender: item tower + event embedding + a temporal head.
 
     item vector  = W · text_embedding(item)  (+ id embedding, when the model has ids)
+                                             (+ one embedding per categorical feature)
     event vector = item vector + action embedding + time-gap embedding
     user state   = head(event vectors)[-1]           (left-padded batches)
     score(item)  = user state · item vector
@@ -80,6 +81,22 @@ class EventBatch:
         return EventBatch(*(move(t) for t in (self.items, self.actions, self.gaps, self.mask, self.texts)))
 
 
+class ItemFeature(nn.Module):
+    """One categorical item feature (e.g. a shop's category): each catalog item's value
+    index and an embedding per value, so that rarely seen items share what their value
+    learned."""
+
+    def __init__(self, values: torch.Tensor, dim: int):
+        super().__init__()
+        self.register_buffer("values", values.long().contiguous())
+        self.embedding = nn.Embedding(int(values.max()) + 1 if values.numel() else 1, dim)
+        nn.init.normal_(self.embedding.weight, std=1 / math.sqrt(dim))
+
+    def forward(self, index: torch.Tensor | None = None) -> torch.Tensor:
+        """Embeddings of catalog items ``index`` (all items when None)."""
+        return self.embedding(self.values if index is None else self.values[index])
+
+
 class SequenceRecommender(nn.Module):
     def __init__(
         self,
@@ -89,10 +106,13 @@ class SequenceRecommender(nn.Module):
         use_text: bool = True,
         use_ids: bool = True,
         dropout: float = 0.1,
+        item_features: dict[str, torch.Tensor] | None = None,
     ):
+        """``item_features``: categorical catalog features, name -> (n_items,) value
+        indices (0..values-1); each value gets an embedding, added to the item vector."""
         super().__init__()
-        if not (use_text or use_ids):
-            raise ValueError("an item representation needs text, ids or both")
+        if not (use_text or use_ids or item_features):
+            raise ValueError("an item representation needs text, ids or categorical features")
         n_items, text_dim = text_embeddings.shape
         dim = head.dim
         self.head = head
@@ -100,10 +120,21 @@ class SequenceRecommender(nn.Module):
         self.register_buffer("text_embeddings", text_embeddings.float().contiguous())
         self.text_proj = nn.Linear(text_dim, dim) if use_text else None
         self.item_ids = nn.Embedding(n_items, dim) if use_ids else None
-        if self.item_ids is not None:
+        if self.item_ids is not None and use_text:
+            # Beside text, an id embedding is a learned correction that starts at zero: an
+            # item never seen in training keeps none, and is represented by its text alone.
+            nn.init.zeros_(self.item_ids.weight)
+        elif self.item_ids is not None:
             nn.init.normal_(self.item_ids.weight, std=1 / math.sqrt(dim))
+        self.item_features = nn.ModuleDict(
+            {name: ItemFeature(values, dim) for name, values in sorted((item_features or {}).items())}
+        )
         self.actions = nn.Embedding(max(n_actions, 1), dim)
         self.gaps = nn.Embedding(GAP_BUCKETS, dim)
+        # As small as the item vectors: at torch's default N(0, 1) they drown an item's
+        # projected text (a few hundredths per coordinate) and text-only models never learn.
+        for table in (self.actions, self.gaps):
+            nn.init.normal_(table.weight, std=1 / math.sqrt(dim))
         self.dropout = nn.Dropout(dropout)
 
     @property
@@ -118,7 +149,8 @@ class SequenceRecommender(nn.Module):
             parts.append(self.text_proj(text))
         if self.use_ids:
             parts.append(self.item_ids.weight if index is None else self.item_ids(index))
-        return parts[0] if len(parts) == 1 else parts[0] + parts[1]
+        parts.extend(feature(index) for feature in self.item_features.values())
+        return parts[0] if len(parts) == 1 else torch.stack(parts).sum(0)
 
     def text_vectors(self, texts: torch.Tensor) -> torch.Tensor:
         """Vectors of items known only by their text embeddings."""
@@ -126,17 +158,19 @@ class SequenceRecommender(nn.Module):
             raise ValueError("this model has no text tower: it cannot use items outside its catalog")
         return self.text_proj(texts)
 
-    def event_vectors(self, batch: EventBatch) -> torch.Tensor:
+    def event_vectors(self, batch: EventBatch, item_table: torch.Tensor | None = None) -> torch.Tensor:
+        """(B, L, dim) event vectors. ``item_table``: ``item_vectors()`` already computed
+        (training computes it once per step for the loss and reuses it here)."""
         known = batch.items.clamp(min=0)
-        items = self.item_vectors(known)
+        items = self.item_vectors(known) if item_table is None else item_table[known]
         if batch.texts is not None:
             outside = (batch.items < 0).unsqueeze(-1)
             items = torch.where(outside, self.text_vectors(batch.texts), items)
         events = items + self.actions(batch.actions) + self.gaps(batch.gaps)
         return self.dropout(events) * batch.mask.unsqueeze(-1)
 
-    def forward(self, batch: EventBatch) -> HeadOutput:
-        return self.head(self.event_vectors(batch), batch.mask)
+    def forward(self, batch: EventBatch, item_table: torch.Tensor | None = None) -> HeadOutput:
+        return self.head(self.event_vectors(batch, item_table), batch.mask)
 
     def user_states(self, batch: EventBatch) -> torch.Tensor:
         """(B, dim): the predicted next-item vector after each history."""

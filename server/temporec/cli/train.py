@@ -63,6 +63,13 @@ def add_parser(subparsers) -> None:
         help="the encoder's 'model' option (local: a model directory; default its bundled all-MiniLM-L6-v2)",
     )
     encoder.add_argument(
+        "--encoder-option",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="encoder option, e.g. url=triton:8001 for the triton encoder; VALUE is JSON or text (repeatable)",
+    )
+    encoder.add_argument(
         "--cache-dir",
         default=None,
         metavar="DIR",
@@ -106,6 +113,12 @@ def add_parser(subparsers) -> None:
     )
     model.add_argument("--seed", type=int, default=DEFAULTS.seed, help=f"random seed (default {DEFAULTS.seed})")
     model.add_argument("--device", default="auto", help="torch device: auto, cpu, cuda, cuda:N (default auto)")
+    model.add_argument(
+        "--minutes", type=float, default=0, help="stop training after this many minutes (default 0: no limit)"
+    )
+    model.add_argument(
+        "--threads", type=int, default=DEFAULTS.threads, help="torch CPU threads (default 0: one per core)"
+    )
     parser.set_defaults(run=run)
 
 
@@ -159,6 +172,8 @@ def run(args: argparse.Namespace) -> int:
         head_options=head_options,
         negatives=args.negatives,
         device=args.device,
+        time_budget_s=args.minutes * 60,
+        threads=args.threads,
     )
 
     dataset = domain_cls().load_dataset(args.data)
@@ -167,7 +182,10 @@ def run(args: argparse.Namespace) -> int:
         f"data: {dataset.name}: {len(dataset.sequences)} users, {len(dataset.catalog)} items, {events} events",
         flush=True,
     )
-    encoder = encoder_cls(**({"model": args.encoder_model} if args.encoder_model else {}))
+    encoder_options = parse_options(args.encoder_option, "--encoder-option")
+    if args.encoder_model:
+        encoder_options["model"] = args.encoder_model
+    encoder = encoder_cls(**encoder_options)
     try:
         embeddings = catalog_embeddings(encoder, dataset.catalog, cache_dir=args.cache_dir)
     finally:

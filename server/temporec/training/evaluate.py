@@ -23,7 +23,15 @@ from temporec.errors import InvalidArgument, NotFound, allowed
 from temporec.model import SequenceRecommender
 from temporec.plugins import Registry, load_registry
 from temporec.training.metrics import KS, summarize, target_ranks
-from temporec.training.splits import Sequences, encode, eval_split, history_batch, history_pairs, prefix_counts
+from temporec.training.splits import (
+    EvalSplit,
+    Sequences,
+    encode,
+    eval_split,
+    history_batch,
+    history_pairs,
+    prefix_counts,
+)
 from temporec.types import Catalog, Dataset
 
 SPLITS = ("valid", "test")
@@ -44,29 +52,35 @@ def resolve_device(name: str | None = None) -> torch.device:
         raise InvalidArgument(f"device {name!r}: expected 'auto', 'cpu', 'cuda' or 'cuda:N'") from None
 
 
-def rank_split(score: Scorer, seqs: Sequences, split: str, batch_size: int, device: torch.device) -> torch.Tensor:
-    """The target rank of every evaluated user of ``split``."""
-    s = eval_split(seqs, split)
-    ranks = []
-    for start in range(0, len(s.users), batch_size):
-        users, stops = s.users[start : start + batch_size], s.stops[start : start + batch_size]
+def rank_split(
+    score: Scorer, seqs: Sequences, split: str | EvalSplit, batch_size: int, device: torch.device
+) -> torch.Tensor:
+    """The target rank of every evaluated user of ``split`` (a split's name, or any cases),
+    in the split's order. Users are scored in batches of similar history lengths: a batch
+    is as wide as its longest history, so this leaves the head little padding."""
+    s = eval_split(seqs, split) if isinstance(split, str) else split
+    order = np.argsort(s.stops, kind="stable")
+    ranks = torch.empty(len(order), dtype=torch.long)
+    for start in range(0, len(order), batch_size):
+        chosen = order[start : start + batch_size]
+        users, stops = s.users[chosen], s.stops[chosen]
         rows, items = history_pairs(seqs, users, stops)
         masked = (torch.from_numpy(rows).to(device), torch.from_numpy(items).to(device))
-        targets = torch.from_numpy(s.targets[start : start + batch_size]).to(device)
-        ranks.append(target_ranks(score(users, stops).float(), targets, masked).cpu())
-    return torch.cat(ranks) if ranks else torch.empty(0, dtype=torch.long)
+        targets = torch.from_numpy(s.targets[chosen]).to(device)
+        ranks[torch.from_numpy(chosen)] = target_ranks(score(users, stops).float(), targets, masked).cpu()
+    return ranks
 
 
 @torch.no_grad()
 def evaluate_model(
     model: SequenceRecommender,
     seqs: Sequences,
-    split: str,
+    split: str | EvalSplit,
     max_len: int,
     batch_size: int = 256,
 ) -> dict[str, float]:
-    """The model's metrics on ``split`` ("valid" or "test"), computed on the model's
-    device; its train/eval mode is kept."""
+    """The model's metrics on ``split`` ("valid", "test", or an ``EvalSplit`` of chosen
+    cases), computed on the model's device; its train/eval mode is kept."""
     device = model.text_embeddings.device
     was_training = model.training
     model.eval()
@@ -74,7 +88,8 @@ def evaluate_model(
         items = model.item_vectors()
 
         def score(users: np.ndarray, stops: np.ndarray) -> torch.Tensor:
-            return model.user_states(history_batch(seqs, users, stops, max_len).to(device)) @ items.T
+            states = model(history_batch(seqs, users, stops, max_len).to(device), items).states[:, -1]
+            return states @ items.T
 
         return summarize(rank_split(score, seqs, split, batch_size, device))
     finally:

@@ -132,6 +132,7 @@ class TrainingExamples:
 
     inputs: EventBatch
     targets: torch.Tensor  # (rows, max_len) long; IGNORE on padding
+    target_actions: torch.Tensor  # (rows, max_len) long: each target's action (0 on padding)
 
     def __len__(self) -> int:
         return self.targets.shape[0]
@@ -150,5 +151,7 @@ def training_examples(seqs: Sequences, max_len: int) -> TrainingExamples:
     stops = pairs[users] - max_len * nth  # inputs end (exclusive); each target is one later
     inputs = window(seqs, users, stops, max_len)
     target_flat = seqs.offsets[users][:, None] + stops[:, None] - max_len + np.arange(max_len) + 1
-    targets = np.where(inputs.mask.numpy(), seqs.items[np.clip(target_flat, 0, len(seqs.items) - 1)], IGNORE)
-    return TrainingExamples(inputs, torch.from_numpy(targets))
+    target_flat = np.clip(target_flat, 0, len(seqs.items) - 1)
+    targets = np.where(inputs.mask.numpy(), seqs.items[target_flat], IGNORE)
+    target_actions = np.where(inputs.mask.numpy(), seqs.actions[target_flat], 0)
+    return TrainingExamples(inputs, torch.from_numpy(targets), torch.from_numpy(target_actions))

@@ -4,7 +4,8 @@ At every position of every training window the model predicts the next item with
 softmax over the whole catalog (or, with ``negatives``, over the target and that many
 uniformly sampled items), plus the head's auxiliary loss. AdamW; early stopping on
 validation NDCG@10; the best epoch's weights are kept, evaluated on the test split
-(with the popularity baseline) and saved as an artifact.
+(with the popularity baseline) and saved as an artifact. ``time_budget_s`` bounds the
+training time (epochs and validation, summed over resumed parts).
 
 Every epoch writes a checkpoint under ``<out_dir>/.checkpoints/``; a run started again
 with the same configuration, data and embeddings resumes after the last finished epoch.
@@ -16,7 +17,9 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import math
 import os
+import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -24,22 +27,23 @@ from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from tqdm import tqdm
 
 from temporec.artifacts import Manifest, save_model
 from temporec.data import DataError
 from temporec.domains import Domain
-from temporec.errors import InvalidArgument
+from temporec.errors import InvalidArgument, allowed
 from temporec.heads import Head
 from temporec.model import EventBatch, SequenceRecommender
 from temporec.training.evaluate import evaluate_all, evaluate_model, resolve_device
+from temporec.training.losses import full_softmax_cross_entropy, sampled_softmax_cross_entropy
 from temporec.training.splits import IGNORE, Sequences, TrainingExamples, encode, eval_split, training_examples
-from temporec.types import Dataset
+from temporec.types import Catalog, Dataset
 
 log = logging.getLogger(__name__)
 
 EpochCallback = Callable[[int, dict[str, float]], None]
+BUCKET_GROUP = 50  # batches' worth of windows sorted by length together (``length_buckets``)
 
 
 @dataclass
@@ -60,11 +64,19 @@ class TrainConfig:
     grad_clip: float = 5.0
     eval_batch_size: int = 256
     device: str = ""  # empty or "auto": CUDA when present, else the CPU
+    time_budget_s: float = 0.0  # > 0: stop training (mid-epoch) once this many seconds are spent
+    threads: int = 0  # CPU threads for torch; 0: one per available core
+    length_buckets: bool = True  # batch windows of similar lengths together (less padding, faster)
+    item_features: list[str] = field(default_factory=list)  # categorical catalog features to embed
+    # action -> weight in [0, 1] of its events as targets (others 1): each such target enters
+    # a step's loss with that probability, an unbiased weighting that suits every loss
+    target_weights: dict[str, float] = field(default_factory=dict)
 
     def key_fields(self) -> dict[str, Any]:
-        """What determines each epoch's weights: not the device, nor how many epochs a run
-        may last (a killed run can be resumed with more)."""
-        return {k: v for k, v in asdict(self).items() if k not in ("device", "eval_batch_size", "epochs", "patience")}
+        """What determines each epoch's weights: not the device, nor how long a run may
+        last (a killed run can be resumed with more epochs or time)."""
+        lasting = ("device", "eval_batch_size", "epochs", "patience", "time_budget_s", "threads")
+        return {k: v for k, v in asdict(self).items() if k not in lasting}
 
 
 @dataclass
@@ -75,6 +87,7 @@ class Progress:
     best_epoch: int = 0
     best_score: float = -1.0
     stale: int = 0  # epochs since the best
+    seconds: float = 0.0  # training and validation time so far, over every resumed part
     losses: list[float] = field(default_factory=list)
     scores: list[float] = field(default_factory=list)
 
@@ -99,19 +112,22 @@ def train(
     """
     config = config or TrainConfig()
     _check_inputs(dataset, text_embeddings, config)
-    torch.set_num_threads(_available_cores())
+    torch.set_num_threads(config.threads or _available_cores())
     device = resolve_device(config.device)
     actions = list(domain.actions)
+    _check_item_fields(dataset, actions, config)
     seqs = encode(dataset, actions)
     examples = training_examples(seqs, config.max_len)
     if len(examples) == 0 or len(eval_split(seqs, "test").users) == 0:
         raise DataError(f"{dataset.name}: no user has the 4+ events that training and validation need")
 
     fingerprint = dataset.fingerprint()
-    model = _build_model(head_cls, text_embeddings, len(actions), config).to(device)
+    features = feature_values(dataset.catalog, config.item_features)
+    model = _build_model(head_cls, text_embeddings, len(actions), config, features).to(device)
     key = _run_key(fingerprint, head_cls, text_embeddings, domain, encoder_model_id, config)
     checkpoint = Checkpoint(Path(out_dir) / ".checkpoints" / f"{domain.name}-{head_cls.name}-{key}.pt")
-    progress = _fit(model, seqs, examples, checkpoint, config, device, on_epoch)
+    weights = torch.tensor([config.target_weights.get(action, 1.0) for action in actions]) if config.target_weights else None
+    progress = _fit(model, seqs, examples, checkpoint, config, device, on_epoch, weights)
 
     metrics = evaluate_all(model, seqs, config.max_len, config.eval_batch_size)
     metrics.update(best_epoch=float(progress.best_epoch), epochs=float(progress.epoch))
@@ -126,6 +142,7 @@ def train(
         head_options=dict(model.head.config),
         use_text=config.use_text,
         use_ids=config.use_ids,
+        item_features=sorted(config.item_features),
         dropout=config.dropout,
         data_name=dataset.name,
         data_fingerprint=fingerprint,
@@ -138,8 +155,22 @@ def train(
     return path
 
 
+def feature_values(catalog: Catalog, names: list[str]) -> dict[str, torch.Tensor]:
+    """Each named catalog feature as (n_items,) indices of its values (sorted, from 0)."""
+    indexed = {}
+    for name in names:
+        values = catalog.features[name]
+        index = {value: i for i, value in enumerate(sorted(set(values)))}
+        indexed[name] = torch.tensor([index[value] for value in values], dtype=torch.long)
+    return indexed
+
+
 def _build_model(
-    head_cls: type[Head], text_embeddings: torch.Tensor, n_actions: int, config: TrainConfig
+    head_cls: type[Head],
+    text_embeddings: torch.Tensor,
+    n_actions: int,
+    config: TrainConfig,
+    features: dict[str, torch.Tensor] | None = None,
 ) -> SequenceRecommender:
     torch.manual_seed(config.seed)
     try:
@@ -147,7 +178,13 @@ def _build_model(
     except (TypeError, ValueError) as exc:
         raise InvalidArgument(f"head options {config.head_options}: {exc}") from exc
     return SequenceRecommender(
-        head, text_embeddings, n_actions, use_text=config.use_text, use_ids=config.use_ids, dropout=config.dropout
+        head,
+        text_embeddings,
+        n_actions,
+        use_text=config.use_text,
+        use_ids=config.use_ids,
+        dropout=config.dropout,
+        item_features=features,
     )
 
 
@@ -159,15 +196,21 @@ def _fit(
     config: TrainConfig,
     device: torch.device,
     on_epoch: EpochCallback | None,
+    target_weights: torch.Tensor | None = None,
 ) -> Progress:
-    """Train epochs (from the checkpoint, if any) until ``config.epochs`` or early stop,
-    and leave the best epoch's weights in ``model``."""
+    """Train epochs (from the checkpoint, if any) until ``config.epochs``, early stop or
+    the time budget, and leave the best epoch's weights in ``model``. An epoch cut short
+    by the budget is validated and checkpointed like any other, and is the last."""
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     progress, best = checkpoint.restore(model, optimizer)
-    while progress.epoch < config.epochs and progress.stale < config.patience:
+    started = time.monotonic() - progress.seconds  # the clock of the whole run, resumed parts included
+    budget = config.time_budget_s if config.time_budget_s > 0 else math.inf
+    deadline = started + budget  # an epoch still running then ends after its current step
+    while progress.epoch < config.epochs and progress.stale < config.patience and progress.seconds < budget:
         progress.epoch += 1
-        loss = _train_epoch(model, optimizer, examples, config, progress.epoch, device)
+        loss = _train_epoch(model, optimizer, examples, config, progress.epoch, device, deadline, target_weights)
         score = evaluate_model(model, seqs, "valid", config.max_len, config.eval_batch_size)["ndcg@10"]
+        progress.seconds = time.monotonic() - started
         progress.losses.append(loss)
         progress.scores.append(score)
         if score > progress.best_score:
@@ -185,7 +228,7 @@ def _fit(
         )
         checkpoint.save(model, optimizer, progress, best)
         if on_epoch:
-            on_epoch(progress.epoch, {"loss": loss, "valid.ndcg@10": score})
+            on_epoch(progress.epoch, {"loss": loss, "valid.ndcg@10": score, "seconds": progress.seconds})
     model.load_state_dict(best)
     return progress
 
@@ -198,11 +241,28 @@ def _check_inputs(dataset: Dataset, text_embeddings: torch.Tensor, config: Train
     if text_embeddings.ndim != 2 or text_embeddings.shape[0] != len(dataset.catalog):
         shape, expected = tuple(text_embeddings.shape), (len(dataset.catalog), "dim")
         raise InvalidArgument(f"text_embeddings: shape {shape}; expected {expected}, one row per catalog item")
-    if not (config.use_text or config.use_ids):
-        raise InvalidArgument("config: use_text and use_ids are both off; items need text, ids or both")
+    if not (config.use_text or config.use_ids or config.item_features):
+        raise InvalidArgument("config: use_text, use_ids and item_features are all off; items need one of them")
     for name in ("dim", "max_len", "epochs", "batch_size"):
         if getattr(config, name) < 1:
             raise InvalidArgument(f"config.{name}: {getattr(config, name)}; must be at least 1")
+
+
+def _check_item_fields(dataset: Dataset, actions: list[str], config: TrainConfig) -> None:
+    """The item features and target weights name what the data and the domain have."""
+    for name in config.item_features:
+        if name not in dataset.catalog.features:
+            raise InvalidArgument(
+                f"config.item_features: {name!r} is not a feature of {dataset.name}; "
+                f"its features: {allowed(dataset.catalog.features)}"
+            )
+    for action, weight in config.target_weights.items():
+        if action not in actions:
+            raise InvalidArgument(f"config.target_weights: action {action!r}; allowed: {allowed(actions)}")
+        if not 0 <= weight <= 1:
+            raise InvalidArgument(f"config.target_weights[{action!r}]: {weight}; must be between 0 and 1")
+    if config.use_text and not any(dataset.catalog.texts):
+        raise InvalidArgument(f"{dataset.name}: no item has text; train on ids or features (use_text off, --no-text)")
 
 
 def _train_epoch(
@@ -212,27 +272,32 @@ def _train_epoch(
     config: TrainConfig,
     epoch: int,
     device: torch.device,
+    deadline: float = math.inf,
+    target_weights: torch.Tensor | None = None,
 ) -> float:
-    """One pass over the shuffled windows; returns the mean loss. The shuffle depends only
-    on (seed, epoch), so a resumed run sees the same batches."""
-    order = torch.randperm(len(examples), generator=torch.Generator().manual_seed(config.seed * 100_003 + epoch))
+    """One pass over the shuffled windows (cut short at ``deadline``, a ``time.monotonic``
+    value); returns the mean loss. The shuffle depends only on (seed, epoch), so a resumed
+    run sees the same batches. ``target_weights`` (per action index): the probability that
+    a target of that action enters the loss."""
     model.train()
     total, steps = 0.0, 0
-    with tqdm(
-        range(0, len(order), config.batch_size),
-        desc=f"epoch {epoch}/{config.epochs}",
-        unit="batch",
-        disable=None,
-        leave=False,
-    ) as bar:
-        for start in bar:
-            batch, targets = examples.rows(order[start : start + config.batch_size])
+    batches = _batches(examples, config, epoch)
+    with tqdm(batches, desc=f"epoch {epoch}/{config.epochs}", unit="batch", disable=None, leave=False) as bar:
+        for rows in bar:
+            batch, targets = examples.rows(rows)
             first = int(batch.mask.any(0).nonzero()[0])  # drop columns that are padding in every row
             batch = _columns(batch, first).to(device)
             targets = targets[:, first:].to(device)
-            output = model(batch)
+            # The item tower runs once per step: its table feeds both the events and the loss.
+            table = None if config.negatives else model.item_vectors()
+            output = model(batch, table)
             known = targets != IGNORE
-            loss = _next_item_loss(model, output.states[known], targets[known], config.negatives)
+            if target_weights is not None:
+                kept = target_weights.to(device)[examples.target_actions[rows][:, first:].to(device)]
+                known &= torch.rand(known.shape, device=device) < kept
+                if not known.any():
+                    continue
+            loss = _next_item_loss(model, output.states[known], targets[known], config.negatives, table)
             if output.aux_loss is not None:
                 loss = loss + output.aux_loss
             optimizer.zero_grad(set_to_none=True)
@@ -241,7 +306,30 @@ def _train_epoch(
             optimizer.step()
             total, steps = total + loss.item(), steps + 1
             bar.set_postfix(loss=f"{total / steps:.4f}")
+            if time.monotonic() >= deadline:
+                log.info("time budget spent after %d of %d steps of epoch %d", steps, len(bar), epoch)
+                break
     return total / max(steps, 1)
+
+
+def _batches(examples: TrainingExamples, config: TrainConfig, epoch: int) -> list[torch.Tensor]:
+    """The row indices of each batch of one epoch, shuffled by (seed, epoch).
+
+    With ``length_buckets``, each group of ``BUCKET_GROUP`` batches' worth of shuffled
+    windows is sorted by length before it is cut into batches, and the batches are then
+    shuffled: batches hold windows of similar lengths, so trimming their all-padding
+    columns leaves little padding for the head to process.
+    """
+    generator = torch.Generator().manual_seed(config.seed * 100_003 + epoch)
+    order = torch.randperm(len(examples), generator=generator)
+    if config.length_buckets:
+        lengths = examples.inputs.mask.sum(1)
+        groups = order.split(config.batch_size * BUCKET_GROUP)
+        order = torch.cat([group[torch.argsort(lengths[group], stable=True)] for group in groups])
+    batches = list(order.split(config.batch_size))
+    if config.length_buckets:
+        batches = [batches[i] for i in torch.randperm(len(batches), generator=generator)]
+    return batches
 
 
 def _columns(batch: EventBatch, first: int) -> EventBatch:
@@ -249,17 +337,17 @@ def _columns(batch: EventBatch, first: int) -> EventBatch:
 
 
 def _next_item_loss(
-    model: SequenceRecommender, states: torch.Tensor, targets: torch.Tensor, negatives: int
+    model: SequenceRecommender,
+    states: torch.Tensor,
+    targets: torch.Tensor,
+    negatives: int,
+    table: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """Cross-entropy of each target against the catalog, or against sampled negatives
-    (the same ones for the whole batch; a negative equal to the target is ignored)."""
-    if not negatives:
-        return F.cross_entropy(states @ model.item_vectors().T, targets)
-    sampled = torch.randint(model.n_items, (negatives,), device=states.device)
-    positive = (states * model.item_vectors(targets)).sum(-1, keepdim=True)
-    negative = (states @ model.item_vectors(sampled).T).masked_fill(sampled == targets.unsqueeze(1), float("-inf"))
-    logits = torch.cat([positive, negative], dim=1)
-    return F.cross_entropy(logits, torch.zeros_like(targets))
+    """Cross-entropy of each target against the catalog (``table``: its item vectors,
+    computed when None), or against ``negatives`` sampled items (see ``losses``)."""
+    if negatives:
+        return sampled_softmax_cross_entropy(states, targets, model.item_vectors, model.n_items, negatives)
+    return full_softmax_cross_entropy(states, model.item_vectors() if table is None else table, targets)
 
 
 def _run_key(

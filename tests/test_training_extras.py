@@ -1,0 +1,170 @@
+"""Training's speed-ups keep its results (the blockwise full softmax, length buckets), the
+time budget ends a run, and the item-representation and cold-start experiments."""
+
+import dataclasses
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from temporec.artifacts import load_model, read_manifest
+from temporec.errors import InvalidArgument
+from temporec.training import (
+    TrainConfig,
+    evaluate_cold_start,
+    hold_out_items,
+    losses,
+    train,
+    with_items,
+    without_items,
+)
+from temporec.training.splits import encode, training_examples
+from temporec.training.train import _batches
+from temporec.types import Catalog, Dataset, Event
+from temporec_plugins.domains.video import VideoDomain
+from temporec_plugins.heads.lstm import LSTMHead
+
+N_BASE = 40
+T0 = 1_700_000_000.0
+CONFIG = TrainConfig(dim=32, max_len=16, epochs=20, batch_size=32, lr=1e-2, dropout=0.1, patience=5, threads=1)
+
+
+# -- the blockwise full softmax ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize("rows", [1, 300, 700])  # less than, more than and not a multiple of a block
+def test_full_softmax_equals_cross_entropy_in_value_and_gradients(rows):
+    g = torch.Generator().manual_seed(rows)
+    states = torch.randn(rows, 16, generator=g, requires_grad=True)
+    items = torch.randn(50, 16, generator=g, requires_grad=True)
+    targets = torch.randint(50, (rows,), generator=g)
+    expected = F.cross_entropy(states @ items.T, targets)
+    expected_grads = torch.autograd.grad(expected * 3, (states, items))
+    found = losses.full_softmax_cross_entropy(states, items, targets)
+    found_grads = torch.autograd.grad(found * 3, (states, items))
+    torch.testing.assert_close(found, expected)
+    for a, b in zip(found_grads, expected_grads):
+        torch.testing.assert_close(a, b)
+
+
+def test_full_softmax_without_gradients_is_plain_cross_entropy():
+    states, items, targets = torch.randn(4, 8), torch.randn(10, 8), torch.tensor([0, 3, 9, 3])
+    expected = F.cross_entropy(states @ items.T, targets)
+    assert torch.equal(losses.full_softmax_cross_entropy(states, items, targets), expected)
+
+
+# -- batches and the time budget -----------------------------------------------------------------
+
+
+def chain_dataset(users: int = 150, seed: int = 0, twins: bool = False) -> Dataset:
+    """Users of varied history lengths walk a fixed successor map over the base items.
+    ``twins``: every base item has a twin "t<i>" with the same text, and each user's last
+    event (the test target) is the twin of the base item the walk reaches."""
+    g = torch.Generator().manual_seed(seed)
+    successor = torch.randperm(N_BASE, generator=g).tolist()
+    sequences = {}
+    for user in range(users):
+        items = [int(torch.randint(N_BASE, (1,), generator=g))]
+        for _ in range(int(torch.randint(5, 16, (1,), generator=g))):
+            items.append(successor[items[-1]])
+        ids = [str(i) for i in items]
+        if twins:
+            ids[-1] = f"t{ids[-1]}"
+        sequences[f"u{user}"] = [Event(item, "watch", T0 + 3600 * t) for t, item in enumerate(ids)]
+    base = [str(i) for i in range(N_BASE)]
+    ids = base + ([f"t{i}" for i in base] if twins else [])
+    return Dataset("chain", Catalog(ids, [f"title {i.lstrip('t')}" for i in ids]), sequences)
+
+
+def unit_vectors(catalog: Catalog, dim: int = 16) -> torch.Tensor:
+    """One random unit vector per distinct text: twins share theirs."""
+    g = torch.Generator().manual_seed(0)
+    by_text = {
+        text: torch.nn.functional.normalize(torch.randn(dim, generator=g), dim=0) for text in sorted(set(catalog.texts))
+    }
+    return torch.stack([by_text[text] for text in catalog.texts])
+
+
+def fit(dataset: Dataset, out_dir, config: TrainConfig = CONFIG):
+    return train(
+        dataset,
+        LSTMHead,
+        unit_vectors(dataset.catalog),
+        domain=VideoDomain,
+        encoder_name="random",
+        encoder_model_id="random-unit-16",
+        out_dir=out_dir,
+        config=config,
+    )
+
+
+def test_length_buckets_cover_every_window_once_with_less_padding():
+    examples = training_examples(encode(chain_dataset(), VideoDomain.actions), max_len=16)
+    lengths = examples.inputs.mask.sum(1)
+
+    def padded_positions(batches):
+        return sum(int(lengths[rows].max()) * len(rows) for rows in batches)
+
+    config = dataclasses.replace(CONFIG, batch_size=8)
+    bucketed = _batches(examples, config, epoch=1)
+    plain = _batches(examples, dataclasses.replace(config, length_buckets=False), epoch=1)
+    for batches in (bucketed, plain):
+        assert sorted(torch.cat(batches).tolist()) == list(range(len(examples)))
+    assert padded_positions(bucketed) < padded_positions(plain)
+    assert [b.tolist() for b in bucketed] == [b.tolist() for b in _batches(examples, config, epoch=1)]
+
+
+def test_a_spent_time_budget_ends_training_after_one_step(tmp_path):
+    config = dataclasses.replace(CONFIG, time_budget_s=1e-9)  # spent by the first step
+    epochs = []
+    path = train(
+        chain_dataset(),
+        LSTMHead,
+        unit_vectors(chain_dataset().catalog),
+        domain=VideoDomain,
+        encoder_name="random",
+        encoder_model_id="random-unit-16",
+        out_dir=tmp_path,
+        config=config,
+        on_epoch=lambda epoch, values: epochs.append((epoch, values["seconds"])),
+    )
+    assert read_manifest(path).metrics["epochs"] == 1
+    assert len(epochs) == 1 and epochs[0][1] > 0
+
+
+# -- experiments ----------------------------------------------------------------------------------
+
+
+def test_item_representations():
+    assert (with_items(CONFIG, "text").use_text, with_items(CONFIG, "text").use_ids) == (True, False)
+    assert (with_items(CONFIG, "ids").use_text, with_items(CONFIG, "ids").use_ids) == (False, True)
+    assert (with_items(CONFIG, "hybrid").use_text, with_items(CONFIG, "hybrid").use_ids) == (True, True)
+    with pytest.raises(InvalidArgument, match="'pixels'; allowed: 'hybrid', 'ids', 'text'"):
+        with_items(CONFIG, "pixels")
+
+
+def test_held_out_items_leave_the_training_data_but_not_the_catalog():
+    dataset = chain_dataset()
+    split = hold_out_items(dataset, 0.25, seed=1)
+    assert len(split.cold_items) == 10 and split.train.catalog is dataset.catalog
+    seen = {event.item_id for events in split.train.sequences.values() for event in events}
+    assert not seen & set(split.cold_items)
+    assert hold_out_items(dataset, 0.25, seed=1).cold_items == split.cold_items
+    with pytest.raises(InvalidArgument, match="fraction 1.5"):
+        hold_out_items(dataset, 1.5)
+    with pytest.raises(InvalidArgument, match="not in the catalog"):
+        without_items(dataset, ["nope"])
+
+
+def test_a_text_model_recommends_items_it_never_saw_and_an_id_model_cannot(tmp_path):
+    dataset = chain_dataset(twins=True)
+    split = without_items(dataset, [item for item in dataset.catalog.item_ids if item.startswith("t")])
+    found = {}
+    for items in ("text", "ids"):
+        path = fit(split.train, tmp_path / items, with_items(CONFIG, items))
+        loaded = load_model(path, {"lstm": LSTMHead})
+        found[items] = evaluate_cold_start(loaded.model, dataset, split, loaded.manifest.actions, CONFIG.max_len)
+    assert found["text"]["cold.cases"] == 150 and found["text"]["warm.cases"] == 0
+    assert found["text"]["cold.hr@10"] >= 0.8
+    assert found["text"]["cold.hr@10"] > found["ids"]["cold.hr@10"] + 0.5
+    assert found["text"]["popularity.cold.hr@10"] < 0.5
