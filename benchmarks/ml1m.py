@@ -48,7 +48,7 @@ from temporec.training import (
     train,
     with_items,
 )
-from temporec.training.evaluate import resolve_device
+from temporec.devices import resolve_device
 from temporec.training.splits import encode
 from temporec.types import Dataset
 

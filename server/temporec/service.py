@@ -17,12 +17,12 @@ from typing import Any, Callable
 import torch
 
 from temporec.artifacts import LoadedModel, find_artifacts, load_model
+from temporec.devices import resolve_device
 from temporec.errors import (
     FailedPrecondition,
     InvalidArgument,
     NotFound,
     PluginError,
-    ResourceExhausted,
     TemporecError,
     allowed,
 )
@@ -62,12 +62,6 @@ class Components:
     heads: list[ComponentInfo]
     domains: list[ComponentInfo]
     models: list[ModelInfo]
-
-
-def resolve_device(device: str) -> torch.device:
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
 
 
 def plugin_call(what: str, fn: Callable, *args: Any) -> Any:

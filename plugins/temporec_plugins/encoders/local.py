@@ -28,6 +28,7 @@ import torch
 import torch.nn.functional as F
 
 import temporec
+from temporec.devices import resolve_device
 from temporec.errors import FailedPrecondition, InvalidArgument
 
 DEFAULT_MODEL_ID = "sentence-transformers/all-MiniLM-L6-v2"
@@ -58,21 +59,6 @@ def resolve_source(model: str) -> str:
     return str(model)  # a hub id, looked up in the local Hugging Face cache only
 
 
-def resolve_device(device: str) -> torch.device:
-    """Turn the ``device`` option into a torch device; "auto" prefers CUDA."""
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        resolved = torch.device(device)
-    except (RuntimeError, TypeError) as exc:
-        raise InvalidArgument(
-            f"encoder 'local': option 'device' is {device!r}; allowed: 'auto', 'cpu', 'cuda', 'cuda:N'"
-        ) from exc
-    if resolved.type == "cuda" and not torch.cuda.is_available():
-        raise FailedPrecondition(f"encoder 'local': option 'device' is {device!r} but CUDA is not available")
-    return resolved
-
-
 def mean_pool(hidden: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
     """Mean of ``hidden`` (B, T, H) over the tokens where ``attention_mask`` (B, T) is 1."""
     weights = attention_mask.unsqueeze(-1).to(hidden.dtype)
@@ -90,7 +76,7 @@ class LocalEncoder(temporec.Encoder):
 
         _check_positive("batch_size", batch_size)
         _check_positive("max_length", max_length)
-        self.device = resolve_device(device)
+        self.device = resolve_device(device, "encoder 'local': option 'device'")
         self.source = resolve_source(model)
         self.model_id = str(model) if model else DEFAULT_MODEL_ID
         self.batch_size = batch_size

@@ -19,6 +19,7 @@ import torch
 
 from temporec.artifacts import LoadedModel, load_model
 from temporec.data import DataError
+from temporec.devices import resolve_device  # noqa: F401  (re-exported for training code)
 from temporec.errors import InvalidArgument, NotFound, allowed
 from temporec.model import SequenceRecommender
 from temporec.plugins import Registry, load_registry
@@ -40,16 +41,6 @@ BASELINE = "popularity"
 log = logging.getLogger(__name__)
 
 Scorer = Callable[[np.ndarray, np.ndarray], torch.Tensor]  # (users, stops) -> (B, n_items) scores
-
-
-def resolve_device(name: str | None = None) -> torch.device:
-    """``name`` as a device; empty, None or "auto": CUDA when present, else the CPU."""
-    if not name or name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        return torch.device(name)
-    except RuntimeError:
-        raise InvalidArgument(f"device {name!r}: expected 'auto', 'cpu', 'cuda' or 'cuda:N'") from None
 
 
 def rank_split(

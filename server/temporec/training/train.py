@@ -35,7 +35,8 @@ from temporec.domains import Domain
 from temporec.errors import InvalidArgument, allowed
 from temporec.heads import Head
 from temporec.model import EventBatch, SequenceRecommender
-from temporec.training.evaluate import evaluate_all, evaluate_model, resolve_device
+from temporec.devices import resolve_device
+from temporec.training.evaluate import evaluate_all, evaluate_model
 from temporec.training.losses import full_softmax_cross_entropy, sampled_softmax_cross_entropy
 from temporec.training.splits import IGNORE, Sequences, TrainingExamples, encode, eval_split, training_examples
 from temporec.types import Catalog, Dataset
