@@ -8,6 +8,10 @@ per-user, time-ordered event lists).
     sequences          <name>.user_sequences.tsv + movies.dat
     RecBole            <name>.inter + <name>.item
     plain events       events.csv|jsonl (+ items.csv|jsonl)
+    Taobao             UserBehavior.csv / user_behavior*.csv (shop events, no item text)
+
+News impressions (``temporec.data.mind``) and customer-service conversations
+(``temporec.data.faq``) have readers of their own, used by their domains.
 
 A data set read from disk is named by its absolute path, so a model's manifest says
 where its data came from. Malformed rows raise ``DataError`` naming the file and line.
@@ -24,6 +28,7 @@ from temporec.data.base import DataError
 from temporec.data.events import load_events, read_events
 from temporec.data.movielens import load_movielens, load_sequences
 from temporec.data.recbole import load_recbole
+from temporec.data.taobao import find_taobao_file, is_taobao_file, load_taobao
 from temporec.types import Catalog, Dataset
 
 __all__ = [
@@ -34,6 +39,7 @@ __all__ = [
     "load_movielens",
     "load_recbole",
     "load_sequences",
+    "load_taobao",
     "read_events",
 ]
 
@@ -42,6 +48,7 @@ LAYOUTS = (
     "a *.user_sequences.tsv file with movies.dat beside it",
     "a RecBole .inter file (or its directory) with the .item file beside it",
     "an events .csv/.jsonl file (or a directory with events.csv|jsonl), items.csv|jsonl beside it",
+    "a Taobao UserBehavior.csv / user_behavior*.csv file (or its directory)",
 )
 
 
@@ -62,12 +69,16 @@ def load_dataset(path: str | os.PathLike) -> Dataset:
             return load_recbole(path)
         if any((path / f"events{ext}").is_file() for ext in (".csv", ".jsonl")):
             return load_events(path)
+        if find_taobao_file(path):
+            return load_taobao(path)
     elif name in ("ratings.dat", "u.data"):
         return load_movielens(directory)
     elif name.endswith(".tsv") and (directory / "movies.dat").is_file():
         return load_sequences(path)
     elif path.suffix == ".inter":
         return load_recbole(path)
+    elif is_taobao_file(path):
+        return load_taobao(path)
     elif path.suffix in (".csv", ".jsonl"):
         return load_events(path)
     raise DataError(f"{path}: not a recognised data set; expected " + "; or ".join(LAYOUTS))

@@ -1,0 +1,156 @@
+"""The ``retail`` domain: a shop's items, viewed, carted, favourited and purchased.
+
+Data: the Taobao user-behaviour CSV (``temporec.data.taobao``: ids and categories, no
+item text) or plain event files whose items may have text and a ``category`` feature
+(``temporec.data.events``). Items without text are represented by their id and category
+embeddings; with text, by their text too (see ``training_config``).
+
+Actions count differently as signals and as targets. As signals every action has its
+own learnt embedding. As targets, ``target_weights`` make a purchase count fully and a
+view a fifth: a shop wants the next purchase, not the next page view.
+
+Rules (``apply_rules``), each named in the response when it removed something:
+
+    exclude_purchased     durable items already purchased are not offered again (a
+                          catalog feature ``durable`` of "0"/"false" marks consumables,
+                          which may be bought again); viewed, favourited and carted items
+                          stay: re-finding them is much of what shoppers do
+    exclude_cart          carted items, when the request turns cart reminders off
+    exclude_out_of_stock  items the catalog marks ``in_stock`` "0"/"false", or the
+                          request lists as out of stock
+    exclude_filtered      items the request excludes
+    category_filter       only the request's categories
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+
+import numpy as np
+import torch
+
+from temporec import Domain, hookimpl
+from temporec.data import DataError, load_dataset
+from temporec.errors import allowed
+from temporec.training.domain_eval import NextItemCase, Scorer, popularity_scorer, recent_scorer
+from temporec.training.splits import MIN_EVENTS
+from temporec.training.train import TrainConfig
+from temporec.types import Catalog, Dataset, Event, Query
+from temporec_plugins.domains.options import read_options
+
+NO = ("0", "false", "no")
+PURCHASE = "purchase"
+
+
+@dataclass
+class RetailOptions:
+    """What a shop's request may ask for."""
+
+    categories: list[str] = field(default_factory=list)  # only items of these categories
+    exclude_item_ids: list[str] = field(default_factory=list)  # never return these
+    out_of_stock: list[str] = field(default_factory=list)  # out of stock right now
+    remind_cart: bool = True  # carted items may be recommended (a reminder)
+
+
+class RetailDomain(Domain):
+    name = "retail"
+    description = "E-commerce: the next item a shopper views, carts or buys (Taobao-style events)."
+    actions = ("view", "cart", "favourite", PURCHASE)
+    default_head = "lstm"
+    request_options = RetailOptions
+    #: as training targets (see TrainConfig.target_weights): the next purchase matters most
+    target_weights = {"view": 0.2, "favourite": 0.5, "cart": 0.5, PURCHASE: 1.0}
+    negatives = 1024  # sampled softmax: shop catalogs are too big for a full one
+
+    def load_dataset(self, path: str) -> Dataset:
+        """Taobao behaviour files or event files (``temporec.data.load_dataset``), with
+        every action checked against the retail vocabulary."""
+        dataset = load_dataset(path)
+        for user, events in dataset.sequences.items():
+            for event in events:
+                if event.action and event.action not in self.actions:
+                    raise DataError(
+                        f"{dataset.name}: user {user!r} has action {event.action!r}; allowed: {allowed(self.actions)}"
+                    )
+        return dataset
+
+    def training_config(self, dataset: Dataset, config: TrainConfig | None = None) -> TrainConfig:
+        """``config`` fitted to the data: text when items have it, the ``category``
+        feature when there is one, sampled negatives, and the retail target weights."""
+        config = config or TrainConfig()
+        has_text = any(dataset.catalog.texts)
+        return replace(
+            config,
+            use_text=config.use_text and has_text,
+            item_features=config.item_features or [n for n in ("category",) if n in dataset.catalog.features],
+            negatives=config.negatives or min(self.negatives, len(dataset.catalog) - 1),
+            target_weights=config.target_weights or dict(self.target_weights),
+        )
+
+    def apply_rules(self, query: Query, history: list[int], catalog: Catalog, allowed_items: torch.Tensor) -> list[str]:
+        options = read_options(query, RetailOptions)
+        rules = []
+
+        def clear(name: str, items) -> None:
+            index = torch.as_tensor(sorted(items), dtype=torch.long)
+            if len(index) and allowed_items[index].any():
+                allowed_items[index] = False
+                rules.append(name)
+
+        if not query.allow_repeats:
+            clear("exclude_purchased", self._durable(self._indices(query.history, catalog, {PURCHASE}), catalog))
+        if not options.remind_cart:
+            clear("exclude_cart", self._indices(query.history, catalog, {"cart"}))
+        stock = catalog.features.get("in_stock")
+        out = {i for i, value in enumerate(stock or []) if value.strip().lower() in NO}
+        clear("exclude_out_of_stock", out | {catalog.index[i] for i in options.out_of_stock if i in catalog.index})
+        clear("exclude_filtered", {catalog.index[i] for i in options.exclude_item_ids if i in catalog.index})
+        if options.categories:
+            wanted = set(options.categories)
+            categories = catalog.features.get("category", [""] * len(catalog))
+            clear("category_filter", {i for i, value in enumerate(categories) if value not in wanted})
+        return rules
+
+    @staticmethod
+    def _indices(events: list[Event], catalog: Catalog, actions: set[str]) -> set[int]:
+        return {catalog.index[e.item_id] for e in events if e.action in actions and e.item_id in catalog.index}
+
+    @staticmethod
+    def _durable(items: set[int], catalog: Catalog) -> set[int]:
+        durable = catalog.features.get("durable")
+        return items if durable is None else {i for i in items if durable[i].strip().lower() not in NO}
+
+    # -- evaluation ------------------------------------------------------------------
+
+    def next_item_cases(self, dataset: Dataset) -> list[NextItemCase]:
+        """The leave-one-out test cases: each user's last event, after the rest (users
+        with at least 3 events, as the trainer's splits)."""
+        return [
+            NextItemCase(events[:-1], events[-1].item_id)
+            for events in dataset.sequences.values()
+            if len(events) >= MIN_EVENTS
+        ]
+
+    def purchase_dataset(self, dataset: Dataset) -> Dataset:
+        """Every history cut after its last purchase, so that leave-one-out tests the next
+        purchase (users whose last purchase has fewer than 2 events before it are left out)."""
+        sequences = {}
+        for user, events in dataset.sequences.items():
+            last = max((i for i, e in enumerate(events) if e.action == PURCHASE), default=-1)
+            if last + 1 >= MIN_EVENTS:
+                sequences[user] = events[: last + 1]
+        return Dataset(f"{dataset.name}#purchases", dataset.catalog, sequences)
+
+    def baselines(self, dataset: Dataset, cases: list[NextItemCase]) -> dict[str, Scorer]:
+        """Popularity and "most recently interacted" (then popularity), counted over the
+        test histories only (no test target is counted)."""
+        counts = np.bincount(
+            [dataset.catalog.index[e.item_id] for case in cases for e in case.history], minlength=len(dataset.catalog)
+        )
+        counts = torch.from_numpy(counts).float()
+        return {"popularity": popularity_scorer(counts), "recent": recent_scorer(dataset.catalog, counts)}
+
+
+@hookimpl
+def register_domains(register):
+    register(RetailDomain)
