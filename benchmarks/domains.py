@@ -143,7 +143,7 @@ def retail_taobao(bench: Bench) -> str:
     domain_cls = bench.registry.domains["retail"]
     domain = domain_cls()
     dataset = domain.load_dataset(str(bench.args.data / "taobao-userbehavior"))
-    base = bench.config(dim=64, max_len=50, batch_size=32, lr=2e-3, epochs=20, patience=3)
+    base = bench.config(dim=64, max_len=50, batch_size=32, lr=2e-3, epochs=40, patience=3)
     objectives = {"uniform targets": {}, "purchase-weighted targets": dict(domain.target_weights)}
     parts = [
         f"Data: `taobao-userbehavior` ({len(dataset.sequences)} users, {len(dataset.catalog)} items, "
@@ -335,14 +335,17 @@ SECTIONS: dict[str, Callable[[Bench], str]] = {
 }
 
 
+SECTION = re.compile(r"<!-- section (\S+) -->\n(.*?)\n<!-- end \1 -->", re.S)
+
+
 def write_section(path: Path, name: str, body: str) -> None:
-    """Replace (or append) the section ``name`` of the results file."""
-    text = path.read_text() if path.is_file() else TITLE
-    begin, end = f"<!-- section {name} -->", f"<!-- end {name} -->"
-    block = f"{begin}\n{body.rstrip()}\n{end}"
-    pattern = re.compile(re.escape(begin) + ".*?" + re.escape(end), re.S)
-    text = pattern.sub(lambda _: block, text) if pattern.search(text) else text.rstrip() + "\n\n" + block + "\n"
-    path.write_text(text)
+    """Replace (or add) the section ``name`` of the results file, keeping the others;
+    sections are written in the order of ``SECTIONS``."""
+    sections = dict(SECTION.findall(path.read_text())) if path.is_file() else {}
+    sections[name] = body.rstrip()
+    order = [n for n in SECTIONS if n in sections] + [n for n in sections if n not in SECTIONS]
+    blocks = [f"<!-- section {n} -->\n{sections[n]}\n<!-- end {n} -->" for n in order]
+    path.write_text(TITLE + "\n" + "\n\n".join(blocks) + "\n")
 
 
 def header(name: str, argv: list[str], seconds: float) -> str:
