@@ -17,15 +17,15 @@ import logging
 import math
 import os
 import time
-from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
 import torch
 from tqdm import tqdm
 
-from temporec.artifacts import Manifest, save_model
+from temporec.artifacts import save_model
 from temporec.data.faq import Conversation, ConversationData
+from temporec.devices import resolve_device
 from temporec.domains import Domain
 from temporec.embedding_cache import catalog_embeddings
 from temporec.encoders import Encoder
@@ -33,8 +33,7 @@ from temporec.errors import InvalidArgument
 from temporec.heads import Head
 from temporec.model import EventBatch, SequenceRecommender
 from temporec.training.domain_eval import ReplyCase, TextVectors, evaluate_replies, model_scorer
-from temporec.training.evaluate import resolve_device
-from temporec.training.train import TrainConfig, _build_model
+from temporec.training.train import TrainConfig, _build_model, training_manifest
 from temporec.types import Catalog
 
 log = logging.getLogger(__name__)
@@ -114,22 +113,8 @@ def train_conversations(
     }
     metrics.update({"valid.mrr": best_score, "best_epoch": float(best_epoch), "epochs": float(epoch)})
     dataset = data.as_dataset()
-    manifest = Manifest(
-        domain=domain.name,
-        head=head_cls.name,
-        encoder=encoder_name,
-        encoder_model_id=encoder_model_id,
-        dim=config.dim,
-        max_len=config.max_len,
-        actions=actions,
-        head_options=dict(model.head.config),
-        use_text=True,
-        use_ids=config.use_ids,
-        dropout=config.dropout,
-        data_name=data.name,
-        data_fingerprint=dataset.fingerprint(),
-        training=asdict(config),
-        metrics=metrics,
+    manifest = training_manifest(
+        model, config, domain, encoder_name, encoder_model_id, actions, data.name, dataset.fingerprint(), metrics
     )
     return save_model(out_dir, manifest, model.cpu(), data.catalog, popularity)
 

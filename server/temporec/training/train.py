@@ -132,28 +132,45 @@ def train(
 
     metrics = evaluate_all(model, seqs, config.max_len, config.eval_batch_size)
     metrics.update(best_epoch=float(progress.best_epoch), epochs=float(progress.epoch))
-    manifest = Manifest(
+    manifest = training_manifest(
+        model, config, domain, encoder_name, encoder_model_id, actions, dataset.name, fingerprint, metrics
+    )
+    popularity = torch.from_numpy(np.bincount(seqs.items, minlength=len(dataset.catalog))).float()
+    path = save_model(out_dir, manifest, model, dataset.catalog, popularity)
+    checkpoint.remove()
+    return path
+
+
+def training_manifest(
+    model: SequenceRecommender,
+    config: TrainConfig,
+    domain: type[Domain] | Domain,
+    encoder_name: str,
+    encoder_model_id: str,
+    actions: list[str],
+    data_name: str,
+    data_fingerprint: str,
+    metrics: dict[str, float],
+) -> Manifest:
+    """The manifest of a model trained with ``config``: what a server needs to rebuild it."""
+    return Manifest(
         domain=domain.name,
-        head=head_cls.name,
+        head=model.head.name,
         encoder=encoder_name,
         encoder_model_id=encoder_model_id,
         dim=config.dim,
         max_len=config.max_len,
         actions=actions,
         head_options=dict(model.head.config),
-        use_text=config.use_text,
-        use_ids=config.use_ids,
+        use_text=model.use_text,
+        use_ids=model.use_ids,
         item_features=sorted(config.item_features),
         dropout=config.dropout,
-        data_name=dataset.name,
-        data_fingerprint=fingerprint,
+        data_name=data_name,
+        data_fingerprint=data_fingerprint,
         training=asdict(config),
         metrics=metrics,
     )
-    popularity = torch.from_numpy(np.bincount(seqs.items, minlength=len(dataset.catalog))).float()
-    path = save_model(out_dir, manifest, model, dataset.catalog, popularity)
-    checkpoint.remove()
-    return path
 
 
 def feature_values(catalog: Catalog, names: list[str]) -> dict[str, torch.Tensor]:
