@@ -20,7 +20,6 @@ import asyncio
 import logging
 import os
 import platform
-import re
 import sys
 import time
 from collections.abc import Callable
@@ -29,6 +28,7 @@ from pathlib import Path
 
 import torch
 
+import results_file
 from temporec.artifacts import LoadedModel, load_model
 from temporec.embedding_cache import catalog_embeddings
 from temporec.plugins import load_registry
@@ -335,17 +335,9 @@ SECTIONS: dict[str, Callable[[Bench], str]] = {
 }
 
 
-SECTION = re.compile(r"<!-- section (\S+) -->\n(.*?)\n<!-- end \1 -->", re.S)
-
-
 def write_section(path: Path, name: str, body: str) -> None:
-    """Replace (or add) the section ``name`` of the results file, keeping the others;
-    sections are written in the order of ``SECTIONS``."""
-    sections = dict(SECTION.findall(path.read_text())) if path.is_file() else {}
-    sections[name] = body.rstrip()
-    order = [n for n in SECTIONS if n in sections] + [n for n in sections if n not in SECTIONS]
-    blocks = [f"<!-- section {n} -->\n{sections[n]}\n<!-- end {n} -->" for n in order]
-    path.write_text(TITLE + "\n" + "\n\n".join(blocks) + "\n")
+    """Replace (or add) the section ``name``, in the order of ``SECTIONS``."""
+    results_file.write_section(path, name, body, TITLE, order=list(SECTIONS))
 
 
 def header(name: str, argv: list[str], seconds: float) -> str:

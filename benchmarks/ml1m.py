@@ -37,6 +37,7 @@ from pathlib import Path
 
 import torch
 
+from results_file import write_section
 from temporec.artifacts import load_model, read_manifest
 from temporec.embedding_cache import cache_root, catalog_embeddings
 from temporec.plugins import load_registry
@@ -55,6 +56,8 @@ from temporec.types import Dataset
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data" / "ml-1m"
 RESULTS = ROOT / "benchmarks" / "RESULTS.md"
+TITLE = "# Benchmarks\n\nEach section is written by the script it names and replaced when that script runs again."
+SECTIONS = ("ml1m", "load")  # the order of RESULTS.md's sections (load: benchmarks/load.py)
 DOMAIN = "video"
 METRICS = ("hr@5", "hr@10", "hr@20", "ndcg@5", "ndcg@10", "ndcg@20", "mrr")
 
@@ -265,9 +268,9 @@ def popularity_run(dataset: Dataset) -> dict:
 
 
 def render(results: dict[str, dict], context: dict) -> str:
-    """RESULTS.md: the command, the machine, the data, the tables."""
+    """The ML-1M section of RESULTS.md: the command, the machine, the data, the tables."""
     lines = [
-        "# MovieLens-1M benchmark",
+        "## MovieLens-1M",
         "",
         f"Written by `benchmarks/ml1m.py` on {context['date']}.",
         "",
@@ -301,7 +304,7 @@ def render(results: dict[str, dict], context: dict) -> str:
     if cold:
         lines += [
             "",
-            "## Cold start",
+            "### Cold start",
             "",
             (
                 "Items held out of training (every event of them removed); the model is tested on the full "
@@ -320,13 +323,13 @@ def render(results: dict[str, dict], context: dict) -> str:
             )
     lines += [
         "",
-        "## Published anchors (ML-1M, same protocol)",
+        "### Published anchors (ML-1M, same protocol)",
         "",
         "| model | HR@10 | NDCG@10 |",
         "| --- | --- | --- |",
     ]
     lines += [f"| {model} | {hr:.4f} | {ndcg:.4f} |" for model, hr, ndcg in ANCHORS]
-    lines += ["", "## Settings", ""]
+    lines += ["", "### Settings", ""]
     for name in sorted(results, key=_run_order):
         if "config" in results[name]:
             settings = {k: v for k, v in results[name]["config"].items() if k not in ("epochs", "eval_batch_size")}
@@ -394,8 +397,7 @@ def main(argv: list[str] | None = None) -> int:
         "patience": args.patience,
     }
     table = render(chosen, context)
-    args.results.parent.mkdir(parents=True, exist_ok=True)
-    args.results.write_text(table)
+    write_section(args.results, "ml1m", table, TITLE, order=SECTIONS)
     print(table)
     print(f"written to {args.results}")
     return 0

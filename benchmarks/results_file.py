@@ -1,0 +1,21 @@
+"""Results files that several benchmarks share: each benchmark owns named sections,
+replaced when it runs again, and leaves the others as they are."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from pathlib import Path
+
+SECTION = re.compile(r"<!-- section (\S+) -->\n(.*?)\n<!-- end \1 -->", re.S)
+
+
+def write_section(path: Path, name: str, body: str, title: str, order: Sequence[str] = ()) -> None:
+    """Replace (or add) the section ``name`` of the file at ``path``, keeping the others;
+    sections named in ``order`` come first, in that order, then the rest as found."""
+    sections = dict(SECTION.findall(path.read_text())) if path.is_file() else {}
+    sections[name] = body.rstrip()
+    names = [n for n in order if n in sections] + [n for n in sections if n not in order]
+    blocks = [f"<!-- section {n} -->\n{sections[n]}\n<!-- end {n} -->" for n in names]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(title.rstrip() + "\n\n" + "\n\n".join(blocks) + "\n")
