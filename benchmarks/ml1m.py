@@ -32,7 +32,7 @@ import platform
 import shlex
 import sys
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import torch
@@ -70,6 +70,7 @@ class Run:
     head: str
     items: str = "hybrid"  # see temporec.training.ITEM_REPRESENTATIONS
     options: dict = field(default_factory=dict)  # head options
+    settings: dict = field(default_factory=dict)  # TrainConfig fields beside the command line's
     cold_fraction: float = 0.0  # > 0: a cold-start run
 
 
@@ -139,7 +140,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def _run_order(name: str) -> int:
     names = ["popularity", *(run.name for run in RUNS)]
-    return names.index(name)
+    return names.index(name) if name in names else len(names)  # runs no longer defined come last
 
 
 # -- what is measured ------------------------------------------------------------------
@@ -203,7 +204,7 @@ def run_config(run: Run, args: argparse.Namespace) -> TrainConfig:
         time_budget_s=args.minutes * 60,
         threads=args.threads,
     )
-    return with_items(config, run.items)
+    return with_items(replace(config, **run.settings), run.items)
 
 
 def train_run(run: Run, dataset: Dataset, embeddings: torch.Tensor, model_id: str, args) -> dict:
@@ -213,8 +214,11 @@ def train_run(run: Run, dataset: Dataset, embeddings: torch.Tensor, model_id: st
     split = hold_out_items(dataset, run.cold_fraction, args.seed) if run.cold_fraction else None
     seconds = {}
 
+    curve = []
+
     def report(epoch: int, values: dict[str, float]) -> None:
         seconds["train"] = values["seconds"]
+        curve.append([epoch, round(values["valid.ndcg@10"], 4), round(values["seconds"])])
         print(
             f"  {run.name} epoch {epoch}: loss {values['loss']:.4f}, valid NDCG@10 {values['valid.ndcg@10']:.4f}, "
             f"{values['seconds'] / 60:.1f} min",
@@ -242,6 +246,7 @@ def train_run(run: Run, dataset: Dataset, embeddings: torch.Tensor, model_id: st
         "epochs": int(trained["epochs"]),
         "best_epoch": int(trained["best_epoch"]),
         "train_seconds": seconds.get("train", 0.0),
+        "curve": curve,  # [epoch, validation NDCG@10, seconds] of this invocation's epochs
         "config": asdict(config),
         "artifact": str(path),
     }
@@ -272,19 +277,15 @@ def render(results: dict[str, dict], context: dict) -> str:
     lines = [
         "## MovieLens-1M",
         "",
-        f"Written by `benchmarks/ml1m.py` on {context['date']}.",
-        "",
-        f"Command: `{context['command']}`",
-        "",
-        "Machine: " + ", ".join(f"{k} {v}" for k, v in context["machine"].items()),
+        f"Written by `benchmarks/ml1m.py` on {context['date']}; each run's command, machine and settings are listed",
+        "under Settings below.",
         "",
         (
             f"Data: {context['data']}. Leave-one-out (the last event of each user is the test "
             "target, the one before it the validation target), full ranking over the catalog with the "
-            f"user's history masked, histories of up to {context['max_len']} events. Training stopped after "
-            f"{context['minutes']:g} minutes (epochs and validation; the epoch then running is cut short and "
-            f"validated), or earlier after {context['patience']} epochs without a better validation NDCG@10; "
-            "the best validation epoch is tested."
+            "user's history masked. Each run trains until its time budget is spent (the epoch then running "
+            "is cut short and validated) or until early stopping on validation NDCG@10; the best validation "
+            "epoch is tested."
         ),
         "",
         "| run | head | items | "
@@ -331,10 +332,17 @@ def render(results: dict[str, dict], context: dict) -> str:
     lines += [f"| {model} | {hr:.4f} | {ndcg:.4f} |" for model, hr, ndcg in ANCHORS]
     lines += ["", "### Settings", ""]
     for name in sorted(results, key=_run_order):
-        if "config" in results[name]:
-            settings = {k: v for k, v in results[name]["config"].items() if k not in ("epochs", "eval_batch_size")}
-            lines.append(f"- `{name}`: `{json.dumps(settings, sort_keys=True)}`")
+        r = results[name]
+        if "config" in r:
+            settings = {k: v for k, v in r["config"].items() if k not in ("epochs", "eval_batch_size")}
+            lines.append(f"- `{name}`: `{r.get('command', '')}` ({r.get('date', '')}; {_machine_line(r)})")
+            lines.append(f"  settings `{json.dumps(settings, sort_keys=True)}`")
     return "\n".join(lines) + "\n"
+
+
+def _machine_line(result: dict) -> str:
+    described = result.get("machine", {})
+    return ", ".join(f"{k} {described[k]}" for k in ("cpu", "cores", "threads", "device", "gpu") if k in described)
 
 
 def _goal(name: str, result: dict) -> str:
@@ -361,6 +369,7 @@ def main(argv: list[str] | None = None) -> int:
     data = f"{dataset.name}: {len(dataset.sequences):,} users, {len(dataset.catalog):,} items, {events:,} events"
     print(data, flush=True)
 
+    command = shlex.join([".venv/bin/python", "benchmarks/ml1m.py", *(sys.argv[1:] if argv is None else argv)])
     store = args.out / "results.json"
     results = {} if args.fresh else stored_results(store)
     fingerprint = dataset.fingerprint()
@@ -377,7 +386,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{name}: training for up to {args.minutes:g} min" if run else f"{name}: evaluating", flush=True)
         started = time.monotonic()
         result = train_run(run, dataset, embeddings, model_id, args) if run else popularity_run(dataset)
-        result.update(key=key, wall_seconds=time.monotonic() - started)
+        result.update(key=key, wall_seconds=time.monotonic() - started, command=command, date=time.strftime("%Y-%m-%d"))
+        result.update(machine=machine(str(resolve_device(args.device))))
         results[name] = result
         store.write_text(json.dumps(results, indent=2) + "\n")
         measured = result.get(
@@ -386,17 +396,9 @@ def main(argv: list[str] | None = None) -> int:
         which = "on cold items " if "cold_start" in result else ""
         print(f"{name}: HR@10 {which}{measured['cold.hr@10']:.4f}, NDCG@10 {measured['cold.ndcg@10']:.4f}", flush=True)
 
-    chosen = {name: results[name] for name in args.runs}
-    context = {
-        "date": time.strftime("%Y-%m-%d"),
-        "command": shlex.join([".venv/bin/python", "benchmarks/ml1m.py", *(sys.argv[1:] if argv is None else argv)]),
-        "machine": machine(str(resolve_device(args.device))),
-        "data": data,
-        "max_len": args.max_len,
-        "minutes": args.minutes,
-        "patience": args.patience,
-    }
-    table = render(chosen, context)
+    # Every stored run of this data set, each with the command that measured it.
+    chosen = {name: r for name, r in results.items() if r.get("key", {}).get("data") == fingerprint}
+    table = render(chosen, {"date": time.strftime("%Y-%m-%d"), "data": data})
     write_section(args.results, "ml1m", table, TITLE, order=SECTIONS)
     print(table)
     print(f"written to {args.results}")

@@ -61,8 +61,9 @@ def fit(dataset, out_dir, config=FAST, **kwargs):
         {},
         {"use_ids": False, "head_options": {"cell": "gru"}, "epochs": 30, "patience": 30},
         {"negatives": 20, "epochs": 30, "patience": 30},  # starts on a plateau: no early stop
+        {"similarity": "cosine", "temperature": 0.1},
     ],
-    ids=["lstm-ids-and-text", "gru-text-only", "sampled-softmax"],
+    ids=["lstm-ids-and-text", "gru-text-only", "sampled-softmax", "cosine"],
 )
 def test_lstm_head_learns_order_and_beats_popularity(tmp_path, changes):
     config = TrainConfig(**{**FAST.__dict__, **changes})
@@ -130,12 +131,15 @@ def test_unknown_action_names_the_allowed_ones(tmp_path):
         fit(dataset, tmp_path)
 
 
-def test_save_then_load_gives_identical_scores(tmp_path):
+@pytest.mark.parametrize("similarity", ["dot", "cosine"])
+def test_save_then_load_gives_identical_scores(tmp_path, similarity):
     torch.manual_seed(0)
     catalog = Catalog(["a", "b", "c", "d"], ["A", "B", "C", "D"])
-    model = SequenceRecommender(LSTMHead(8, 5, cell="gru"), unit_vectors(4), n_actions=2).eval()
+    head = LSTMHead(8, 5, cell="gru")
+    model = SequenceRecommender(head, unit_vectors(4), n_actions=2, similarity=similarity, temperature=0.2).eval()
     manifest = Manifest(
-        "video", "lstm", "random", "random-unit-32", 8, 5, ["watch", "rate"], head_options=dict(model.head.config)
+        "video", "lstm", "random", "random-unit-32", 8, 5, ["watch", "rate"], head_options=dict(model.head.config),
+        similarity=similarity, temperature=0.2,
     )
     loaded = load_model(save_model(tmp_path, manifest, model, catalog, torch.ones(4)), {"lstm": LSTMHead})
     batch = EventBatch.from_histories([[0, 1, 2], [3]], [[0, 1, 0], [1]], [[10.0, 20.0, 90.0], [5.0]], max_len=5)
@@ -175,3 +179,14 @@ def test_a_killed_run_resumes_from_its_checkpoint(tmp_path):
     a, b = load_file(uninterrupted / "model.safetensors"), load_file(resumed / "model.safetensors")
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
     assert read_manifest(uninterrupted).metrics == read_manifest(resumed).metrics
+
+
+def test_cosine_scores_are_cosines_over_the_temperature():
+    torch.manual_seed(0)
+    model = SequenceRecommender(LSTMHead(8, 5), unit_vectors(4), n_actions=1, similarity="cosine", temperature=0.5).eval()
+    batch = EventBatch.from_histories([[0, 1]], [[0, 0]], [[1.0, 2.0]], max_len=5)
+    state = model(batch).states[:, -1]
+    expected = torch.nn.functional.cosine_similarity(state, model.item_vectors(), dim=-1) / 0.5
+    torch.testing.assert_close(model.scores(batch)[0], expected)
+    with pytest.raises(InvalidArgument, match="similarity 'l1'; allowed: dot, cosine"):
+        fit(ordered_dataset(users=10), "unused", TrainConfig(similarity="l1"))

@@ -49,6 +49,8 @@ class Manifest:
     use_ids: bool = True
     item_features: list[str] = field(default_factory=list)  # categorical catalog features embedded
     dropout: float = 0.1
+    similarity: str = "dot"  # how states score items (temporec.model.SIMILARITIES)
+    temperature: float = 1.0
     data_name: str = ""  # where the training data came from (a path for data read from disk)
     data_fingerprint: str = ""
     training: dict = field(default_factory=dict)  # the training settings (TrainConfig)
@@ -164,6 +166,8 @@ def load_model(path: str | os.PathLike, heads: dict[str, type]) -> LoadedModel:
         use_ids=manifest.use_ids,
         dropout=manifest.dropout,
         item_features={name: state[f"item_features.{name}.values"] for name in manifest.item_features},
+        similarity=manifest.similarity,
+        temperature=manifest.temperature,
     )
     model.load_state_dict(state)
     model.eval()

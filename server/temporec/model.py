@@ -4,7 +4,8 @@
                                              (+ one embedding per categorical feature)
     event vector = item vector + action embedding + time-gap embedding
     user state   = head(event vectors)[-1]           (left-padded batches)
-    score(item)  = user state · item vector
+    score(item)  = user state · item vector          (similarity "dot")
+                 = cos(user state, item vector) / τ  (similarity "cosine", temperature τ)
 
 The text embeddings come from a frozen LLM encoder and are stored in the model, so a
 trained model scores its catalog without calling the encoder; an item outside the catalog
@@ -23,6 +24,7 @@ from torch import nn
 from temporec.heads import Head, HeadOutput
 
 GAP_BUCKETS = 32  # bucket 0: unknown gap; then one bucket per doubling of seconds
+SIMILARITIES = ("dot", "cosine")
 
 
 def gap_buckets(timestamps: torch.Tensor) -> torch.Tensor:
@@ -107,12 +109,21 @@ class SequenceRecommender(nn.Module):
         use_ids: bool = True,
         dropout: float = 0.1,
         item_features: dict[str, torch.Tensor] | None = None,
+        similarity: str = "dot",
+        temperature: float = 1.0,
     ):
         """``item_features``: categorical catalog features, name -> (n_items,) value
-        indices (0..values-1); each value gets an embedding, added to the item vector."""
+        indices (0..values-1); each value gets an embedding, added to the item vector.
+        ``similarity``: how a user state scores an item, "dot" or "cosine" (divided by
+        ``temperature``: a sharp softmax over unit vectors, as HSTU trains)."""
         super().__init__()
         if not (use_text or use_ids or item_features):
             raise ValueError("an item representation needs text, ids or categorical features")
+        if similarity not in SIMILARITIES:
+            raise ValueError(f"similarity {similarity!r}; allowed: {', '.join(SIMILARITIES)}")
+        if temperature <= 0:
+            raise ValueError(f"temperature {temperature}; must be above 0")
+        self.similarity, self.temperature = similarity, float(temperature)
         n_items, text_dim = text_embeddings.shape
         dim = head.dim
         self.head = head
@@ -172,10 +183,22 @@ class SequenceRecommender(nn.Module):
     def forward(self, batch: EventBatch, item_table: torch.Tensor | None = None) -> HeadOutput:
         return self.head(self.event_vectors(batch, item_table), batch.mask)
 
+    def scoring_states(self, states: torch.Tensor) -> torch.Tensor:
+        """Head states as the left side of the score (unit length / τ for "cosine")."""
+        return F.normalize(states, dim=-1) / self.temperature if self.similarity == "cosine" else states
+
+    def scoring_items(self, vectors: torch.Tensor) -> torch.Tensor:
+        """Item vectors as the right side of the score (unit length for "cosine")."""
+        return F.normalize(vectors, dim=-1) if self.similarity == "cosine" else vectors
+
+    def candidate_vectors(self, index: torch.Tensor | None = None) -> torch.Tensor:
+        """Catalog items ``index`` (all when None) as scored: ``user_states @ candidate_vectors().T``."""
+        return self.scoring_items(self.item_vectors(index))
+
     def user_states(self, batch: EventBatch) -> torch.Tensor:
-        """(B, dim): the predicted next-item vector after each history."""
-        return self(batch).states[:, -1]
+        """(B, dim): the predicted next item after each history, ready to score."""
+        return self.scoring_states(self(batch).states[:, -1])
 
     def scores(self, batch: EventBatch) -> torch.Tensor:
         """(B, n_items): one matmul for the whole batch."""
-        return self.user_states(batch) @ self.item_vectors().T
+        return self.user_states(batch) @ self.candidate_vectors().T

@@ -6,6 +6,7 @@ import argparse
 import json
 
 from temporec.errors import InvalidArgument, NotFound, allowed
+from temporec.model import SIMILARITIES
 from temporec.training.train import TrainConfig
 
 DEFAULTS = TrainConfig()
@@ -111,6 +112,15 @@ def add_parser(subparsers) -> None:
         default=DEFAULTS.negatives,
         help="sampled negatives per step; 0 = full softmax over the catalog (default)",
     )
+    model.add_argument(
+        "--similarity",
+        choices=SIMILARITIES,
+        default=DEFAULTS.similarity,
+        help=f"how a user state scores an item (default {DEFAULTS.similarity})",
+    )
+    model.add_argument(
+        "--temperature", type=float, default=DEFAULTS.temperature, help="divides cosine scores (e.g. 0.05; default 1)"
+    )
     model.add_argument("--seed", type=int, default=DEFAULTS.seed, help=f"random seed (default {DEFAULTS.seed})")
     model.add_argument("--device", default="auto", help="torch device: auto, cpu, cuda, cuda:N (default auto)")
     model.add_argument(
@@ -171,6 +181,8 @@ def run(args: argparse.Namespace) -> int:
         use_ids=not args.no_ids,
         head_options=head_options,
         negatives=args.negatives,
+        similarity=args.similarity,
+        temperature=args.temperature,
         device=args.device,
         time_budget_s=args.minutes * 60,
         threads=args.threads,

@@ -77,10 +77,11 @@ def evaluate_model(
     model.eval()
     try:
         items = model.item_vectors()
+        candidates = model.scoring_items(items)
 
         def score(users: np.ndarray, stops: np.ndarray) -> torch.Tensor:
             states = model(history_batch(seqs, users, stops, max_len).to(device), items).states[:, -1]
-            return states @ items.T
+            return model.scoring_states(states) @ candidates.T
 
         return summarize(rank_split(score, seqs, split, batch_size, device))
     finally:

@@ -62,6 +62,8 @@ class TrainConfig:
     use_ids: bool = True
     head_options: dict[str, Any] = field(default_factory=dict)
     negatives: int = 0  # 0: full softmax over the catalog; else sampled negatives per batch
+    similarity: str = "dot"  # "dot" or "cosine" (temporec.model.SIMILARITIES)
+    temperature: float = 1.0  # divides cosine scores; 0.05 is HSTU's
     grad_clip: float = 5.0
     eval_batch_size: int = 256
     device: str = ""  # empty or "auto": CUDA when present, else the CPU
@@ -166,6 +168,8 @@ def training_manifest(
         use_ids=model.use_ids,
         item_features=sorted(config.item_features),
         dropout=config.dropout,
+        similarity=model.similarity,
+        temperature=model.temperature,
         data_name=data_name,
         data_fingerprint=data_fingerprint,
         training=asdict(config),
@@ -195,15 +199,20 @@ def _build_model(
         head = head_cls(config.dim, config.max_len, **config.head_options)
     except (TypeError, ValueError) as exc:
         raise InvalidArgument(f"head options {config.head_options}: {exc}") from exc
-    return SequenceRecommender(
-        head,
-        text_embeddings,
-        n_actions,
-        use_text=config.use_text,
-        use_ids=config.use_ids,
-        dropout=config.dropout,
-        item_features=features,
-    )
+    try:
+        return SequenceRecommender(
+            head,
+            text_embeddings,
+            n_actions,
+            use_text=config.use_text,
+            use_ids=config.use_ids,
+            dropout=config.dropout,
+            item_features=features,
+            similarity=config.similarity,
+            temperature=config.temperature,
+        )
+    except ValueError as exc:
+        raise InvalidArgument(f"config: {exc}") from exc
 
 
 def _fit(
@@ -363,9 +372,10 @@ def _next_item_loss(
 ) -> torch.Tensor:
     """Cross-entropy of each target against the catalog (``table``: its item vectors,
     computed when None), or against ``negatives`` sampled items (see ``losses``)."""
+    states = model.scoring_states(states)
     if negatives:
-        return sampled_softmax_cross_entropy(states, targets, model.item_vectors, model.n_items, negatives)
-    return full_softmax_cross_entropy(states, model.item_vectors() if table is None else table, targets)
+        return sampled_softmax_cross_entropy(states, targets, model.candidate_vectors, model.n_items, negatives)
+    return full_softmax_cross_entropy(states, model.scoring_items(model.item_vectors() if table is None else table), targets)
 
 
 def _run_key(
