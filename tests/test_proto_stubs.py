@@ -39,7 +39,7 @@ def test_committed_stubs_match_the_protos():
 def test_check_names_stale_stubs_and_regeneration_fixes_them(tmp_path):
     root = copy_of_the_repo(tmp_path)
     proto = root / "protos" / "temporec" / "v1" / "recommender.proto"
-    proto.write_text(proto.read_text().replace("  bool allow_repeats = 8;", "  bool allow_repeats = 8;\n  string locale = 9;"))
+    proto.write_text(proto.read_text().replace("  bool allow_repeats = 8;", "  bool allow_repeats = 8;\n  string locale = 99;"))
     (root / STUBS / "removed_pb2.py").write_text("# generated from a deleted proto\n")
 
     done = run_script(root, "--check")
@@ -77,9 +77,11 @@ def test_the_service_and_messages_have_the_documented_shape():
     assert fields(pb.Event) == ["item_id", "action", "timestamp_ms", "text"]
     assert fields(pb.RecommendRequest) == [
         "domain", "head", "encoder", "user_id", "history", "candidate_item_ids", "k", "allow_repeats",
+        "retail_options", "news_options", "customer_service_options", "plugin_options", "explain", "explain_events",
     ]
     assert fields(pb.RecommendResponse) == [
         "items", "domain", "head", "encoder", "model_version", "cold_start", "candidate_source", "rules_applied", "timings",
+        "hand_off",
     ]
 
 
@@ -141,12 +143,12 @@ def test_an_undocumented_message_fails_lint(tmp_path):
 def test_the_last_release_tag_is_the_reference_once_there_is_one(tmp_path):
     repo = repo_with_protos(tmp_path)
     git(repo, "tag", "v0.1.0")
-    added = "  bool allow_repeats = 8;\n\n  // The caller's locale.\n  string locale = 9;"
+    added = "  bool allow_repeats = 8;\n\n  // The caller's locale.\n  string locale = 99;"
     edit_and_commit(repo, "  bool allow_repeats = 8;", added)
     passed = check(repo)
     assert passed.returncode == 0 and "no breaking change against v0.1.0" in passed.stdout
     edit_and_commit(repo, "  string user_id = 4;", "  reserved 4;")
-    edit_and_commit(repo, "  string locale = 9;", "  string locale = 9;\n\n  // Its time zone.\n  string zone = 10;")
+    edit_and_commit(repo, "  string locale = 99;", "  string locale = 99;\n\n  // Its time zone.\n  string zone = 100;")
     failed = check(repo)  # HEAD~1 already lacks user_id; the tag still has it
     assert failed.returncode != 0 and 'Previously present field "4" with name "user_id"' in failed.stdout
 

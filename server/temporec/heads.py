@@ -37,6 +37,9 @@ class Head(nn.Module):
 
     name: ClassVar[str] = ""
     options: ClassVar[dict[str, Any]] = {}
+    #: what the head needs of the data (see ``temporec.domains.DATA_TRAITS``), e.g.
+    #: {"timestamps"} for a head built on the time gaps; a domain must provide each
+    requires: ClassVar[frozenset[str]] = frozenset()
 
     def __init__(self, dim: int, max_len: int, **options: Any):
         super().__init__()

@@ -74,6 +74,7 @@ class Limits:
     max_text_chars: int = 8192
     max_encode_texts: int = 1024
     max_item_id_chars: int = 256
+    max_explain_events: int = 64  # history events weighed per explained request
 
 
 @dataclass
@@ -88,6 +89,20 @@ class Query:
     candidates: list[str] = field(default_factory=list)  # empty: the whole catalog
     k: int = 10
     allow_repeats: bool = False
+    #: the domain's options: its ``request_options`` dataclass, or name -> value (strings or
+    #: typed, as a transport carries them); None: the defaults. See ``temporec.options``.
+    options: object | None = None
+    explain: bool = False  # weigh history events per recommended item (ScoredItem.contributions)
+    explain_events: int = 0  # how many of the most recent events to weigh; 0: up to the limit
+
+
+@dataclass
+class Contribution:
+    """How much one history event moved an item's score (occlusion)."""
+
+    history_index: int  # the event's position in Query.history
+    item_id: str  # the event's item id ("" for an event known by its text only)
+    weight: float  # score(item | history) - score(item | history without this event)
 
 
 @dataclass
@@ -95,6 +110,22 @@ class ScoredItem:
     item_id: str
     score: float
     text: str
+    contributions: list[Contribution] = field(default_factory=list)  # when explained, largest first
+
+
+@dataclass
+class HandOff:
+    """A domain's advice to pass the request to a human instead of answering it.
+
+    Truthy when it recommends the hand-off."""
+
+    recommended: bool
+    confidence: float  # the domain's confidence in its top item, 0..1
+    threshold: float  # what the confidence was compared with
+    reason: str = ""  # why, in words, when recommended
+
+    def __bool__(self) -> bool:
+        return self.recommended
 
 
 @dataclass
@@ -108,3 +139,4 @@ class Recommendation:
     candidate_source: str = "catalog"  # "catalog" or "request"
     rules_applied: list[str] = field(default_factory=list)
     timings_ms: dict[str, float] = field(default_factory=dict)
+    hand_off: HandOff | None = None  # set by domains that decide hand-offs (Domain.hand_off)

@@ -12,9 +12,14 @@ import {
 } from "./gen/health/v1/health.js";
 import {
   type Component,
+  type Contribution,
+  CustomerServiceOptions,
+  type HandOff,
   type Model,
+  NewsOptions,
   type RecommendRequest,
   RecommenderClient,
+  RetailOptions,
 } from "./gen/temporec/v1/recommender.js";
 
 /** Every call's deadline unless the client or the call sets another: 10 s. */
@@ -22,7 +27,7 @@ export const DEFAULT_TIMEOUT_MS = 10_000;
 /** Encode answers can be large: up to 1024 texts x dim floats. */
 const MAX_RESPONSE_BYTES = 64 * 1024 * 1024;
 
-export type { Component, Model };
+export type { Component, Contribution, HandOff, Model };
 
 /** TLS material; each part PEM-encoded. Without rootCerts the system's roots are used. */
 export interface TlsOptions {
@@ -66,7 +71,17 @@ export interface Event {
   text?: string;
 }
 
-export interface RecommendOptions extends CallOptions {
+/** The typed options of the domains the API has a message for: its fields, in camelCase. */
+export interface DomainOptions {
+  retail: Partial<RetailOptions>;
+  news: Partial<NewsOptions>;
+  customer_service: Partial<CustomerServiceOptions>;
+}
+
+/** The options `recommend` takes for `domain`: its typed message's fields, else any names. */
+export type OptionsFor<D extends string> = D extends keyof DomainOptions ? DomainOptions[D] : Record<string, unknown>;
+
+export interface RecommendOptions<D extends string = string> extends CallOptions {
   /** The user's events, oldest first; a plain string is an item id. Empty: cold start. */
   history?: Array<Event | string>;
   /** How many items (default 10). */
@@ -81,6 +96,18 @@ export interface RecommendOptions extends CallOptions {
   allowRepeats?: boolean;
   /** An opaque user id for the domain's business rules. */
   userId?: string;
+  /**
+   * The domain's request options by name. For "retail", "news" and "customer_service",
+   * the fields of their typed messages in camelCase (e.g. `{ categories: ["shoes"],
+   * remindCart: false }`), sent typed; a name the message lacks, or a value of the wrong
+   * type, is refused before calling (TypeError); undefined or null leaves one unset. For
+   * other domains, the names the domain declares, sent as text.
+   */
+  options?: OptionsFor<D>;
+  /** Weigh the history's events per item (`contributions`), by occlusion. */
+  explain?: boolean;
+  /** With `explain`: how many of the most recent events to weigh; 0: the server's limit. */
+  explainEvents?: number;
 }
 
 export interface RecommendedItem {
@@ -88,6 +115,8 @@ export interface RecommendedItem {
   /** Higher is better; ranks items within one response only. */
   score: number;
   text: string;
+  /** With `explain`: the weighed history events, the largest weight first. */
+  contributions: Contribution[];
 }
 
 export interface Recommendation {
@@ -105,6 +134,8 @@ export interface Recommendation {
   rulesApplied: string[];
   /** Server time per stage, in the order the stages ran. */
   timingsMs: Record<string, number>;
+  /** Set by domains that decide hand-offs (customer_service): `recommended` means hand off to a human. */
+  handOff?: HandOff;
 }
 
 export interface Components {
@@ -175,7 +206,7 @@ export class TemporecClient {
   }
 
   /** The `k` best next items for `domain` after `history`. */
-  async recommend(domain: string, options: RecommendOptions = {}): Promise<Recommendation> {
+  async recommend<D extends string>(domain: D, options: RecommendOptions<D> = {}): Promise<Recommendation> {
     const request: RecommendRequest = {
       domain,
       head: options.head ?? "",
@@ -185,9 +216,13 @@ export class TemporecClient {
       candidateItemIds: options.candidates ?? [],
       k: options.k ?? 10,
       allowRepeats: options.allowRepeats ?? false,
+      explain: options.explain ?? false,
+      explainEvents: options.explainEvents ?? 0,
+      pluginOptions: {},
+      ...domainOptions(domain, options.options ?? {}),
     };
     const response = await this.call(this.stub.recommend.bind(this.stub), request, options);
-    const items = response.items.map(({ itemId, score, text }) => ({ itemId, score, text }));
+    const items = response.items.map(({ itemId, score, text, contributions }) => ({ itemId, score, text, contributions }));
     return {
       items,
       itemIds: items.map((item) => item.itemId),
@@ -199,6 +234,7 @@ export class TemporecClient {
       candidateSource: response.candidateSource,
       rulesApplied: response.rulesApplied,
       timingsMs: Object.fromEntries(response.timings.map((t) => [t.stage, t.milliseconds])),
+      handOff: response.handOff,
     };
   }
 
@@ -251,6 +287,82 @@ function channelCredentials(options: ClientOptions): grpc.ChannelCredentials {
   if (!options.tls) return grpc.credentials.createInsecure();
   const tls = options.tls === true ? {} : options.tls;
   return grpc.credentials.createSsl(tls.rootCerts ?? null, tls.privateKey ?? null, tls.certChain ?? null);
+}
+
+type TypedOptions = Pick<RecommendRequest, "retailOptions" | "newsOptions" | "customerServiceOptions">;
+
+/** What a typed option's value must be, and the test of one. */
+const KINDS = {
+  strings: {
+    expected: "an array of strings",
+    fits: (value: unknown) => Array.isArray(value) && value.every((item) => typeof item === "string"),
+  },
+  boolean: { expected: "a boolean", fits: (value: unknown) => typeof value === "boolean" },
+  number: {
+    expected: "a finite number, not negative", // the server refuses negative and non-finite options too
+    fits: (value: unknown) => typeof value === "number" && Number.isFinite(value) && value >= 0,
+  },
+};
+type Kind = keyof typeof KINDS;
+/** The kind of each field of a typed options message `T`: tsc checks the table against the generated type. */
+type Kinds<T> = { [K in keyof T]-?: KindOf<NonNullable<T[K]>> };
+type KindOf<V> = V extends string[] ? "strings" : V extends boolean ? "boolean" : V extends number ? "number" : never;
+
+/** The domains with a typed options message: the kind of each field, and the request field it fills. */
+const TYPED_OPTIONS: Record<string, { kinds: Record<string, Kind>; wrap: (options: object) => TypedOptions }> = {
+  retail: {
+    kinds: {
+      categories: "strings",
+      excludeItemIds: "strings",
+      outOfStock: "strings",
+      remindCart: "boolean",
+    } satisfies Kinds<RetailOptions>,
+    wrap: (o) => ({ retailOptions: RetailOptions.fromPartial(o) }),
+  },
+  news: {
+    kinds: { maxAgeDays: "number" } satisfies Kinds<NewsOptions>,
+    wrap: (o) => ({ newsOptions: NewsOptions.fromPartial(o) }),
+  },
+  customer_service: {
+    kinds: { handoffThreshold: "number", excludeItemIds: "strings" } satisfies Kinds<CustomerServiceOptions>,
+    wrap: (o) => ({ customerServiceOptions: CustomerServiceOptions.fromPartial(o) }),
+  },
+};
+
+/** The request fields for `options`: the domain's typed message, or `pluginOptions` as text. */
+function domainOptions(domain: string, options: object): Partial<RecommendRequest> {
+  const entries = Object.entries(options);
+  if (entries.length === 0) return {};
+  const typed = TYPED_OPTIONS[domain];
+  if (!typed) return { pluginOptions: Object.fromEntries(entries.map(([name, value]) => [name, optionText(value)])) };
+  for (const [name, value] of entries) {
+    if (!Object.hasOwn(typed.kinds, name)) {
+      const allowed = Object.keys(typed.kinds).sort().join(", ");
+      throw new TypeError(`options.${name}: domain "${domain}" has no such option; allowed: ${allowed}`);
+    }
+    checkOption(name, typed.kinds[name], value);
+  }
+  return typed.wrap(options);
+}
+
+/** Refuse a typed option of the wrong type: fromPartial would send "false" as true and "abc" as NaN. */
+function checkOption(name: string, kind: Kind, value: unknown): void {
+  if (value === undefined || value === null) return; // unset: the domain's default
+  const { expected, fits } = KINDS[kind];
+  if (!fits(value)) throw new TypeError(`options.${name}: expected ${expected}, got ${shown(value)}`);
+}
+
+/** `value` as an error message shows it: strings quoted, arrays with their items. */
+function shown(value: unknown): string {
+  if (typeof value === "string") return JSON.stringify(value);
+  if (Array.isArray(value)) return `[${value.map(shown).join(", ")}]`;
+  if (typeof value === "function") return "a function";
+  if (typeof value === "object") return "an object";
+  return String(value);
+}
+
+function optionText(value: unknown): string {
+  return Array.isArray(value) ? value.map(String).join(",") : String(value);
 }
 
 function toEvent(event: Event | string) {

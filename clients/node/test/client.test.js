@@ -9,6 +9,7 @@ import { promisify } from "node:util";
 import * as grpc from "@grpc/grpc-js";
 
 import { TemporecClient, TemporecError, status, v1 } from "../dist/index.js";
+import { assertOcclusionWeights } from "./occlusion.js";
 import { missingServer, startServer } from "./server.js";
 
 const EXAMPLE = new URL("../examples/recommend.mjs", import.meta.url).pathname;
@@ -101,6 +102,27 @@ describe("against a live server", { skip: missingServer() ?? false }, () => {
       const norm = Math.hypot(...vector);
       assert.ok(Math.abs(norm - 1) < 1e-4, `norm ${norm}`);
     }
+  });
+
+  test("explain weighs each history event by occlusion; video decides no hand-off", async () => {
+    const history = ["1", { itemId: "2", action: "rate" }, "3"];
+    const result = await client.recommend("video", { history, k: 3, explain: true });
+    await assertOcclusionWeights(client, "video", history, result, [0, 1, 2]);
+    assert.equal(result.handOff, undefined);
+
+    const latest = await client.recommend("video", { history, k: 3, explain: true, explainEvents: 2 });
+    await assertOcclusionWeights(client, "video", history, latest, [1, 2]);
+  });
+
+  test("without explain there are no contributions", async () => {
+    const result = await client.recommend("video", { history: ["1", "2"], k: 3 });
+    assert.ok(result.items.every((item) => item.contributions.length === 0));
+  });
+
+  test("an option the domain does not declare is INVALID_ARGUMENT naming it", async () => {
+    const error = await errorOf(client.recommend("video", { history: ["1"], options: { colour: "red" } }));
+    assert.equal(error.code, status.INVALID_ARGUMENT);
+    assert.equal(error.details, "options.colour: unknown option; allowed: (none)");
   });
 
   test("an unknown domain is NOT_FOUND, with the server's message", async () => {

@@ -4,7 +4,8 @@
     python recommend.py --target localhost:50051 --domain video v12 v7 v33
 
 Each positional argument is an item id of the user's history, oldest first; use
-ID:ACTION (e.g. v7:like) to name the action.
+ID:ACTION (e.g. v7:rate) to name the action, one of the domain's actions (video's are
+watch and rate; without one, the domain's default).
 """
 
 from __future__ import annotations

@@ -10,23 +10,29 @@
 from temporec_client.client import (
     Component,
     Components,
+    Contribution,
     Embeddings,
     Event,
+    HandOff,
     Model,
     Recommendation,
     RecommendedItem,
     TemporecClient,
     TemporecError,
+    tls_credentials,
 )
 
 __all__ = [
     "Component",
     "Components",
+    "Contribution",
     "Embeddings",
     "Event",
+    "HandOff",
     "Model",
     "Recommendation",
     "RecommendedItem",
     "TemporecClient",
     "TemporecError",
+    "tls_credentials",
 ]

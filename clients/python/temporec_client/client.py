@@ -6,11 +6,15 @@ the protos into ``temporec_client.v1``.
 
 from __future__ import annotations
 
+import math
+import os
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Iterable, Sequence
+from pathlib import Path
+from typing import Callable, Iterable, Mapping, Sequence
 
 import grpc
+from google.protobuf.descriptor import FieldDescriptor
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from temporec_client.v1 import recommender_pb2 as pb
@@ -47,10 +51,34 @@ class Event:
 
 
 @dataclass
+class Contribution:
+    """How much one history event moved an item's score: the score with the whole
+    history minus the score without this event."""
+
+    history_index: int  # the event's position in the request's history
+    item_id: str  # "" for an event known by its text only
+    weight: float
+
+
+@dataclass
 class RecommendedItem:
     item_id: str
     score: float
     text: str
+    contributions: list[Contribution] = field(default_factory=list)  # with explain=True, largest first
+
+
+@dataclass
+class HandOff:
+    """A domain's advice to pass the request to a human (truthy when it does)."""
+
+    recommended: bool
+    confidence: float
+    threshold: float
+    reason: str = ""
+
+    def __bool__(self) -> bool:
+        return self.recommended
 
 
 @dataclass
@@ -64,6 +92,7 @@ class Recommendation:
     candidate_source: str
     rules_applied: list[str] = field(default_factory=list)
     timings_ms: dict[str, float] = field(default_factory=dict)
+    hand_off: HandOff | None = None  # set by domains that decide hand-offs (customer_service)
 
     @property
     def item_ids(self) -> list[str]:
@@ -111,10 +140,16 @@ class TemporecClient:
 
     ``target`` is ``host:port``. Every call takes ``timeout`` seconds at most (override
     per call). ``secure=True`` uses TLS with the system roots unless ``credentials``
-    (``grpc.ChannelCredentials``) are given; ``metadata`` (pairs) is sent with every call.
+    (``grpc.ChannelCredentials``, e.g. from ``tls_credentials``) are given; ``token`` is
+    sent as ``authorization: Bearer <token>``; ``metadata`` (pairs, e.g. an
+    ``x-request-id``) is sent with every call.
 
         with TemporecClient("localhost:50051") as client:
             result = client.recommend("video", history=[Event("v1", "watch")], k=5)
+
+        tls = tls_credentials("ca.pem", "client.pem", "client.key")  # mutual TLS
+        with TemporecClient("recs.example.com:50051", credentials=tls, token=token) as client:
+            ...
     """
 
     def __init__(
@@ -125,6 +160,7 @@ class TemporecClient:
         credentials: grpc.ChannelCredentials | None = None,
         metadata: Sequence[tuple[str, str]] | None = None,
         options: Sequence[tuple[str, object]] = (),
+        token: str | None = None,
     ):
         options = [("grpc.max_receive_message_length", MAX_RESPONSE_BYTES), *options]
         if secure or credentials is not None:
@@ -134,7 +170,7 @@ class TemporecClient:
         self._stub = recommender_pb2_grpc.RecommenderStub(self._channel)
         self._health = health_pb2_grpc.HealthStub(self._channel)
         self.timeout = timeout
-        self.metadata = tuple(metadata or ())
+        self.metadata = tuple(metadata or ()) + ((("authorization", f"Bearer {token}"),) if token else ())
 
     def recommend(
         self,
@@ -147,9 +183,18 @@ class TemporecClient:
         allow_repeats: bool = False,
         user_id: str = "",
         timeout: float | None = None,
+        options: Mapping[str, object] | None = None,
+        explain: bool = False,
+        explain_events: int = 0,
     ) -> Recommendation:
         """The ``k`` best next items for ``history`` (oldest first; a plain string is an
-        item id). ``candidates`` restricts the answer to those item ids."""
+        item id). ``candidates`` restricts the answer to those item ids.
+
+        ``options``: the domain's request options by name, e.g. ``{"categories": ["shoes"]}``
+        for "retail" (sent as the domain's typed message when the API has one, else as
+        text); a typed option of the wrong type (a string for a list, "false" for a
+        boolean) raises ValueError before calling. ``explain``: each item's ``contributions``, weighing the ``explain_events``
+        most recent events (0: as many as the server allows)."""
         request = pb.RecommendRequest(
             domain=domain,
             head=head,
@@ -159,10 +204,13 @@ class TemporecClient:
             candidate_item_ids=list(candidates),
             k=k,
             allow_repeats=allow_repeats,
+            explain=explain,
+            explain_events=explain_events,
+            **_options(domain, options or {}),
         )
         response = self._call(self._stub.Recommend, request, timeout)
         return Recommendation(
-            items=[RecommendedItem(i.item_id, i.score, i.text) for i in response.items],
+            items=[_item(i) for i in response.items],
             domain=response.domain,
             head=response.head,
             encoder=response.encoder,
@@ -171,6 +219,7 @@ class TemporecClient:
             candidate_source=response.candidate_source,
             rules_applied=list(response.rules_applied),
             timings_ms={t.stage: t.milliseconds for t in response.timings},
+            hand_off=_hand_off(response),
         )
 
     def list_components(self, timeout: float | None = None) -> Components:
@@ -209,6 +258,103 @@ class TemporecClient:
             return method(request, timeout=self.timeout if timeout is None else timeout, metadata=self.metadata)
         except grpc.RpcError as exc:
             raise TemporecError(exc.code(), exc.details() or "") from exc
+
+
+def _options(domain: str, options: Mapping[str, object]) -> dict:
+    """RecommendRequest fields for ``options``: the domain's typed message
+    (``<domain>_options``) when the API has one, else ``plugin_options`` as text."""
+    if not options:
+        return {}
+    typed = pb.RecommendRequest.DESCRIPTOR.fields_by_name.get(f"{domain}_options")
+    if typed is None or typed.containing_oneof is None:
+        return {"plugin_options": {name: _option_text(value) for name, value in options.items()}}
+    known = typed.message_type.fields_by_name
+    values = {}
+    for name, value in options.items():
+        if name not in known:
+            names = ", ".join(sorted(known))
+            raise ValueError(f"options.{name}: domain {domain!r} has no such option; allowed: {names}")
+        values[name] = _typed_option(name, known[name], value)
+    return {typed.name: values}
+
+
+def _typed_option(name: str, field: FieldDescriptor, value: object) -> object:
+    """``value`` for ``field`` of a typed options message, checked first: the message
+    would split a string given for a list into characters and read 1 as True. None
+    leaves the option unset (the domain's default)."""
+    if value is None:
+        return None
+    expected, fits = _option_kind(field)
+    if not field.is_repeated:
+        if not fits(value):
+            raise ValueError(f"options.{name}: expected {expected}, got {value!r}")
+        return value
+    listed = "a list of strings" if field.cpp_type == FieldDescriptor.CPPTYPE_STRING else f"a list, each {expected}"
+    if isinstance(value, (str, bytes, Mapping)) or not isinstance(value, Iterable):
+        raise ValueError(f"options.{name}: expected {listed}, got {value!r}")
+    values = list(value)
+    if not all(map(fits, values)):
+        raise ValueError(f"options.{name}: expected {listed}, got {values!r}")
+    return values
+
+
+_NUMBERS = {
+    FieldDescriptor.CPPTYPE_DOUBLE,
+    FieldDescriptor.CPPTYPE_FLOAT,
+    FieldDescriptor.CPPTYPE_INT32,
+    FieldDescriptor.CPPTYPE_INT64,
+    FieldDescriptor.CPPTYPE_UINT32,
+    FieldDescriptor.CPPTYPE_UINT64,
+}
+
+
+def _option_kind(field: FieldDescriptor) -> tuple[str, Callable[[object], bool]]:
+    """What one value of ``field`` must be, and the test of it."""
+    if field.cpp_type == FieldDescriptor.CPPTYPE_STRING:
+        return "a string", lambda value: isinstance(value, str)
+    if field.cpp_type == FieldDescriptor.CPPTYPE_BOOL:
+        return "a boolean (True or False)", lambda value: isinstance(value, bool)
+    if field.cpp_type in _NUMBERS:  # the server refuses negative and non-finite options too
+        return "a finite number, not negative", _is_size
+    return "a value", lambda value: True  # other kinds: the message's own checks
+
+
+def _is_size(value: object) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) and value >= 0
+
+
+def _option_text(value: object) -> str:
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, (list, tuple)):
+        return ",".join(map(str, value))
+    return str(value)
+
+
+def _item(item: pb.RecommendedItem) -> RecommendedItem:
+    contributions = [Contribution(c.history_index, c.item_id, c.weight) for c in item.contributions]
+    return RecommendedItem(item.item_id, item.score, item.text, contributions)
+
+
+def _hand_off(response: pb.RecommendResponse) -> HandOff | None:
+    if not response.HasField("hand_off"):
+        return None
+    hand_off = response.hand_off
+    return HandOff(hand_off.recommended, hand_off.confidence, hand_off.threshold, hand_off.reason)
+
+
+def tls_credentials(
+    root_certificates: str | os.PathLike | None = None,
+    certificate_chain: str | os.PathLike | None = None,
+    private_key: str | os.PathLike | None = None,
+) -> grpc.ChannelCredentials:
+    """TLS credentials from PEM files: ``root_certificates``, the CA that signed the
+    server's certificate (None: the system roots); for mutual TLS, the client's
+    ``certificate_chain`` and its ``private_key``."""
+    if (certificate_chain is None) != (private_key is None):
+        raise ValueError("tls_credentials: give certificate_chain and private_key together (mutual TLS), or neither")
+    read = lambda path: None if path is None else Path(path).read_bytes()  # noqa: E731
+    return grpc.ssl_channel_credentials(read(root_certificates), read(private_key), read(certificate_chain))
 
 
 def _millis(timestamp: float | datetime | None) -> int:

@@ -11,7 +11,9 @@ not read).
 
 Below a confidence threshold the domain hands the conversation to a human instead of
 guessing: ``confidence`` is the model's softmax probability of its top reply among the
-allowed ones, ``hand_off`` compares it with ``handoff_threshold`` (a request option).
+allowed ones, ``hand_off`` compares it with ``handoff_threshold`` (a request option); the
+service puts the answer in the response (``Recommendation.hand_off``, rule ``handoff``).
+The data has no timestamps (``provides``): heads that require them are refused.
 Replies that answer the same question (equal catalog feature ``thread``, as StackFAQ's
 answers of one thread) are interchangeable, so their probabilities count together.
 Rules: replies already sent in this conversation are not proposed again (the base rule),
@@ -20,23 +22,34 @@ and replies the request excludes are left out (``exclude_filtered``).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from temporec import Domain, hookimpl
-from temporec.data.faq import ConversationData, load_conversation_data
+from temporec import Domain, Encoder, Head, hookimpl
+from temporec.artifacts import LoadedModel
+from temporec.data import DataError
+from temporec.data.faq import SPLITS, ConversationData, load_conversation_data
+from temporec.embedding_cache import catalog_embeddings
+from temporec.options import read_options
+from temporec.training.conversations import embed_texts, reply_cases, train_conversations, turn_texts
 from temporec.training.domain_eval import (
     Scorer,
     TextVectors,
+    artifact_scorer,
     bm25_scorer,
     embedding_scorer,
+    evaluate_replies,
+    flat_metrics,
+    frozen_item_embeddings,
     popularity_scorer,
 )
-from temporec.types import Catalog, Dataset, Event, Query
-from temporec_plugins.domains.options import read_options
+from temporec.training.evaluate import Report
+from temporec.training.train import TrainConfig
+from temporec.types import Catalog, Dataset, Event, HandOff, Query
 
 USER = "user"
 GROUP_FEATURE = "thread"  # replies with equal values answer the same question
@@ -56,6 +69,7 @@ class CustomerServiceDomain(Domain):
     actions = (USER, "agent")
     default_head = "lstm"
     request_options = CustomerServiceOptions
+    provides = frozenset({"item_text"})  # conversations carry no timestamps
     turn_decay = 0.5  # frozen-encoder baseline: each earlier turn weighs this much of the next
 
     def load_dataset(self, path: str) -> Dataset:
@@ -86,16 +100,24 @@ class CustomerServiceDomain(Domain):
         groups = catalog.features.get(GROUP_FEATURE) if catalog is not None else None
         if groups:
             index = {value: i for i, value in enumerate(dict.fromkeys(groups))}
-            group_of = torch.tensor([index[value] for value in groups])
-            mass = torch.zeros(*probabilities.shape[:-1], len(index)).index_add_(-1, group_of, probabilities)
+            group_of = torch.tensor([index[value] for value in groups], device=probabilities.device)
+            mass = probabilities.new_zeros(*probabilities.shape[:-1], len(index))
+            mass.index_add_(-1, group_of, probabilities)
             return mass.amax(-1)
         return probabilities.amax(-1)
 
-    def hand_off(self, query: Query, scores: torch.Tensor, catalog: Catalog | None = None) -> bool:
-        """Whether to hand the conversation to a human: the top reply's probability among
-        the allowed ones (``scores``, forbidden at ``-inf``) is below the threshold."""
+    def hand_off(self, query: Query, scores: torch.Tensor, catalog: Catalog | None = None) -> HandOff:
+        """Whether to hand the conversation to a human (truthy when so): the top reply's
+        probability among the allowed ones (``scores``, one row, forbidden at ``-inf``) is
+        below the threshold, or no reply is allowed at all."""
         threshold = read_options(query, CustomerServiceOptions).handoff_threshold
-        return bool(self.confidence(scores, catalog) < threshold)
+        if not torch.isfinite(scores).any():
+            return HandOff(True, 0.0, threshold, "no reply is left to propose")
+        confidence = float(self.confidence(scores, catalog))
+        if confidence >= threshold:
+            return HandOff(False, confidence, threshold)
+        reason = f"the top reply's probability {confidence:.3f} is below the hand-off threshold {threshold:g}"
+        return HandOff(True, confidence, threshold, reason)
 
     # -- evaluation ------------------------------------------------------------------
 
@@ -111,6 +133,80 @@ class CustomerServiceDomain(Domain):
             "bm25": bm25_scorer(catalog, _user_text),
             "frozen-encoder": embedding_scorer(item_embeddings, catalog, text_vectors, self.turn_decay),
         }
+
+    # -- training and evaluation (``temporec train`` / ``temporec eval``) ----------------
+
+    def train(
+        self,
+        data: str,
+        head_cls: type[Head],
+        encoder: Encoder,
+        *,
+        config: TrainConfig,
+        out_dir: str | Path,
+        cache_dir: str | Path | None = None,
+    ) -> Path:
+        """Train on the conversations at ``data`` (``temporec.training.conversations``):
+        reply and turn texts are embedded once by ``encoder`` (cached), the turns enter
+        the head as text events, and the right replies are the targets."""
+        conversations = self.load_conversations(data)
+        replies = catalog_embeddings(encoder, conversations.catalog, cache_dir=cache_dir)
+        turns = embed_texts(encoder, turn_texts(conversations), cache_dir)
+        return train_conversations(
+            conversations,
+            head_cls,
+            replies,
+            turns.__getitem__,
+            domain=self,
+            encoder_name=encoder.name,
+            encoder_model_id=encoder.model_id,
+            out_dir=out_dir,
+            config=config,
+        )
+
+    def evaluate(
+        self,
+        model: LoadedModel,
+        data: str,
+        open_encoder: Callable[[], Encoder],
+        *,
+        batch_size: int = 256,
+        cache_dir: str | Path | None = None,
+    ) -> Report:
+        """Rank every reply for each test conversation at ``data`` (``evaluate_replies``):
+        accuracy@1/@3, P@1/@3 and MRR of the model and of the ``baselines``. The turns
+        are embedded by the model's encoder; conversations naming replies or turns outside
+        the model's catalog are left out (their turns counted as dropped events)."""
+        conversations, dropped = _within(self.load_conversations(data), model.catalog)
+        if not conversations.test:
+            raise DataError(f"{conversations.name}: no test conversation to evaluate on")
+        turns = embed_texts(open_encoder(), turn_texts(conversations), cache_dir).__getitem__
+        head = model.manifest.head
+        rankers = {
+            head: artifact_scorer(model, turns),
+            **self.baselines(conversations, frozen_item_embeddings(model), turns),
+        }
+        results = evaluate_replies(rankers, reply_cases(conversations.test), conversations.catalog)
+        fingerprint = model.manifest.data_fingerprint
+        same = conversations.as_dataset().fingerprint() == fingerprint
+        metrics = flat_metrics(results, head, "test")
+        return Report(
+            str(model.path), head, conversations.name, fingerprint, same, len(conversations.test), dropped, metrics
+        )
+
+
+def _within(data: ConversationData, catalog: Catalog) -> tuple[ConversationData, int]:
+    """``data`` over ``catalog`` (a model's), without the conversations that name items
+    it lacks; also returns how many turns those had."""
+
+    def known(conversation) -> bool:
+        items = [*conversation.replies, *(e.item_id for e in conversation.turns if e.item_id)]
+        return all(item in catalog.index for item in items)
+
+    parts = {split: data.split(split) for split in SPLITS}
+    dropped = sum(len(c.turns) for part in parts.values() for c in part if not known(c))
+    kept = {split: [c for c in part if known(c)] for split, part in parts.items()}
+    return ConversationData(data.name, catalog, **kept), dropped
 
 
 def _user_text(turns: list[Event]) -> str:

@@ -21,25 +21,33 @@ than ``max_age_days`` before the newest event of the history are left out
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from temporec import Domain, hookimpl
+from temporec import Domain, Encoder, hookimpl
+from temporec.artifacts import LoadedModel
+from temporec.data import DataError
 from temporec.data.mind import Impression, NewsData, load_news
+from temporec.options import read_options
 from temporec.training.domain_eval import (
     ImpressionCase,
     Scorer,
+    artifact_scorer,
     bm25_scorer,
     embedding_scorer,
+    evaluate_impressions,
     event_text,
+    flat_metrics,
+    frozen_item_embeddings,
     popularity_scorer,
 )
+from temporec.training.evaluate import Report
 from temporec.training.train import TrainConfig
 from temporec.types import Catalog, Dataset, Event, Query
-from temporec_plugins.domains.options import read_options
 
 CLICK = "click"
 DAY = 86_400.0
@@ -141,6 +149,47 @@ class NewsDomain(Domain):
         if item_embeddings is not None:
             rankers["frozen-encoder"] = embedding_scorer(item_embeddings, catalog, decay=0.8)
         return rankers
+
+    # -- evaluation (``temporec eval``; training is the default ``Domain.train``) ---------
+
+    def evaluate(
+        self,
+        model: LoadedModel,
+        data: str,
+        open_encoder: Callable[[], Encoder],
+        *,
+        batch_size: int = 256,
+        cache_dir: str | Path | None = None,
+    ) -> Report:
+        """Score each test impression's candidates (see ``split``) as MIND does: AUC,
+        MRR, nDCG@5 and nDCG@10 of the model and of the ``baselines``, over the
+        impressions with both a click and a non-click. Article ids outside the model's
+        catalog leave histories and impressions (counted as dropped events)."""
+        news, dropped = _within(self.load_news(data), model.catalog)
+        split = self.split(news)
+        head = model.manifest.head
+        rankers = {head: artifact_scorer(model), **self.baselines(news, split, frozen_item_embeddings(model))}
+        results, skipped = evaluate_impressions(rankers, split.test, news.catalog)
+        if not results[head]:
+            raise DataError(f"{news.name}: no test impression has both a click and a non-click")
+        fingerprint = model.manifest.data_fingerprint
+        same = Dataset(news.name, news.catalog, split.train).fingerprint() == fingerprint
+        metrics = flat_metrics(results, head, "test")
+        return Report(str(model.path), head, news.name, fingerprint, same, len(split.test) - skipped, dropped, metrics)
+
+
+def _within(data: NewsData, catalog: Catalog) -> tuple[NewsData, int]:
+    """``data`` over ``catalog`` (a model's): ids it lacks leave the histories and the
+    impressions; also returns how many were left out."""
+    impressions, dropped = [], 0
+    for impression in data.impressions:
+        history = [item for item in impression.history if item in catalog.index]
+        pairs = zip(impression.candidates, impression.labels)
+        shown = [(item, label) for item, label in pairs if item in catalog.index]
+        dropped += len(impression.history) - len(history) + len(impression.candidates) - len(shown)
+        candidates, labels = [item for item, _ in shown], [label for _, label in shown]
+        impressions.append(replace(impression, history=history, candidates=candidates, labels=labels))
+    return NewsData(data.name, catalog, impressions, data.dropped, data.layout), dropped
 
 
 def _published(catalog: Catalog) -> dict[str, float]:

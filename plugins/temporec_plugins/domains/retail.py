@@ -24,19 +24,31 @@ Rules (``apply_rules``), each named in the response when it removed something:
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 
 import numpy as np
 import torch
 
-from temporec import Domain, hookimpl
+from temporec import Domain, Encoder, hookimpl
+from temporec.artifacts import LoadedModel
 from temporec.data import DataError, load_dataset
 from temporec.errors import allowed
-from temporec.training.domain_eval import NextItemCase, Scorer, popularity_scorer, recent_scorer
+from temporec.options import read_options
+from temporec.training.domain_eval import (
+    NextItemCase,
+    Scorer,
+    artifact_scorer,
+    evaluate_next_item,
+    flat_metrics,
+    popularity_scorer,
+    recent_scorer,
+)
+from temporec.training.evaluate import Report, evaluate_artifact, restrict_to_catalog
 from temporec.training.splits import MIN_EVENTS
 from temporec.training.train import TrainConfig
 from temporec.types import Catalog, Dataset, Event, Query
-from temporec_plugins.domains.options import read_options
 
 NO = ("0", "false", "no")
 PURCHASE = "purchase"
@@ -58,6 +70,7 @@ class RetailDomain(Domain):
     actions = ("view", "cart", "favourite", PURCHASE)
     default_head = "lstm"
     request_options = RetailOptions
+    provides = frozenset({"timestamps"})  # Taobao's items have no text
     #: as training targets (see TrainConfig.target_weights): the next purchase matters most
     target_weights = {"view": 0.2, "favourite": 0.5, "cart": 0.5, PURCHASE: 1.0}
     negatives = 1024  # sampled softmax: shop catalogs are too big for a full one
@@ -149,6 +162,32 @@ class RetailDomain(Domain):
         )
         counts = torch.from_numpy(counts).float()
         return {"popularity": popularity_scorer(counts), "recent": recent_scorer(dataset.catalog, counts)}
+
+    # -- evaluation (``temporec eval``; training is the default ``Domain.train``) ---------
+
+    def evaluate(
+        self,
+        model: LoadedModel,
+        data: str,
+        open_encoder: Callable[[], Encoder],
+        *,
+        batch_size: int = 256,
+        cache_dir: str | Path | None = None,
+    ) -> Report:
+        """Leave-one-out as every domain (``Domain.evaluate``), and the next purchase:
+        split ``purchase`` holds the test cases whose target is a purchase, ranked
+        against the whole catalog under the retail rules (``evaluate_next_item``) beside
+        popularity and "recent". No test target was a training target."""
+        dataset = self.load_dataset(data)
+        report = evaluate_artifact(model, dataset, batch_size=batch_size)
+        within, _ = restrict_to_catalog(dataset, model.catalog)
+        bought = {user: events for user, events in within.sequences.items() if events[-1].action == PURCHASE}
+        cases = self.next_item_cases(Dataset(within.name, within.catalog, bought))
+        if cases:
+            rankers = {report.head: artifact_scorer(model), **self.baselines(within, cases)}
+            results = evaluate_next_item(rankers, cases, model.catalog, self)
+            report.metrics.update(flat_metrics(results, report.head, "purchase"))
+        return report
 
 
 @hookimpl

@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1dtemporec/v1/recommender.proto\x12\x0btemporec.v1\"L\n\x05\x45vent\x12\x0f\n\x07item_id\x18\x01 \x01(\t\x12\x0e\n\x06\x61\x63tion\x18\x02 \x01(\t\x12\x14\n\x0ctimestamp_ms\x18\x03 \x01(\x03\x12\x0c\n\x04text\x18\x04 \x01(\t\"\xb5\x01\n\x10RecommendRequest\x12\x0e\n\x06\x64omain\x18\x01 \x01(\t\x12\x0c\n\x04head\x18\x02 \x01(\t\x12\x0f\n\x07\x65ncoder\x18\x03 \x01(\t\x12\x0f\n\x07user_id\x18\x04 \x01(\t\x12#\n\x07history\x18\x05 \x03(\x0b\x32\x12.temporec.v1.Event\x12\x1a\n\x12\x63\x61ndidate_item_ids\x18\x06 \x03(\t\x12\t\n\x01k\x18\x07 \x01(\x05\x12\x15\n\rallow_repeats\x18\x08 \x01(\x08\"?\n\x0fRecommendedItem\x12\x0f\n\x07item_id\x18\x01 \x01(\t\x12\r\n\x05score\x18\x02 \x01(\x01\x12\x0c\n\x04text\x18\x03 \x01(\t\"2\n\x0bStageTiming\x12\r\n\x05stage\x18\x01 \x01(\t\x12\x14\n\x0cmilliseconds\x18\x02 \x01(\x01\"\xf6\x01\n\x11RecommendResponse\x12+\n\x05items\x18\x01 \x03(\x0b\x32\x1c.temporec.v1.RecommendedItem\x12\x0e\n\x06\x64omain\x18\x02 \x01(\t\x12\x0c\n\x04head\x18\x03 \x01(\t\x12\x0f\n\x07\x65ncoder\x18\x04 \x01(\t\x12\x15\n\rmodel_version\x18\x05 \x01(\t\x12\x12\n\ncold_start\x18\x06 \x01(\x08\x12\x18\n\x10\x63\x61ndidate_source\x18\x07 \x01(\t\x12\x15\n\rrules_applied\x18\x08 \x03(\t\x12)\n\x07timings\x18\t \x03(\x0b\x32\x18.temporec.v1.StageTiming\"\x17\n\x15ListComponentsRequest\"\xa4\x01\n\tComponent\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0e\n\x06plugin\x18\x02 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x03 \x01(\t\x12\x34\n\x07\x64\x65tails\x18\x04 \x03(\x0b\x32#.temporec.v1.Component.DetailsEntry\x1a.\n\x0c\x44\x65tailsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\xf6\x01\n\x05Model\x12\x0e\n\x06\x64omain\x18\x01 \x01(\t\x12\x0c\n\x04head\x18\x02 \x01(\t\x12\x0f\n\x07\x65ncoder\x18\x03 \x01(\t\x12\x0f\n\x07version\x18\x04 \x01(\t\x12\x11\n\tdata_name\x18\x05 \x01(\t\x12\x18\n\x10\x64\x61ta_fingerprint\x18\x06 \x01(\t\x12\x30\n\x07metrics\x18\x07 \x03(\x0b\x32\x1f.temporec.v1.Model.MetricsEntry\x12\r\n\x05items\x18\x08 \x01(\x03\x12\x0f\n\x07\x63reated\x18\t \x01(\t\x1a.\n\x0cMetricsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\"\xb6\x01\n\x16ListComponentsResponse\x12(\n\x08\x65ncoders\x18\x01 \x03(\x0b\x32\x16.temporec.v1.Component\x12%\n\x05heads\x18\x02 \x03(\x0b\x32\x16.temporec.v1.Component\x12\'\n\x07\x64omains\x18\x03 \x03(\x0b\x32\x16.temporec.v1.Component\x12\"\n\x06models\x18\x04 \x03(\x0b\x32\x12.temporec.v1.Model\"/\n\rEncodeRequest\x12\r\n\x05texts\x18\x01 \x03(\t\x12\x0f\n\x07\x65ncoder\x18\x02 \x01(\t\"\x1b\n\tEmbedding\x12\x0e\n\x06values\x18\x01 \x03(\x02\"Z\n\x0e\x45ncodeResponse\x12*\n\nembeddings\x18\x01 \x03(\x0b\x32\x16.temporec.v1.Embedding\x12\x0f\n\x07\x65ncoder\x18\x02 \x01(\t\x12\x0b\n\x03\x64im\x18\x03 \x01(\x05\x32\xf7\x01\n\x0bRecommender\x12J\n\tRecommend\x12\x1d.temporec.v1.RecommendRequest\x1a\x1e.temporec.v1.RecommendResponse\x12Y\n\x0eListComponents\x12\".temporec.v1.ListComponentsRequest\x1a#.temporec.v1.ListComponentsResponse\x12\x41\n\x06\x45ncode\x12\x1a.temporec.v1.EncodeRequest\x1a\x1b.temporec.v1.EncodeResponseB2\n\x0eio.temporec.v1B\x10RecommenderProtoP\x01\xaa\x02\x0bTemporec.V1b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1dtemporec/v1/recommender.proto\x12\x0btemporec.v1\"L\n\x05\x45vent\x12\x0f\n\x07item_id\x18\x01 \x01(\t\x12\x0e\n\x06\x61\x63tion\x18\x02 \x01(\t\x12\x14\n\x0ctimestamp_ms\x18\x03 \x01(\x03\x12\x0c\n\x04text\x18\x04 \x01(\t\"\xa1\x04\n\x10RecommendRequest\x12\x0e\n\x06\x64omain\x18\x01 \x01(\t\x12\x0c\n\x04head\x18\x02 \x01(\t\x12\x0f\n\x07\x65ncoder\x18\x03 \x01(\t\x12\x0f\n\x07user_id\x18\x04 \x01(\t\x12#\n\x07history\x18\x05 \x03(\x0b\x32\x12.temporec.v1.Event\x12\x1a\n\x12\x63\x61ndidate_item_ids\x18\x06 \x03(\t\x12\t\n\x01k\x18\x07 \x01(\x05\x12\x15\n\rallow_repeats\x18\x08 \x01(\x08\x12\x34\n\x0eretail_options\x18\t \x01(\x0b\x32\x1a.temporec.v1.RetailOptionsH\x00\x12\x30\n\x0cnews_options\x18\n \x01(\x0b\x32\x18.temporec.v1.NewsOptionsH\x00\x12G\n\x18\x63ustomer_service_options\x18\x0b \x01(\x0b\x32#.temporec.v1.CustomerServiceOptionsH\x00\x12H\n\x0eplugin_options\x18\x0c \x03(\x0b\x32\x30.temporec.v1.RecommendRequest.PluginOptionsEntry\x12\x0f\n\x07\x65xplain\x18\r \x01(\x08\x12\x16\n\x0e\x65xplain_events\x18\x0e \x01(\x05\x1a\x34\n\x12PluginOptionsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\x42\x10\n\x0e\x64omain_options\"}\n\rRetailOptions\x12\x12\n\ncategories\x18\x01 \x03(\t\x12\x18\n\x10\x65xclude_item_ids\x18\x02 \x03(\t\x12\x14\n\x0cout_of_stock\x18\x03 \x03(\t\x12\x18\n\x0bremind_cart\x18\x04 \x01(\x08H\x00\x88\x01\x01\x42\x0e\n\x0c_remind_cart\"9\n\x0bNewsOptions\x12\x19\n\x0cmax_age_days\x18\x01 \x01(\x01H\x00\x88\x01\x01\x42\x0f\n\r_max_age_days\"h\n\x16\x43ustomerServiceOptions\x12\x1e\n\x11handoff_threshold\x18\x01 \x01(\x01H\x00\x88\x01\x01\x12\x18\n\x10\x65xclude_item_ids\x18\x02 \x03(\tB\x14\n\x12_handoff_threshold\"F\n\x0c\x43ontribution\x12\x15\n\rhistory_index\x18\x01 \x01(\x05\x12\x0f\n\x07item_id\x18\x02 \x01(\t\x12\x0e\n\x06weight\x18\x03 \x01(\x01\"U\n\x07HandOff\x12\x13\n\x0brecommended\x18\x01 \x01(\x08\x12\x12\n\nconfidence\x18\x02 \x01(\x01\x12\x11\n\tthreshold\x18\x03 \x01(\x01\x12\x0e\n\x06reason\x18\x04 \x01(\t\"q\n\x0fRecommendedItem\x12\x0f\n\x07item_id\x18\x01 \x01(\t\x12\r\n\x05score\x18\x02 \x01(\x01\x12\x0c\n\x04text\x18\x03 \x01(\t\x12\x30\n\rcontributions\x18\x04 \x03(\x0b\x32\x19.temporec.v1.Contribution\"2\n\x0bStageTiming\x12\r\n\x05stage\x18\x01 \x01(\t\x12\x14\n\x0cmilliseconds\x18\x02 \x01(\x01\"\x9e\x02\n\x11RecommendResponse\x12+\n\x05items\x18\x01 \x03(\x0b\x32\x1c.temporec.v1.RecommendedItem\x12\x0e\n\x06\x64omain\x18\x02 \x01(\t\x12\x0c\n\x04head\x18\x03 \x01(\t\x12\x0f\n\x07\x65ncoder\x18\x04 \x01(\t\x12\x15\n\rmodel_version\x18\x05 \x01(\t\x12\x12\n\ncold_start\x18\x06 \x01(\x08\x12\x18\n\x10\x63\x61ndidate_source\x18\x07 \x01(\t\x12\x15\n\rrules_applied\x18\x08 \x03(\t\x12)\n\x07timings\x18\t \x03(\x0b\x32\x18.temporec.v1.StageTiming\x12&\n\x08hand_off\x18\n \x01(\x0b\x32\x14.temporec.v1.HandOff\"\x17\n\x15ListComponentsRequest\"\xa4\x01\n\tComponent\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0e\n\x06plugin\x18\x02 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x03 \x01(\t\x12\x34\n\x07\x64\x65tails\x18\x04 \x03(\x0b\x32#.temporec.v1.Component.DetailsEntry\x1a.\n\x0c\x44\x65tailsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\xf6\x01\n\x05Model\x12\x0e\n\x06\x64omain\x18\x01 \x01(\t\x12\x0c\n\x04head\x18\x02 \x01(\t\x12\x0f\n\x07\x65ncoder\x18\x03 \x01(\t\x12\x0f\n\x07version\x18\x04 \x01(\t\x12\x11\n\tdata_name\x18\x05 \x01(\t\x12\x18\n\x10\x64\x61ta_fingerprint\x18\x06 \x01(\t\x12\x30\n\x07metrics\x18\x07 \x03(\x0b\x32\x1f.temporec.v1.Model.MetricsEntry\x12\r\n\x05items\x18\x08 \x01(\x03\x12\x0f\n\x07\x63reated\x18\t \x01(\t\x1a.\n\x0cMetricsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\"\xb6\x01\n\x16ListComponentsResponse\x12(\n\x08\x65ncoders\x18\x01 \x03(\x0b\x32\x16.temporec.v1.Component\x12%\n\x05heads\x18\x02 \x03(\x0b\x32\x16.temporec.v1.Component\x12\'\n\x07\x64omains\x18\x03 \x03(\x0b\x32\x16.temporec.v1.Component\x12\"\n\x06models\x18\x04 \x03(\x0b\x32\x12.temporec.v1.Model\"/\n\rEncodeRequest\x12\r\n\x05texts\x18\x01 \x03(\t\x12\x0f\n\x07\x65ncoder\x18\x02 \x01(\t\"\x1b\n\tEmbedding\x12\x0e\n\x06values\x18\x01 \x03(\x02\"Z\n\x0e\x45ncodeResponse\x12*\n\nembeddings\x18\x01 \x03(\x0b\x32\x16.temporec.v1.Embedding\x12\x0f\n\x07\x65ncoder\x18\x02 \x01(\t\x12\x0b\n\x03\x64im\x18\x03 \x01(\x05\x32\xf7\x01\n\x0bRecommender\x12J\n\tRecommend\x12\x1d.temporec.v1.RecommendRequest\x1a\x1e.temporec.v1.RecommendResponse\x12Y\n\x0eListComponents\x12\".temporec.v1.ListComponentsRequest\x1a#.temporec.v1.ListComponentsResponse\x12\x41\n\x06\x45ncode\x12\x1a.temporec.v1.EncodeRequest\x1a\x1b.temporec.v1.EncodeResponseB2\n\x0eio.temporec.v1B\x10RecommenderProtoP\x01\xaa\x02\x0bTemporec.V1b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -32,6 +32,8 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'temporec_client.v1.recommen
 if not _descriptor._USE_C_DESCRIPTORS:
   _globals['DESCRIPTOR']._loaded_options = None
   _globals['DESCRIPTOR']._serialized_options = b'\n\016io.temporec.v1B\020RecommenderProtoP\001\252\002\013Temporec.V1'
+  _globals['_RECOMMENDREQUEST_PLUGINOPTIONSENTRY']._loaded_options = None
+  _globals['_RECOMMENDREQUEST_PLUGINOPTIONSENTRY']._serialized_options = b'8\001'
   _globals['_COMPONENT_DETAILSENTRY']._loaded_options = None
   _globals['_COMPONENT_DETAILSENTRY']._serialized_options = b'8\001'
   _globals['_MODEL_METRICSENTRY']._loaded_options = None
@@ -39,31 +41,43 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_EVENT']._serialized_start=46
   _globals['_EVENT']._serialized_end=122
   _globals['_RECOMMENDREQUEST']._serialized_start=125
-  _globals['_RECOMMENDREQUEST']._serialized_end=306
-  _globals['_RECOMMENDEDITEM']._serialized_start=308
-  _globals['_RECOMMENDEDITEM']._serialized_end=371
-  _globals['_STAGETIMING']._serialized_start=373
-  _globals['_STAGETIMING']._serialized_end=423
-  _globals['_RECOMMENDRESPONSE']._serialized_start=426
-  _globals['_RECOMMENDRESPONSE']._serialized_end=672
-  _globals['_LISTCOMPONENTSREQUEST']._serialized_start=674
-  _globals['_LISTCOMPONENTSREQUEST']._serialized_end=697
-  _globals['_COMPONENT']._serialized_start=700
-  _globals['_COMPONENT']._serialized_end=864
-  _globals['_COMPONENT_DETAILSENTRY']._serialized_start=818
-  _globals['_COMPONENT_DETAILSENTRY']._serialized_end=864
-  _globals['_MODEL']._serialized_start=867
-  _globals['_MODEL']._serialized_end=1113
-  _globals['_MODEL_METRICSENTRY']._serialized_start=1067
-  _globals['_MODEL_METRICSENTRY']._serialized_end=1113
-  _globals['_LISTCOMPONENTSRESPONSE']._serialized_start=1116
-  _globals['_LISTCOMPONENTSRESPONSE']._serialized_end=1298
-  _globals['_ENCODEREQUEST']._serialized_start=1300
-  _globals['_ENCODEREQUEST']._serialized_end=1347
-  _globals['_EMBEDDING']._serialized_start=1349
-  _globals['_EMBEDDING']._serialized_end=1376
-  _globals['_ENCODERESPONSE']._serialized_start=1378
-  _globals['_ENCODERESPONSE']._serialized_end=1468
-  _globals['_RECOMMENDER']._serialized_start=1471
-  _globals['_RECOMMENDER']._serialized_end=1718
+  _globals['_RECOMMENDREQUEST']._serialized_end=670
+  _globals['_RECOMMENDREQUEST_PLUGINOPTIONSENTRY']._serialized_start=600
+  _globals['_RECOMMENDREQUEST_PLUGINOPTIONSENTRY']._serialized_end=652
+  _globals['_RETAILOPTIONS']._serialized_start=672
+  _globals['_RETAILOPTIONS']._serialized_end=797
+  _globals['_NEWSOPTIONS']._serialized_start=799
+  _globals['_NEWSOPTIONS']._serialized_end=856
+  _globals['_CUSTOMERSERVICEOPTIONS']._serialized_start=858
+  _globals['_CUSTOMERSERVICEOPTIONS']._serialized_end=962
+  _globals['_CONTRIBUTION']._serialized_start=964
+  _globals['_CONTRIBUTION']._serialized_end=1034
+  _globals['_HANDOFF']._serialized_start=1036
+  _globals['_HANDOFF']._serialized_end=1121
+  _globals['_RECOMMENDEDITEM']._serialized_start=1123
+  _globals['_RECOMMENDEDITEM']._serialized_end=1236
+  _globals['_STAGETIMING']._serialized_start=1238
+  _globals['_STAGETIMING']._serialized_end=1288
+  _globals['_RECOMMENDRESPONSE']._serialized_start=1291
+  _globals['_RECOMMENDRESPONSE']._serialized_end=1577
+  _globals['_LISTCOMPONENTSREQUEST']._serialized_start=1579
+  _globals['_LISTCOMPONENTSREQUEST']._serialized_end=1602
+  _globals['_COMPONENT']._serialized_start=1605
+  _globals['_COMPONENT']._serialized_end=1769
+  _globals['_COMPONENT_DETAILSENTRY']._serialized_start=1723
+  _globals['_COMPONENT_DETAILSENTRY']._serialized_end=1769
+  _globals['_MODEL']._serialized_start=1772
+  _globals['_MODEL']._serialized_end=2018
+  _globals['_MODEL_METRICSENTRY']._serialized_start=1972
+  _globals['_MODEL_METRICSENTRY']._serialized_end=2018
+  _globals['_LISTCOMPONENTSRESPONSE']._serialized_start=2021
+  _globals['_LISTCOMPONENTSRESPONSE']._serialized_end=2203
+  _globals['_ENCODEREQUEST']._serialized_start=2205
+  _globals['_ENCODEREQUEST']._serialized_end=2252
+  _globals['_EMBEDDING']._serialized_start=2254
+  _globals['_EMBEDDING']._serialized_end=2281
+  _globals['_ENCODERESPONSE']._serialized_start=2283
+  _globals['_ENCODERESPONSE']._serialized_end=2373
+  _globals['_RECOMMENDER']._serialized_start=2376
+  _globals['_RECOMMENDER']._serialized_end=2623
 # @@protoc_insertion_point(module_scope)

@@ -19,7 +19,14 @@ class Event(_message.Message):
     def __init__(self, item_id: _Optional[str] = ..., action: _Optional[str] = ..., timestamp_ms: _Optional[int] = ..., text: _Optional[str] = ...) -> None: ...
 
 class RecommendRequest(_message.Message):
-    __slots__ = ("domain", "head", "encoder", "user_id", "history", "candidate_item_ids", "k", "allow_repeats")
+    __slots__ = ("domain", "head", "encoder", "user_id", "history", "candidate_item_ids", "k", "allow_repeats", "retail_options", "news_options", "customer_service_options", "plugin_options", "explain", "explain_events")
+    class PluginOptionsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
     DOMAIN_FIELD_NUMBER: _ClassVar[int]
     HEAD_FIELD_NUMBER: _ClassVar[int]
     ENCODER_FIELD_NUMBER: _ClassVar[int]
@@ -28,6 +35,12 @@ class RecommendRequest(_message.Message):
     CANDIDATE_ITEM_IDS_FIELD_NUMBER: _ClassVar[int]
     K_FIELD_NUMBER: _ClassVar[int]
     ALLOW_REPEATS_FIELD_NUMBER: _ClassVar[int]
+    RETAIL_OPTIONS_FIELD_NUMBER: _ClassVar[int]
+    NEWS_OPTIONS_FIELD_NUMBER: _ClassVar[int]
+    CUSTOMER_SERVICE_OPTIONS_FIELD_NUMBER: _ClassVar[int]
+    PLUGIN_OPTIONS_FIELD_NUMBER: _ClassVar[int]
+    EXPLAIN_FIELD_NUMBER: _ClassVar[int]
+    EXPLAIN_EVENTS_FIELD_NUMBER: _ClassVar[int]
     domain: str
     head: str
     encoder: str
@@ -36,17 +49,73 @@ class RecommendRequest(_message.Message):
     candidate_item_ids: _containers.RepeatedScalarFieldContainer[str]
     k: int
     allow_repeats: bool
-    def __init__(self, domain: _Optional[str] = ..., head: _Optional[str] = ..., encoder: _Optional[str] = ..., user_id: _Optional[str] = ..., history: _Optional[_Iterable[_Union[Event, _Mapping]]] = ..., candidate_item_ids: _Optional[_Iterable[str]] = ..., k: _Optional[int] = ..., allow_repeats: _Optional[bool] = ...) -> None: ...
+    retail_options: RetailOptions
+    news_options: NewsOptions
+    customer_service_options: CustomerServiceOptions
+    plugin_options: _containers.ScalarMap[str, str]
+    explain: bool
+    explain_events: int
+    def __init__(self, domain: _Optional[str] = ..., head: _Optional[str] = ..., encoder: _Optional[str] = ..., user_id: _Optional[str] = ..., history: _Optional[_Iterable[_Union[Event, _Mapping]]] = ..., candidate_item_ids: _Optional[_Iterable[str]] = ..., k: _Optional[int] = ..., allow_repeats: _Optional[bool] = ..., retail_options: _Optional[_Union[RetailOptions, _Mapping]] = ..., news_options: _Optional[_Union[NewsOptions, _Mapping]] = ..., customer_service_options: _Optional[_Union[CustomerServiceOptions, _Mapping]] = ..., plugin_options: _Optional[_Mapping[str, str]] = ..., explain: _Optional[bool] = ..., explain_events: _Optional[int] = ...) -> None: ...
+
+class RetailOptions(_message.Message):
+    __slots__ = ("categories", "exclude_item_ids", "out_of_stock", "remind_cart")
+    CATEGORIES_FIELD_NUMBER: _ClassVar[int]
+    EXCLUDE_ITEM_IDS_FIELD_NUMBER: _ClassVar[int]
+    OUT_OF_STOCK_FIELD_NUMBER: _ClassVar[int]
+    REMIND_CART_FIELD_NUMBER: _ClassVar[int]
+    categories: _containers.RepeatedScalarFieldContainer[str]
+    exclude_item_ids: _containers.RepeatedScalarFieldContainer[str]
+    out_of_stock: _containers.RepeatedScalarFieldContainer[str]
+    remind_cart: bool
+    def __init__(self, categories: _Optional[_Iterable[str]] = ..., exclude_item_ids: _Optional[_Iterable[str]] = ..., out_of_stock: _Optional[_Iterable[str]] = ..., remind_cart: _Optional[bool] = ...) -> None: ...
+
+class NewsOptions(_message.Message):
+    __slots__ = ("max_age_days",)
+    MAX_AGE_DAYS_FIELD_NUMBER: _ClassVar[int]
+    max_age_days: float
+    def __init__(self, max_age_days: _Optional[float] = ...) -> None: ...
+
+class CustomerServiceOptions(_message.Message):
+    __slots__ = ("handoff_threshold", "exclude_item_ids")
+    HANDOFF_THRESHOLD_FIELD_NUMBER: _ClassVar[int]
+    EXCLUDE_ITEM_IDS_FIELD_NUMBER: _ClassVar[int]
+    handoff_threshold: float
+    exclude_item_ids: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, handoff_threshold: _Optional[float] = ..., exclude_item_ids: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class Contribution(_message.Message):
+    __slots__ = ("history_index", "item_id", "weight")
+    HISTORY_INDEX_FIELD_NUMBER: _ClassVar[int]
+    ITEM_ID_FIELD_NUMBER: _ClassVar[int]
+    WEIGHT_FIELD_NUMBER: _ClassVar[int]
+    history_index: int
+    item_id: str
+    weight: float
+    def __init__(self, history_index: _Optional[int] = ..., item_id: _Optional[str] = ..., weight: _Optional[float] = ...) -> None: ...
+
+class HandOff(_message.Message):
+    __slots__ = ("recommended", "confidence", "threshold", "reason")
+    RECOMMENDED_FIELD_NUMBER: _ClassVar[int]
+    CONFIDENCE_FIELD_NUMBER: _ClassVar[int]
+    THRESHOLD_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    recommended: bool
+    confidence: float
+    threshold: float
+    reason: str
+    def __init__(self, recommended: _Optional[bool] = ..., confidence: _Optional[float] = ..., threshold: _Optional[float] = ..., reason: _Optional[str] = ...) -> None: ...
 
 class RecommendedItem(_message.Message):
-    __slots__ = ("item_id", "score", "text")
+    __slots__ = ("item_id", "score", "text", "contributions")
     ITEM_ID_FIELD_NUMBER: _ClassVar[int]
     SCORE_FIELD_NUMBER: _ClassVar[int]
     TEXT_FIELD_NUMBER: _ClassVar[int]
+    CONTRIBUTIONS_FIELD_NUMBER: _ClassVar[int]
     item_id: str
     score: float
     text: str
-    def __init__(self, item_id: _Optional[str] = ..., score: _Optional[float] = ..., text: _Optional[str] = ...) -> None: ...
+    contributions: _containers.RepeatedCompositeFieldContainer[Contribution]
+    def __init__(self, item_id: _Optional[str] = ..., score: _Optional[float] = ..., text: _Optional[str] = ..., contributions: _Optional[_Iterable[_Union[Contribution, _Mapping]]] = ...) -> None: ...
 
 class StageTiming(_message.Message):
     __slots__ = ("stage", "milliseconds")
@@ -57,7 +126,7 @@ class StageTiming(_message.Message):
     def __init__(self, stage: _Optional[str] = ..., milliseconds: _Optional[float] = ...) -> None: ...
 
 class RecommendResponse(_message.Message):
-    __slots__ = ("items", "domain", "head", "encoder", "model_version", "cold_start", "candidate_source", "rules_applied", "timings")
+    __slots__ = ("items", "domain", "head", "encoder", "model_version", "cold_start", "candidate_source", "rules_applied", "timings", "hand_off")
     ITEMS_FIELD_NUMBER: _ClassVar[int]
     DOMAIN_FIELD_NUMBER: _ClassVar[int]
     HEAD_FIELD_NUMBER: _ClassVar[int]
@@ -67,6 +136,7 @@ class RecommendResponse(_message.Message):
     CANDIDATE_SOURCE_FIELD_NUMBER: _ClassVar[int]
     RULES_APPLIED_FIELD_NUMBER: _ClassVar[int]
     TIMINGS_FIELD_NUMBER: _ClassVar[int]
+    HAND_OFF_FIELD_NUMBER: _ClassVar[int]
     items: _containers.RepeatedCompositeFieldContainer[RecommendedItem]
     domain: str
     head: str
@@ -76,7 +146,8 @@ class RecommendResponse(_message.Message):
     candidate_source: str
     rules_applied: _containers.RepeatedScalarFieldContainer[str]
     timings: _containers.RepeatedCompositeFieldContainer[StageTiming]
-    def __init__(self, items: _Optional[_Iterable[_Union[RecommendedItem, _Mapping]]] = ..., domain: _Optional[str] = ..., head: _Optional[str] = ..., encoder: _Optional[str] = ..., model_version: _Optional[str] = ..., cold_start: _Optional[bool] = ..., candidate_source: _Optional[str] = ..., rules_applied: _Optional[_Iterable[str]] = ..., timings: _Optional[_Iterable[_Union[StageTiming, _Mapping]]] = ...) -> None: ...
+    hand_off: HandOff
+    def __init__(self, items: _Optional[_Iterable[_Union[RecommendedItem, _Mapping]]] = ..., domain: _Optional[str] = ..., head: _Optional[str] = ..., encoder: _Optional[str] = ..., model_version: _Optional[str] = ..., cold_start: _Optional[bool] = ..., candidate_source: _Optional[str] = ..., rules_applied: _Optional[_Iterable[str]] = ..., timings: _Optional[_Iterable[_Union[StageTiming, _Mapping]]] = ..., hand_off: _Optional[_Union[HandOff, _Mapping]] = ...) -> None: ...
 
 class ListComponentsRequest(_message.Message):
     __slots__ = ()
