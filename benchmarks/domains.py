@@ -34,14 +34,14 @@ from temporec.embedding_cache import catalog_embeddings
 from temporec.plugins import load_registry
 from temporec.service import RecommenderService
 from temporec.training import TrainConfig, train
-from temporec.training.conversations import embed_texts, reply_cases, train_conversations, turn_texts
+from temporec.training.conversations import embed_texts, reply_cases, turn_texts
 from temporec.training.domain_eval import (
     Scorer,
+    artifact_scorer,
     evaluate_impressions,
     evaluate_next_item,
     evaluate_replies,
     handoff_rates,
-    model_scorer,
     rule_mask,
 )
 from temporec.types import Dataset, Event, Query
@@ -81,11 +81,6 @@ class Bench:
 
     def load(self, path: Path) -> LoadedModel:
         return load_model(path, self.registry.heads)
-
-
-def scorer_of(loaded: LoadedModel, text_vectors=None) -> Scorer:
-    m = loaded.manifest
-    return model_scorer(loaded.model, loaded.catalog, m.actions, m.max_len, loaded.popularity, text_vectors)
 
 
 def table(results: dict[str, dict[str, float]], columns: list[str]) -> str:
@@ -174,7 +169,7 @@ def retail_taobao(bench: Bench) -> str:
                 )
                 name = f"{head.name}, {objective}"
                 loaded = bench.load(path)
-                rankers[name] = scorer_of(loaded)
+                rankers[name] = artifact_scorer(loaded)
                 notes.append(f"- {name}: {settings(loaded, time.monotonic() - started)}")
                 case = cases[0]
                 expected = top_item(
@@ -228,7 +223,7 @@ def news(bench: Bench, folder: str) -> str:
                 config=config,
             )
             loaded = bench.load(path)
-            rankers[name] = scorer_of(loaded)
+            rankers[name] = artifact_scorer(loaded)
             notes.append(f"- {name}: {settings(loaded, time.monotonic() - started)}")
             case = next(c for c in split.test if c.candidates)
             scores = rankers[name]([case.history])[0]
@@ -275,19 +270,11 @@ def customer_service(bench: Bench, folder: str, metric_names: list[str]) -> str:
     )
     for head in bench.heads:
         started = time.monotonic()
-        path = train_conversations(
-            data,
-            head,
-            items,
-            vectors.__getitem__,
-            domain=domain_cls,
-            encoder_name="local",
-            encoder_model_id=encoder.model_id,
-            out_dir=bench.models_dir("customer_service", folder, head.name),
-            config=base,
-        )
+        # as `temporec train --domain customer_service` does; the embeddings come from the cache
+        out_dir = bench.models_dir("customer_service", folder, head.name)
+        path = domain.train(str(bench.args.data / folder), head, encoder, config=base, out_dir=out_dir)
         loaded = bench.load(path)
-        rankers[head.name] = scorer_of(loaded, vectors.__getitem__)
+        rankers[head.name] = artifact_scorer(loaded, vectors.__getitem__)
         notes.append(f"- {head.name}: {settings(loaded, time.monotonic() - started)}")
         case = cases[0]
         expected = top_item(rankers[head.name], case.turns, data.catalog)

@@ -31,8 +31,9 @@ def register_domains(register):
     """Register domain recommenders.
 
     Call ``register(DomainClass)`` for each; ``DomainClass`` subclasses
-    ``temporec.Domain``: it owns the field's action vocabulary, data readers and
-    business rules (see ``temporec.domains.Domain``).
+    ``temporec.Domain``: it owns the field's action vocabulary, data readers,
+    business rules, and how its models are trained and evaluated (``Domain.train``,
+    ``Domain.evaluate``; see ``temporec.domains.Domain``).
     """
 
 

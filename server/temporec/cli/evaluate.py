@@ -1,31 +1,50 @@
-"""``temporec eval``: evaluate a trained model, with the popularity baseline, leave-one-out."""
+"""``temporec eval``: evaluate a trained model with its domain's metrics, baselines beside it."""
 
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
+
+from temporec.cli.train import add_encoder_arguments, encoder_options, pick
+from temporec.errors import FailedPrecondition, InvalidArgument
 
 DESCRIPTION = """\
-Evaluate a saved model on leave-one-out splits: each user's last event is the test
-target, the one before it the validation target. Every item of the model's catalog is
-ranked (the user's history masked out) and HR@K, NDCG@K (K = 5, 10, 20) and MRR are
-reported for the model and, in the same run, for the popularity baseline.
+Evaluate a saved model the way its domain measures its field (Domain.evaluate), with
+the baselines ranked in the same run:
+
+  video, and by default   leave-one-out: each user's last event is the test target, the
+                          one before it the validation target; every catalog item is
+                          ranked (the history masked out): HR@K, NDCG@K (K = 5, 10, 20)
+                          and MRR, beside popularity
+  retail                  the same, plus split 'purchase': the test targets that are
+                          purchases, ranked under the shop's rules, beside popularity
+                          and "recent"
+  news                    each test impression's candidates: AUC, MRR, nDCG@5/10, beside
+                          popularity, recency, BM25 and the frozen encoder
+  customer_service        every reply for each test conversation: accuracy@1/@3,
+                          P@1/@3, MRR, beside popularity, BM25 and the frozen encoder
 """
 
 EPILOG = """\
 Without --data the model is evaluated on the data it was trained on (the path in its
 manifest), read by its domain. Events of items outside the model's catalog are dropped
-and counted.
+and counted. Domains that must embed new text (customer_service: the turns) start the
+model's encoder, with the --encoder-option flags; it must give the vector space the
+model was trained in. Metric keys are <split>.<metric> for the model and
+<baseline>.<split>.<metric> for the baselines; 'users' counts the evaluated cases
+(users, impressions or conversations).
 
 Examples:
   temporec eval --model models/video-lstm-20250101120000-1a2b3c4d
   temporec eval --model models/video-lstm-20250101120000-1a2b3c4d --data ml-100k/ --json
+  temporec eval --model models/customer_service-lstm-20250101120000-1a2b3c4d --device cpu
 """
 
 
 def add_parser(subparsers) -> None:
     parser = subparsers.add_parser(
         "eval",
-        help="evaluate a trained model against the popularity baseline",
+        help="evaluate a trained model with its domain's metrics and baselines",
         description=DESCRIPTION,
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -37,18 +56,98 @@ def add_parser(subparsers) -> None:
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
     parser.add_argument("--batch-size", type=int, default=256, help="users per scoring matmul (default 256)")
     parser.add_argument("--device", default="auto", help="torch device: auto, cpu, cuda, cuda:N (default auto)")
+    add_encoder_arguments(parser, "encoder for new texts (default: the one the model was trained with)", default="")
     parser.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    from temporec.training import evaluate_artifact, format_table
+    from temporec.artifacts import load_model
+    from temporec.devices import resolve_device
+    from temporec.plugins import load_registry
 
-    report = evaluate_artifact(args.model, args.data, batch_size=args.batch_size, device=args.device)
+    registry = load_registry()
+    loaded = load_model(args.model, registry.heads)
+    manifest = loaded.manifest
+    domain_cls = pick(registry.domains, manifest.domain, "domain")
+    data = evaluation_data(args.data, manifest.data_name)
+    loaded.model.to(resolve_device(args.device))
+    encoder = ModelEncoder(registry.encoders, args.encoder or manifest.encoder, encoder_options(args), manifest)
+    try:
+        report = domain_cls().evaluate(loaded, data, encoder, batch_size=args.batch_size, cache_dir=args.cache_dir)
+    finally:
+        encoder.close()
     if args.json:
         print(report.to_json())
         return 0
     print(f"model: {report.model}")
     print(f"data:  {report.data}" + ("" if report.same_data_as_training else "  (not the training data)"))
     print(f"users: {report.users}; events dropped (items outside the model's catalog): {report.dropped_events}")
-    print(format_table(report.metrics, name=report.head))
+    print(metrics_table(report.metrics, name=report.head))
     return 0
+
+
+def evaluation_data(given: str | None, trained_on: str) -> str:
+    """The data to evaluate on: ``--data``, else the model's training data."""
+    if given is not None:
+        if not Path(given).exists():
+            raise InvalidArgument(f"--data {given!r}: no such file or directory")
+        return given
+    if not trained_on or not Path(trained_on).exists():
+        raise InvalidArgument(
+            f"--data: the model's training data {trained_on!r} is not there; give the data to evaluate on"
+        )
+    return trained_on
+
+
+class ModelEncoder:
+    """``open_encoder`` for ``Domain.evaluate``: the encoder ``name``, started on first
+    call (loading one takes seconds, and most evaluations need none), checked to embed
+    in the model's vector space, and closed by ``close``."""
+
+    def __init__(self, encoders: dict[str, type], name: str, options: dict, manifest):
+        self.encoders, self.name, self.options, self.manifest = encoders, name, options, manifest
+        self.encoder = None
+
+    def __call__(self):
+        if self.encoder is None:
+            encoder = pick(self.encoders, self.name, "encoder")(**self.options)
+            if encoder.model_id != self.manifest.encoder_model_id:
+                encoder.close()
+                raise FailedPrecondition(
+                    f"--encoder {self.name!r} embeds texts as {encoder.model_id!r}, but the model was trained on "
+                    f"{self.manifest.encoder_model_id!r} embeddings; give the encoder and options it was trained with"
+                )
+            self.encoder = encoder
+        return self.encoder
+
+    def close(self) -> None:
+        if self.encoder is not None:
+            self.encoder.close()
+
+
+def metrics_table(metrics: dict[str, float], name: str = "model") -> str:
+    """The metrics as a table: one row per split and ranker, one column per metric.
+
+    Keys are ``<split>.<metric>`` for the model (shown as ``name``) and
+    ``<ranker>.<split>.<metric>`` for the baselines; keys without a split
+    (``best_epoch``) are left out. Splits keep their order, the model first in each.
+    """
+    rows: dict[tuple[str, str], dict[str, float]] = {}
+    for key, value in metrics.items():
+        parts = key.split(".")
+        if len(parts) in (2, 3):
+            ranker, split, metric = parts if len(parts) == 3 else (name, *parts)
+            rows.setdefault((split, ranker), {})[metric] = value
+    splits = list(dict.fromkeys(split for split, _ in rows))
+    order = sorted(rows, key=lambda row: (splits.index(row[0]), row[1] != name))
+    columns = list(dict.fromkeys(metric for row in order for metric in rows[row]))
+    split_width = max([6, *(len(split) for split in splits)])
+    ranker_width = max([12, *(len(ranker) for _, ranker in order)])
+    widths = [max(8, len(column)) for column in columns]
+    header = f"{'split':<{split_width}} {'ranker':<{ranker_width}} "
+    lines = [header + " ".join(f"{column.upper():>{w}}" for column, w in zip(columns, widths))]
+    for split, ranker in order:
+        values = rows[(split, ranker)]
+        cells = [f"{values[c]:>{w}.4f}" if c in values else f"{'-':>{w}}" for c, w in zip(columns, widths)]
+        lines.append(f"{split:<{split_width}} {ranker:<{ranker_width}} " + " ".join(cells))
+    return "\n".join(lines)

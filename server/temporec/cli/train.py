@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from pathlib import Path
 
 from temporec.errors import InvalidArgument, NotFound, allowed
 from temporec.model import SIMILARITIES
@@ -14,24 +15,37 @@ DEFAULTS = TrainConfig()
 DESCRIPTION = """\
 Train a temporal head on a domain's data set and save the model as an artifact.
 
-The domain reads the data (the video domain: MovieLens ratings.dat/movies.dat or
-u.data/u.item, a *.user_sequences.tsv with movies.dat beside it, RecBole .inter/.item,
-or events.csv|jsonl with items.csv|jsonl). The encoder embeds every item's text once
-(cached), the head learns next-item prediction on each user's history minus its last
-two events, early-stopping on the second-to-last (validation); the last is the test.
+The domain reads the data and trains (Domain.train). The encoder embeds every item's
+text once (cached). By default the head learns next-item prediction on each user's
+history minus its last two events, early-stopping on the second-to-last (validation);
+the last is the test. Domains fit this to their field:
+
+  video             MovieLens ratings.dat/movies.dat or u.data/u.item, a
+                    *.user_sequences.tsv with movies.dat beside it, RecBole
+                    .inter/.item, or events.csv|jsonl with items.csv|jsonl
+  retail            Taobao user_behavior*.csv or event files; items without text are
+                    represented by id and category, purchases weigh most as targets
+  news              MIND-format news.tsv + behaviors.tsv (MIND, NeMig): the clicks
+                    before each user's test impression, articles by their text alone
+  customer_service  StackFAQ, BANKING77 or conversations.jsonl: the turns are text,
+                    the right replies the targets, early-stopping on validation MRR
 """
 
 EPILOG = """\
-The run prints validation and test HR@K, NDCG@K and MRR for the model and for the
-popularity baseline, then, on the last line, the artifact directory
-(<out>/<domain>-<head>-<version>). A checkpoint is written after every epoch under
-<out>/.checkpoints/: the same command, run again after an interruption, resumes.
+The run prints the model's metrics on the test split (and its baselines', for the
+next-item domains), then, on the last line, the artifact directory
+(<out>/<domain>-<head>-<version>). Next-item training writes a checkpoint after every
+epoch under <out>/.checkpoints/: the same command, run again after an interruption,
+resumes. `temporec eval --model DIR` measures the model with its domain's metrics.
 
 Examples:
   temporec train --domain video --data ../shared/data/ml-1m --out models/
   temporec train --domain video --head lstm --data ml-100k/ --epochs 30 --dim 128 \\
       --head-option cell=gru --head-option layers=2
   temporec train --domain video --data ml-100k/ml-100k.inter --no-ids --device cuda
+  temporec train --domain retail --data ../shared/data/taobao-userbehavior --minutes 15
+  temporec train --domain news --data ../shared/data/nemig/en --epochs 10
+  temporec train --domain customer_service --data ../shared/data/banking77 --dim 128
 """
 
 
@@ -55,27 +69,7 @@ def add_parser(subparsers) -> None:
         help="head option; VALUE is JSON or text (repeatable)",
     )
     data.add_argument("--out", default="models", metavar="DIR", help="where the artifact goes (default models/)")
-    encoder = parser.add_argument_group("text encoder")
-    encoder.add_argument("--encoder", default="local", help="registered encoder (default local)")
-    encoder.add_argument(
-        "--encoder-model",
-        default="",
-        metavar="MODEL",
-        help="the encoder's 'model' option (local: a model directory; default its bundled all-MiniLM-L6-v2)",
-    )
-    encoder.add_argument(
-        "--encoder-option",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="encoder option, e.g. url=triton:8001 for the triton encoder; VALUE is JSON or text (repeatable)",
-    )
-    encoder.add_argument(
-        "--cache-dir",
-        default=None,
-        metavar="DIR",
-        help="embedding cache (default $TEMPOREC_CACHE_DIR or ~/.cache/temporec)",
-    )
+    add_encoder_arguments(parser, "registered encoder (default local)", default="local")
     model = parser.add_argument_group("model and optimisation")
     model.add_argument("--dim", type=int, default=DEFAULTS.dim, help=f"model width (default {DEFAULTS.dim})")
     model.add_argument(
@@ -91,7 +85,8 @@ def add_parser(subparsers) -> None:
         "--patience",
         type=int,
         default=DEFAULTS.patience,
-        help=f"epochs without a better validation NDCG@10 before stopping (default {DEFAULTS.patience})",
+        help=f"epochs without a better validation score (NDCG@10; conversations: MRR) before stopping "
+        f"(default {DEFAULTS.patience})",
     )
     model.add_argument(
         "--batch-size", type=int, default=DEFAULTS.batch_size, help=f"windows per step (default {DEFAULTS.batch_size})"
@@ -132,6 +127,39 @@ def add_parser(subparsers) -> None:
     parser.set_defaults(run=run)
 
 
+def add_encoder_arguments(parser, help_name: str, default: str) -> None:
+    """The text-encoder flags that ``train`` and ``eval`` share."""
+    encoder = parser.add_argument_group("text encoder")
+    encoder.add_argument("--encoder", default=default, help=help_name)
+    encoder.add_argument(
+        "--encoder-model",
+        default="",
+        metavar="MODEL",
+        help="the encoder's 'model' option (local: a model directory; default its bundled all-MiniLM-L6-v2)",
+    )
+    encoder.add_argument(
+        "--encoder-option",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="encoder option, e.g. url=triton:8001 for the triton encoder; VALUE is JSON or text (repeatable)",
+    )
+    encoder.add_argument(
+        "--cache-dir",
+        default=None,
+        metavar="DIR",
+        help="embedding cache (default $TEMPOREC_CACHE_DIR or ~/.cache/temporec)",
+    )
+
+
+def encoder_options(args: argparse.Namespace) -> dict:
+    """The keyword options for the encoder from ``--encoder-option`` and ``--encoder-model``."""
+    options = parse_options(args.encoder_option, "--encoder-option")
+    if args.encoder_model:
+        options["model"] = args.encoder_model
+    return options
+
+
 def parse_options(pairs: list[str], flag: str) -> dict:
     """``KEY=VALUE`` strings as a dict; VALUE is read as JSON when it parses, else as text."""
     options = {}
@@ -147,6 +175,7 @@ def parse_options(pairs: list[str], flag: str) -> dict:
 
 
 def pick(table: dict[str, type], name: str, kind: str) -> type:
+    """The registered class ``name`` of ``table``, or NotFound naming ``--<kind>`` and the choices."""
     if name not in table:
         raise NotFound(f"--{kind} {name!r} is not installed; installed: {allowed(table)}")
     return table[name]
@@ -155,19 +184,40 @@ def pick(table: dict[str, type], name: str, kind: str) -> type:
 def run(args: argparse.Namespace) -> int:
     # Imported here so that `temporec --help` stays fast.
     from temporec.artifacts import read_manifest
-    from temporec.embedding_cache import catalog_embeddings
+    from temporec.cli.evaluate import metrics_table
+    from temporec.domains import check_compatible
     from temporec.plugins import load_registry
-    from temporec.training import format_table, train
 
     registry = load_registry()
     domain_cls = pick(registry.domains, args.domain, "domain")
     head_cls = pick(registry.heads, args.head or domain_cls.default_head, "head")
     encoder_cls = pick(registry.encoders, args.encoder, "encoder")
+    check_compatible(head_cls, domain_cls)  # before the data and the encoder take their seconds to load
+    config = train_config(args, head_cls)
+    if not Path(args.data).exists():
+        raise InvalidArgument(f"--data {args.data!r}: no such file or directory")
+
+    encoder = encoder_cls(**encoder_options(args))
+    try:
+        path = domain_cls().train(
+            args.data, head_cls, encoder, config=config, out_dir=args.out, cache_dir=args.cache_dir
+        )
+    finally:
+        encoder.close()
+    metrics = read_manifest(path).metrics
+    print(metrics_table(metrics, name=head_cls.name))
+    print(f"best epoch {metrics['best_epoch']:.0f} of {metrics['epochs']:.0f}")
+    print(path)
+    return 0
+
+
+def train_config(args: argparse.Namespace, head_cls: type) -> TrainConfig:
+    """The training settings the flags give (the domain may fit them to its data)."""
     head_options = parse_options(args.head_option, "--head-option")
     unknown = sorted(set(head_options) - set(head_cls.options))
     if unknown:
         raise InvalidArgument(f"--head-option {unknown[0]!r}: head {head_cls.name!r} takes {allowed(head_cls.options)}")
-    config = TrainConfig(
+    return TrainConfig(
         dim=args.dim,
         max_len=args.max_len,
         epochs=args.epochs,
@@ -187,33 +237,3 @@ def run(args: argparse.Namespace) -> int:
         time_budget_s=args.minutes * 60,
         threads=args.threads,
     )
-
-    dataset = domain_cls().load_dataset(args.data)
-    events = sum(map(len, dataset.sequences.values()))
-    print(
-        f"data: {dataset.name}: {len(dataset.sequences)} users, {len(dataset.catalog)} items, {events} events",
-        flush=True,
-    )
-    encoder_options = parse_options(args.encoder_option, "--encoder-option")
-    if args.encoder_model:
-        encoder_options["model"] = args.encoder_model
-    encoder = encoder_cls(**encoder_options)
-    try:
-        embeddings = catalog_embeddings(encoder, dataset.catalog, cache_dir=args.cache_dir)
-    finally:
-        encoder.close()
-    path = train(
-        dataset,
-        head_cls,
-        embeddings,
-        domain=domain_cls,
-        encoder_name=args.encoder,
-        encoder_model_id=encoder.model_id,
-        out_dir=args.out,
-        config=config,
-    )
-    metrics = read_manifest(path).metrics
-    print(format_table(metrics, name=head_cls.name))
-    print(f"best epoch {metrics['best_epoch']:.0f} of {metrics['epochs']:.0f}")
-    print(path)
-    return 0

@@ -14,7 +14,6 @@ from temporec.training.evaluate import (
     evaluate_artifact,
     evaluate_model,
     evaluate_popularity,
-    format_table,
 )
 from temporec.training.experiments import (
     ITEM_REPRESENTATIONS,
@@ -36,7 +35,6 @@ __all__ = [
     "evaluate_cold_start",
     "evaluate_model",
     "evaluate_popularity",
-    "format_table",
     "hold_out_items",
     "train",
     "with_items",

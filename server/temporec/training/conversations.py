@@ -26,7 +26,7 @@ from tqdm import tqdm
 from temporec.artifacts import save_model
 from temporec.data.faq import Conversation, ConversationData
 from temporec.devices import resolve_device
-from temporec.domains import Domain
+from temporec.domains import Domain, check_compatible
 from temporec.embedding_cache import catalog_embeddings
 from temporec.encoders import Encoder
 from temporec.errors import InvalidArgument
@@ -75,6 +75,7 @@ def train_conversations(
     """Train ``head_cls`` to propose ``data``'s right replies and save the model under
     ``out_dir``; returns the artifact directory. ``item_embeddings`` are the catalog's
     text embeddings; ``text_vectors(text)`` embeds a turn (see ``embed_texts``)."""
+    check_compatible(head_cls, domain)
     config = config or TrainConfig()
     if not config.use_text:
         raise InvalidArgument("config.use_text: conversations are text; a model without a text tower cannot read them")

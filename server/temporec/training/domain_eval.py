@@ -26,6 +26,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from temporec.artifacts import LoadedModel
 from temporec.domains import Domain
 from temporec.model import EventBatch, SequenceRecommender
 from temporec.training.metrics import summarize
@@ -200,6 +201,17 @@ def model_scorer(
     return score
 
 
+def artifact_scorer(loaded: LoadedModel, text_vectors: TextVectors | None = None) -> Scorer:
+    """``model_scorer`` of a saved model, with the settings its manifest records."""
+    actions, max_len = loaded.manifest.actions, loaded.manifest.max_len
+    return model_scorer(loaded.model, loaded.catalog, actions, max_len, loaded.popularity, text_vectors)
+
+
+def frozen_item_embeddings(loaded: LoadedModel) -> torch.Tensor | None:
+    """The encoder's catalog embeddings that a saved model holds (None without text)."""
+    return loaded.model.text_embeddings.cpu() if loaded.manifest.use_text else None
+
+
 # -- ranking with random ties --------------------------------------------------------
 
 
@@ -326,6 +338,17 @@ def reply_metrics(hits: torch.Tensor, ks: tuple[int, ...] = (1, 3)) -> dict[str,
     first = hits.double().argmax(1)  # rows always hold a right reply
     metrics["mrr"] = float((1 / (first + 1)).mean())
     return metrics
+
+
+def flat_metrics(results: dict[str, dict[str, float]], model: str, split: str) -> dict[str, float]:
+    """A protocol's ``results`` (ranker -> metrics) under the keys that training and
+    ``temporec eval`` record: ``<split>.<metric>`` for the ranker named ``model``,
+    ``<ranker>.<split>.<metric>`` for the baselines."""
+    return {
+        f"{split}.{metric}" if ranker == model else f"{ranker}.{split}.{metric}": value
+        for ranker, metrics in results.items()
+        for metric, value in metrics.items()
+    }
 
 
 def handoff_rates(probabilities: torch.Tensor, correct: torch.Tensor, threshold: float) -> dict[str, float]:

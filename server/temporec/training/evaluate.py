@@ -23,7 +23,7 @@ from temporec.devices import resolve_device  # noqa: F401  (re-exported for trai
 from temporec.errors import InvalidArgument, NotFound, allowed
 from temporec.model import SequenceRecommender
 from temporec.plugins import Registry, load_registry
-from temporec.training.metrics import KS, summarize, target_ranks
+from temporec.training.metrics import summarize, target_ranks
 from temporec.training.splits import (
     EvalSplit,
     Sequences,
@@ -188,15 +188,3 @@ def evaluate_artifact(
     return Report(
         str(loaded.path), manifest.head, dataset.name, manifest.data_fingerprint, same, users, dropped, metrics
     )
-
-
-def format_table(metrics: dict[str, float], name: str = "model", ks: tuple[int, ...] = KS) -> str:
-    """The model's and the baseline's metrics per split, one row each."""
-    columns = [m for k in ks for m in (f"hr@{k}", f"ndcg@{k}")] + ["mrr"]
-    lines = [f"{'split':<6} {'ranker':<12} " + " ".join(f"{c.upper():>8}" for c in columns)]
-    for split in SPLITS:
-        for ranker, prefix in ((name, f"{split}."), (BASELINE, f"{BASELINE}.{split}.")):
-            if f"{prefix}mrr" in metrics:
-                values = " ".join(f"{metrics.get(prefix + c, float('nan')):>8.4f}" for c in columns)
-                lines.append(f"{split:<6} {ranker:<12} {values}")
-    return "\n".join(lines)

@@ -31,7 +31,7 @@ from tqdm import tqdm
 
 from temporec.artifacts import Manifest, save_model
 from temporec.data import DataError
-from temporec.domains import Domain
+from temporec.domains import Domain, check_compatible
 from temporec.errors import InvalidArgument, allowed
 from temporec.heads import Head
 from temporec.model import EventBatch, SequenceRecommender
@@ -114,6 +114,7 @@ def train(
     called after each epoch's checkpoint is written. Returns the artifact directory.
     """
     config = config or TrainConfig()
+    check_compatible(head_cls, domain)  # a head that needs what the domain's data lacks
     _check_inputs(dataset, text_embeddings, config)
     torch.set_num_threads(config.threads or _available_cores())
     device = resolve_device(config.device)
