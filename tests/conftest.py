@@ -101,20 +101,24 @@ def tiny_dataset() -> Dataset:
     return Dataset("tiny", catalog, sequences)
 
 
-def build_tiny_artifact(root: Path, dim: int = 16) -> Path:
-    """Save an untrained tiny-mean model for the tiny domain under ``root``."""
+def build_tiny_artifact(
+    root: Path, dim: int = 16, head: type = TinyMeanHead, encoder: str = "tiny-hash", version: str = ""
+) -> Path:
+    """Save an untrained tiny-mean model for the tiny domain under ``root``. ``head``: a
+    TinyMeanHead subclass (same weights) to save instead; ``encoder``: the name of an
+    encoder in TinyEncoder's vector space; ``version``: "" for save_model's own."""
     torch.manual_seed(0)
     data = tiny_dataset()
     catalog = data.catalog
-    model = SequenceRecommender(TinyMeanHead(dim, 32), TinyEncoder().encode(catalog.texts), n_actions=len(TinyDomain.actions))
+    model = SequenceRecommender(head(dim, 32), TinyEncoder().encode(catalog.texts), n_actions=len(TinyDomain.actions))
     popularity = torch.zeros(len(catalog))
     for events in data.sequences.values():
         for event in events:
             popularity[catalog.index[event.item_id]] += 1
     manifest = Manifest(
-        domain="tiny", head="tiny-mean", encoder="tiny-hash", encoder_model_id=TinyEncoder.model_id,
+        domain="tiny", head=head.name, encoder=encoder, encoder_model_id=TinyEncoder.model_id,
         dim=dim, max_len=32, actions=list(TinyDomain.actions), data_name=data.name,
-        data_fingerprint=data.fingerprint(), metrics={"recall@10": 0.5},
+        data_fingerprint=data.fingerprint(), metrics={"recall@10": 0.5}, version=version,
     )
     return save_model(root, manifest, model, catalog, popularity)
 
@@ -221,3 +225,82 @@ def example_plugin_path(tmp_path_factory) -> Path:
         check=True,
     )
     return target
+
+
+# ---- operations fixtures (owner: ops; faults, reload, drain, metrics) -------------------
+
+
+class GatedHead(TinyMeanHead):
+    """tiny-mean behind a gate: each forward pass sets ``GatedHead.entered``, then waits (a
+    minute at most) for ``GatedHead.gate``, so a test keeps a call in flight, or the head
+    hung, by closing the gate."""
+
+    name = "tiny-gated"
+    gate = threading.Event()
+    entered = threading.Event()
+
+    def forward(self, events, mask):
+        self.entered.set()
+        self.gate.wait(timeout=60)
+        return super().forward(events, mask)
+
+
+class ExtraPlugin:
+    """An in-process plugin that registers the given heads and encoders."""
+
+    def __init__(self, heads=(), encoders=()):
+        self.heads, self.encoders = heads, encoders
+
+    @hookimpl
+    def register_heads(self, register):
+        for head in self.heads:
+            register(head)
+
+    @hookimpl
+    def register_encoders(self, register):
+        for encoder in self.encoders:
+            register(encoder)
+
+
+def tiny_registry_with(heads=(), encoders=()) -> Registry:
+    """The tiny plugin plus these heads and encoders (entry-point plugins are not loaded)."""
+    plugins = {"tiny": TinyPlugin(), "extra": ExtraPlugin(heads, encoders)}
+    return load_registry(extra_plugins=plugins, env={"TEMPOREC_PLUGINS": ""})
+
+
+# ---- end of operations fixtures ---------------------------------------------------------
+
+
+# ---- access-log fixtures (owner: security and limits) ------------------------------------
+
+
+class AccessLog:
+    """The access-log records of calls, found by request id. A refused call's status can
+    reach the client a moment before its access line is written, so lookups wait for it."""
+
+    def __init__(self, caplog):
+        from temporec.grpc.interceptors import RequestIdFilter
+
+        self.caplog = caplog
+        caplog.handler.addFilter(RequestIdFilter())
+
+    def record(self, request_id: str, timeout: float = 30.0):
+        """The access-log record of the call ``request_id``."""
+        import time
+
+        waited_until = time.monotonic() + timeout
+        while time.monotonic() < waited_until:
+            found = [r for r in self.caplog.records if r.name == "temporec.access" and r.request_id == request_id]
+            if found:
+                return found[0]
+            time.sleep(0.01)
+        raise AssertionError(f"no access-log record for request id {request_id!r}")
+
+
+@pytest.fixture
+def access_log(caplog) -> AccessLog:
+    """Every record gets its ``request_id``; ``access_log.record(id)`` waits for a call's line."""
+    return AccessLog(caplog)
+
+
+# ---- end of access-log fixtures ----------------------------------------------------------

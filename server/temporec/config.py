@@ -10,6 +10,14 @@ Example ``temporec.toml``::
     device = "auto"              # "auto", "cpu", "cuda", "cuda:1", ...
     max_message_bytes = 4194304  # larger requests fail with RESOURCE_EXHAUSTED
     grace_seconds = 10           # in-flight calls may finish this long after SIGTERM
+    max_request_seconds = 30     # server-side deadline of a call whose client sets none
+    metrics_port = 9100          # Prometheus metrics at http://host:9100/metrics (0: off)
+    admin_tokens_file = "admin-tokens"  # Admin service tokens, one a line
+    tls_cert = "server.pem"      # TLS (docs/security.md); with tls_client_ca: mutual TLS
+    tls_key = "server.key"
+    tokens_file = "tokens"       # bearer tokens, one a line (or TEMPOREC_TOKENS=a,b)
+    max_concurrent_rpcs = 64     # calls past it fail with RESOURCE_EXHAUSTED
+    log_format = "text"          # or "json": one object per line, with the request id
     log_level = "info"
 
     [encoders.local]             # keyword options of the encoder named "local"
@@ -35,6 +43,9 @@ from temporec.errors import TemporecError, allowed
 from temporec.types import Limits
 
 LOG_LEVELS = ("debug", "info", "warning", "error")
+LOG_FORMATS = ("text", "json")
+#: File settings that a TOML file may give relative to itself.
+SECURITY_FILES = ("tls_cert", "tls_key", "tls_client_ca", "tokens_file")
 
 
 class ConfigError(TemporecError):
@@ -54,6 +65,19 @@ class ServerConfig:
     max_message_bytes: int = 4 * 1024 * 1024
     grace_seconds: float = 10.0
     log_level: str = "info"
+    max_request_seconds: float = 30.0  # a call without a (shorter) client deadline ends after this
+    metrics_port: int = 0  # Prometheus metrics over HTTP on this port; 0: off
+    admin_tokens_file: str = ""  # tokens for the Admin service, one a line; see docs/operations.md
+    admin_tokens: str = field(default="", repr=False)  # comma separated; a secret: never shown
+    # Security and load (docs/security.md): TLS when tls_cert and tls_key are set, mutual
+    # TLS when tls_client_ca is too; bearer tokens from tokens_file and/or tokens.
+    tls_cert: str = ""
+    tls_key: str = ""
+    tls_client_ca: str = ""
+    tokens_file: str = ""
+    tokens: str = field(default="", repr=False)  # comma separated; a secret: never shown
+    max_concurrent_rpcs: int = 64  # calls past it end with RESOURCE_EXHAUSTED
+    log_format: str = "text"
 
 
 TABLES = ("encoders", "encoder_substitutes", "limits")
@@ -90,7 +114,8 @@ def load_config(
 
 
 def apply_toml(config: ServerConfig, path: Path) -> None:
-    """Apply a TOML file; relative ``models_dir`` is taken relative to the file."""
+    """Apply a TOML file; relative ``models_dir``, ``admin_tokens_file`` and
+    ``SECURITY_FILES`` are taken relative to the file."""
     try:
         with open(path, "rb") as f:
             data = tomllib.load(f)
@@ -115,6 +140,11 @@ def apply_toml(config: ServerConfig, path: Path) -> None:
             _set(config, "", key, value, where)
     if "models_dir" in data and not Path(config.models_dir).is_absolute():
         config.models_dir = str(path.parent / config.models_dir)
+    if data.get("admin_tokens_file") and not Path(config.admin_tokens_file).is_absolute():
+        config.admin_tokens_file = str(path.parent / config.admin_tokens_file)
+    for name in SECURITY_FILES:
+        if data.get(name) and not Path(getattr(config, name)).is_absolute():
+            setattr(config, name, str(path.parent / getattr(config, name)))
 
 
 def apply_environment(config: ServerConfig, env: Mapping[str, str]) -> None:
@@ -130,6 +160,15 @@ def validate(config: ServerConfig) -> None:
         raise ConfigError(f"max_message_bytes: must be positive, got {config.max_message_bytes}")
     if config.grace_seconds < 0:
         raise ConfigError(f"grace_seconds: must not be negative, got {config.grace_seconds}")
+    if config.max_request_seconds <= 0:
+        raise ConfigError(f"max_request_seconds: must be positive, got {config.max_request_seconds}")
+    if not 0 <= config.metrics_port <= 65535:
+        raise ConfigError(f"metrics_port: must be between 0 (off) and 65535, got {config.metrics_port}")
+    if config.max_concurrent_rpcs < 1:
+        raise ConfigError(f"max_concurrent_rpcs: must be positive, got {config.max_concurrent_rpcs}")
+    config.log_format = config.log_format.lower()
+    if config.log_format not in LOG_FORMATS:
+        raise ConfigError(f"log_format: {config.log_format!r} is not allowed; allowed: {allowed(LOG_FORMATS)}")
     config.log_level = config.log_level.lower()
     if config.log_level not in LOG_LEVELS:
         raise ConfigError(f"log_level: {config.log_level!r} is not allowed; allowed: {allowed(LOG_LEVELS)}")

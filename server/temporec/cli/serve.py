@@ -33,8 +33,10 @@ to the file:
 
 When the models are loaded the server prints one line to stdout:
   temporec serving on HOST:PORT (N models)
-and its gRPC health (grpc.health.v1) turns SERVING. SIGTERM or Ctrl-C stop it;
-in-flight calls get grace_seconds to finish.
+and its gRPC health (grpc.health.v1) turns SERVING. SIGTERM or Ctrl-C stop it:
+new calls fail with UNAVAILABLE, in-flight calls get grace_seconds to finish.
+SIGHUP (or the Admin service's ReloadModels, with an admin token) reloads the
+models: all at once, or none when any fails (see docs/operations.md).
 
 Example:
   temporec serve --port 50051 --models models/
@@ -74,11 +76,47 @@ def add_parser(subparsers) -> None:
         "--grace-seconds", type=float, metavar="S",
         help=f"time in-flight calls get to finish at shutdown (default {defaults.grace_seconds:g})",
     )
+    parser.add_argument(
+        "--max-request-seconds", type=float, metavar="S",
+        help=f"deadline of a call whose client sets none or a later one (default {defaults.max_request_seconds:g})",
+    )
+    parser.add_argument(
+        "--metrics-port", type=int, metavar="PORT",
+        help="serve Prometheus metrics at http://HOST:PORT/metrics (default 0: off)",
+    )
+    parser.add_argument(
+        "--admin-tokens-file", metavar="FILE",
+        help="admin tokens, one a line, for the Admin service (ReloadModels); default: none, Admin refuses all",
+    )
     parser.add_argument("--log-level", choices=("debug", "info", "warning", "error"), help="default info")
+    add_security_arguments(parser, defaults)
     parser.set_defaults(run=run)
 
 
-OVERRIDES = ("host", "port", "models_dir", "default_encoder", "device", "max_message_bytes", "grace_seconds", "log_level")
+def add_security_arguments(parser: argparse.ArgumentParser, defaults: ServerConfig) -> None:
+    """TLS, tokens, load limit and log format (docs/security.md). Tokens themselves have
+    no flag: command lines are visible to every user of the machine."""
+    parser.add_argument("--tls-cert", metavar="FILE", help="server certificate chain (PEM); serves TLS with --tls-key")
+    parser.add_argument("--tls-key", metavar="FILE", help="private key of --tls-cert (PEM, unencrypted)")
+    parser.add_argument(
+        "--tls-client-ca", metavar="FILE", help="CA certificate (PEM): clients must present a certificate it signed",
+    )
+    parser.add_argument(
+        "--tokens-file", metavar="FILE",
+        help="bearer tokens, one a line (# comments); calls must send 'authorization: Bearer TOKEN'",
+    )
+    parser.add_argument(
+        "--max-concurrent-rpcs", type=int, metavar="N",
+        help=f"calls served at once; more fail with RESOURCE_EXHAUSTED (default {defaults.max_concurrent_rpcs})",
+    )
+    parser.add_argument("--log-format", choices=("text", "json"), help=f"default {defaults.log_format}")
+
+
+OVERRIDES = (
+    "host", "port", "models_dir", "default_encoder", "device", "max_message_bytes", "grace_seconds", "log_level",
+    "tls_cert", "tls_key", "tls_client_ca", "tokens_file", "max_concurrent_rpcs", "log_format",
+    "max_request_seconds", "metrics_port", "admin_tokens_file",
+)
 
 
 def config_from_args(args: argparse.Namespace, env=None) -> ServerConfig:
@@ -88,11 +126,13 @@ def config_from_args(args: argparse.Namespace, env=None) -> ServerConfig:
 
 
 def run(args: argparse.Namespace) -> int:
+    from temporec.grpc.interceptors import configure_logging
     from temporec.grpc.server import serve  # the gRPC stack loads only when serving
 
     config = config_from_args(args)
     if not getattr(args, "verbose", False):
         logging.getLogger().setLevel(config.log_level.upper())
+    configure_logging(config.log_format)
 
     def announce(server) -> None:
         print(f"temporec serving on {server.address} ({len(server.service.models)} models)", flush=True)
