@@ -9,6 +9,10 @@ from pathlib import Path
 
 SECTION = re.compile(r"<!-- section (\S+) -->\n(.*?)\n<!-- end \1 -->", re.S)
 
+#: benchmarks/RESULTS.md: its title, and its sections in order with the scripts that write them.
+RESULTS_TITLE = "# Benchmarks\n\nEach section is written by the script it names and replaced when that script runs again."
+RESULTS_SECTIONS = ("ml1m", "load")  # benchmarks/ml1m.py, benchmarks/load.py
+
 
 def write_section(path: Path, name: str, body: str, title: str, order: Sequence[str] = ()) -> None:
     """Replace (or add) the section ``name`` of the file at ``path``, keeping the others;

@@ -1,17 +1,20 @@
 """The transport-independent core, with a small in-process head and domain."""
 
 import asyncio
+import threading
 
 import pytest
 import torch
 
 from temporec import Domain, Head, HeadOutput, hookimpl
 from temporec.artifacts import Manifest, save_model
-from temporec.errors import InvalidArgument, NotFound, PluginError
+from temporec.errors import InvalidArgument, NotFound, PluginError, ResourceExhausted
 from temporec.model import SequenceRecommender
 from temporec.plugins import load_registry
 from temporec.service import RecommenderService
 from temporec.types import Catalog, Event, Query
+
+from conftest import TinyEncoder
 
 N_ITEMS, TEXT_DIM, DIM = 12, 8, 8
 
@@ -118,7 +121,7 @@ def test_candidates_limit_the_answer(service):
     "fields, error, words",
     [
         ({"k": 0}, InvalidArgument, "k"),
-        ({"k": 10**6}, InvalidArgument, "k"),
+        ({"k": 10**6}, ResourceExhausted, "limits.max_k"),
         ({"history": [Event("nope")]}, NotFound, "history[0].item_id"),
         ({"history": [Event("i1", "dance")]}, InvalidArgument, "'buy', 'view'"),
         ({"history": [Event("i1", "view", 5), Event("i2", "view", 4)]}, InvalidArgument, "oldest first"),
@@ -183,3 +186,40 @@ def test_encoder_substitutes_serve_a_model_through_another_encoder(tmp_path):
     assert result.encoder == "serving" and len(result.items) == 2
     assert CountingEncoder.calls == {"serving": 1}
     assert [m.encoder for m in svc.components().models] == ["serving"]
+
+
+class SlowStartEncoder(TinyEncoder):
+    """Takes until ``opened`` is set to start; counts its instances."""
+
+    name = "slow-start"
+    opened = threading.Event()
+    started = 0
+
+    def __init__(self):
+        self.opened.wait(timeout=30)
+        type(self).started += 1
+
+
+def test_an_encoder_load_outlives_calls_that_give_up_and_happens_once():
+    class SlowPlugin:
+        @hookimpl
+        def register_encoders(self, register):
+            register(SlowStartEncoder)
+
+    registry = load_registry(extra_plugins={"slow": SlowPlugin()}, env={"TEMPOREC_PLUGINS": ""})
+    service = RecommenderService(registry, None, device="cpu")
+    SlowStartEncoder.opened.clear()
+
+    async def scenario():
+        for _ in range(3):  # each gives up while the encoder is still loading
+            with pytest.raises(asyncio.TimeoutError):
+                await service.encode(["a"], "slow-start", timeout=0.05)
+        SlowStartEncoder.opened.set()
+        _, vectors = await service.encode(["a"], "slow-start", timeout=30)
+        return vectors
+
+    try:
+        assert asyncio.run(scenario()).shape == (1, SlowStartEncoder.dim)
+    finally:
+        SlowStartEncoder.opened.set()
+    assert SlowStartEncoder.started == 1

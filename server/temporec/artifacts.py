@@ -147,17 +147,31 @@ def read_manifest(path: str | os.PathLike) -> Manifest:
 
 
 def load_model(path: str | os.PathLike, heads: dict[str, type]) -> LoadedModel:
-    """Load one artifact, checking file checksums; ``heads`` maps head names to classes."""
+    """Load one artifact, checking file checksums; ``heads`` maps head names to classes.
+    A corrupt, truncated or incompatible artifact raises FailedPrecondition naming it."""
     path = Path(path)
     manifest = read_manifest(path)
+    unlisted = sorted({WEIGHTS, CATALOG} - set(manifest.files))
+    if unlisted:
+        raise FailedPrecondition(f"{path}: {MANIFEST} lists no checksum for {', '.join(unlisted)}")
     for name, expected in manifest.files.items():
         if not (path / name).is_file() or _sha256(path / name) != expected:
             raise FailedPrecondition(f"{path}: {name} is missing or does not match its checksum")
     if manifest.head not in heads:
         raise FailedPrecondition(f"{path}: head {manifest.head!r} is not installed (installed: {sorted(heads)})")
+    try:
+        return _build(path, manifest, heads[manifest.head])
+    except FailedPrecondition:
+        raise
+    except Exception as exc:  # weights that do not fit the manifest, options the head refuses, ...
+        raise FailedPrecondition(f"{path}: incompatible artifact: {type(exc).__name__}: {exc}") from exc
+
+
+def _build(path: Path, manifest: Manifest, head_class: type) -> LoadedModel:
+    """The model an artifact describes, from files whose checksums were verified."""
     tensors = load_file(path / WEIGHTS)
     state = {k[len("model."):]: v for k, v in tensors.items() if k.startswith("model.")}
-    head = heads[manifest.head](manifest.dim, manifest.max_len, **manifest.head_options)
+    head = head_class(manifest.dim, manifest.max_len, **manifest.head_options)
     model = SequenceRecommender(
         head,
         state["text_embeddings"],
@@ -171,7 +185,12 @@ def load_model(path: str | os.PathLike, heads: dict[str, type]) -> LoadedModel:
     )
     model.load_state_dict(state)
     model.eval()
-    return LoadedModel(manifest, model, _read_catalog(path / CATALOG), tensors["popularity"], path)
+    catalog, popularity = _read_catalog(path / CATALOG), tensors["popularity"]
+    if not len(catalog) == model.n_items == len(popularity):
+        raise FailedPrecondition(
+            f"{path}: {CATALOG} has {len(catalog)} items, the weights {model.n_items}, the popularity {len(popularity)}"
+        )
+    return LoadedModel(manifest, model, catalog, popularity, path)
 
 
 def find_artifacts(root: str | os.PathLike) -> list[Path]:

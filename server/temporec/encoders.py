@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import asyncio
 from abc import ABC, abstractmethod
+from concurrent.futures import ThreadPoolExecutor
 from typing import ClassVar, Sequence
 
 import torch
+
+ENCODER_THREADS = 4  # concurrent ``encode`` calls per encoder in the default ``aencode``
 
 
 class Encoder(ABC):
@@ -29,9 +32,13 @@ class Encoder(ABC):
         """Return a ``(len(texts), dim)`` float32 tensor on the CPU, rows L2-normalized."""
 
     async def aencode(self, texts: Sequence[str], timeout: float | None = None) -> torch.Tensor:
-        """Asynchronous ``encode``; the default runs ``encode`` in a worker thread."""
-        work = asyncio.to_thread(self.encode, list(texts))
-        return await (asyncio.wait_for(work, timeout) if timeout else work)
+        """Asynchronous ``encode``; the default runs ``encode`` on this encoder's own
+        worker threads, so an encoder that hangs holds those, not the shared pool that
+        other encoders and the server use."""
+        if self.__dict__.get("_worker") is None:
+            self._worker = ThreadPoolExecutor(ENCODER_THREADS, thread_name_prefix=f"encoder-{self.name}")
+        work = asyncio.get_running_loop().run_in_executor(self._worker, self.encode, list(texts))
+        return await (asyncio.wait_for(work, timeout) if timeout is not None else work)
 
     async def healthy(self) -> bool:
         """Whether the encoder can serve right now. The server polls this (about once a

@@ -5,7 +5,8 @@ every request. Concurrent requests are coalesced: while ``max_in_flight`` batche
 Triton, new texts queue up and leave together, up to the model's ``max_batch_size`` (read
 from its config), so Triton sees full batches. Each call to Triton carries the caller's
 remaining deadline as its timeout; UNAVAILABLE, RESOURCE_EXHAUSTED and ABORTED answers are
-retried with exponential backoff while the deadline allows.
+retried with exponential backoff while the deadline allows. Each call to Triton is timed in
+the Prometheus histogram ``temporec_triton_request_seconds`` (temporec.metrics).
 
 Two model interfaces are recognised from the model's metadata:
 
@@ -57,6 +58,7 @@ import torch.nn.functional as F
 
 import temporec
 from temporec.errors import FailedPrecondition, InvalidArgument, PluginError, Unavailable, allowed
+from temporec.metrics import time_triton_request
 from temporec_plugins.encoders.local import mean_pool, resolve_source
 
 TEXT_INTERFACE, TOKENS_INTERFACE = "text", "tokens"
@@ -309,7 +311,8 @@ class TritonEncoder(temporec.Encoder):
             if remaining <= 0:
                 raise asyncio.TimeoutError(f"{self.where}: the deadline passed before Triton answered")
             try:
-                result = await client.infer(self.model, inputs, self.version, client_timeout=remaining)
+                with time_triton_request(self.model):
+                    result = await client.infer(self.model, inputs, self.version, client_timeout=remaining)
                 return self._vectors(result, tokens)
             except InferenceServerException as exc:
                 delay = self._retry_delay(exc, attempt, remaining)  # raises when no retry is left
@@ -323,7 +326,8 @@ class TritonEncoder(temporec.Encoder):
         for attempt in itertools.count():
             remaining = deadline - time.monotonic()
             try:
-                result = self._client.infer(self.model, inputs, self.version, client_timeout=max(remaining, 0.001))
+                with time_triton_request(self.model):
+                    result = self._client.infer(self.model, inputs, self.version, client_timeout=max(remaining, 0.001))
                 return self._vectors(result, tokens)
             except InferenceServerException as exc:
                 delay = self._retry_delay(exc, attempt, remaining)  # raises when no retry is left

@@ -11,9 +11,10 @@ while requests that need no encoder are still served.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import signal
-from typing import Callable
+from typing import Callable, Sequence
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
@@ -22,10 +23,15 @@ from grpc_reflection.v1alpha import reflection
 from temporec.config import ServerConfig
 from temporec.errors import FailedPrecondition, Unavailable
 from temporec.grpc import translate
+from temporec.grpc.admin import ADMIN_SERVICE_NAME, AdminServicer, load_admin_tokens
+from temporec.grpc.interceptors import Call, is_always_open, refusal, wrap
+from temporec.grpc.security import call_interceptors, server_credentials
 from temporec.grpc.status import grpc_errors
+from temporec.metrics import ServerMetrics
 from temporec.plugins import Registry, load_registry
-from temporec.service import RecommenderService
+from temporec.service import RecommenderService, ReloadResult
 from temporec.v1 import recommender_pb2, recommender_pb2_grpc
+from temporec.v1 import admin_pb2_grpc
 
 log = logging.getLogger(__name__)
 
@@ -41,17 +47,26 @@ def encoder_health_name(encoder: str) -> str:
 
 
 class RecommenderServicer(recommender_pb2_grpc.RecommenderServicer):
-    """Translates each call to the service; the call's deadline becomes its timeout."""
+    """Translates each call to the service; the call's deadline becomes its timeout,
+    capped by ``max_request_seconds`` so that no call waits forever on a hung plugin."""
 
-    def __init__(self, service: RecommenderService):
+    def __init__(self, service: RecommenderService, max_request_seconds: float | None = None):
         self.service = service
+        self.max_request_seconds = max_request_seconds
+
+    def _timeout(self, context: grpc.aio.ServicerContext) -> float | None:
+        """The call's time limit: the client's deadline or the server's ceiling, the shorter."""
+        remaining = context.time_remaining()
+        if self.max_request_seconds is None:
+            return remaining
+        return self.max_request_seconds if remaining is None else min(remaining, self.max_request_seconds)
 
     @grpc_errors
     async def Recommend(self, request, context):
         if not self.service.ready():
             raise Unavailable("the server is still loading its models; retry when its health is SERVING")
         query = translate.query_from_proto(request)
-        recommendation = await self.service.recommend(query, timeout=context.time_remaining())
+        recommendation = await self.service.recommend(query, timeout=self._timeout(context))
         return translate.recommendation_to_proto(recommendation)
 
     @grpc_errors
@@ -61,16 +76,57 @@ class RecommenderServicer(recommender_pb2_grpc.RecommenderServicer):
     @grpc_errors
     async def Encode(self, request, context):
         encoder, vectors = await self.service.encode(
-            list(request.texts), request.encoder, timeout=context.time_remaining()
+            list(request.texts), request.encoder, timeout=self._timeout(context)
         )
         return translate.embeddings_to_proto(encoder, vectors)
 
 
+class Drain(grpc.aio.ServerInterceptor):
+    """Graceful shutdown's first step. Once ``drain`` starts, a new call ends at once
+    with UNAVAILABLE, so that its client retries (on another replica), while the calls in
+    flight finish; gRPC's own stop would cancel new calls on open connections instead.
+    Health and reflection stay open."""
+
+    def __init__(self):
+        self.draining = False
+        self.in_flight = 0  # only touched on the server's event loop
+
+    async def intercept_service(self, continuation, details: grpc.HandlerCallDetails):
+        handler = await continuation(details)
+        if handler is None or is_always_open(details.method):
+            return handler
+        if self.draining:
+            return refusal(handler, grpc.StatusCode.UNAVAILABLE, "the server is shutting down; retry on another server")
+        return wrap(handler, details.method, self._counted)
+
+    @contextlib.asynccontextmanager
+    async def _counted(self, call: Call):
+        self.in_flight += 1
+        try:
+            yield
+        finally:
+            self.in_flight -= 1
+
+    async def drain(self, timeout: float) -> None:
+        """Refuse new calls; return when no call is in flight, or after ``timeout`` seconds."""
+        self.draining = True
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while self.in_flight and loop.time() < deadline:
+            await asyncio.sleep(0.02)
+
+
 def build_server(
-    service: RecommenderService, config: ServerConfig, health_servicer: health.aio.HealthServicer
+    service: RecommenderService,
+    config: ServerConfig,
+    health_servicer: health.aio.HealthServicer,
+    admin: AdminServicer | None = None,
+    interceptors: Sequence[grpc.aio.ServerInterceptor] = (),
 ) -> grpc.aio.Server:
-    """A grpc.aio server with the Recommender, health and reflection services (no port yet)."""
+    """A grpc.aio server with the Recommender, health and reflection services, and the
+    Admin service when given (no port yet)."""
     server = grpc.aio.server(
+        interceptors=list(interceptors),
         options=[
             # Larger requests are refused by gRPC itself with RESOURCE_EXHAUSTED.
             ("grpc.max_receive_message_length", config.max_message_bytes),
@@ -78,9 +134,13 @@ def build_server(
             ("grpc.so_reuseport", 0),
         ]
     )
-    recommender_pb2_grpc.add_RecommenderServicer_to_server(RecommenderServicer(service), server)
+    recommender_pb2_grpc.add_RecommenderServicer_to_server(RecommenderServicer(service, config.max_request_seconds), server)
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
-    reflection.enable_server_reflection((SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), server)
+    services = [SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME]
+    if admin is not None:
+        admin_pb2_grpc.add_AdminServicer_to_server(admin, server)
+        services.append(ADMIN_SERVICE_NAME)
+    reflection.enable_server_reflection(services, server)
     return server
 
 
@@ -95,11 +155,20 @@ class TemporecServer:
         self.service = service
         self.config = config
         self.health = health.aio.HealthServicer()
-        self.server = build_server(service, config, self.health)
+        self.metrics = ServerMetrics(service.domains, service.registry.heads, lambda: len(service.models))
+        admin = AdminServicer(self.reload, load_admin_tokens(config))
+        self.drain = Drain()
+        interceptors = call_interceptors(config, observers=[self.metrics.interceptor(), self.drain])
+        self.server = build_server(service, config, self.health, admin, interceptors)
+        self.metrics_port: int | None = None  # the bound metrics port, once serving
         self._encoder_watch: asyncio.Task | None = None
         address = listen_address(config.host, config.port)
+        credentials = server_credentials(config)  # None: plaintext
         try:
-            self.port = self.server.add_insecure_port(address)
+            if credentials:
+                self.port = self.server.add_secure_port(address, credentials)
+            else:
+                self.port = self.server.add_insecure_port(address)
         except RuntimeError as exc:
             raise FailedPrecondition(f"cannot listen on {address}: {exc} (is the port in use?)") from exc
 
@@ -110,6 +179,8 @@ class TemporecServer:
 
     async def start(self) -> None:
         """Listen (health NOT_SERVING), load the models, then report SERVING."""
+        if self.config.metrics_port:
+            self.metrics_port = self.metrics.serve_http(self.config.host, self.config.metrics_port)
         await self._set_health(NOT_SERVING)
         await self.server.start()
         await self.service.start()
@@ -117,13 +188,24 @@ class TemporecServer:
         self._encoder_watch = asyncio.create_task(self._watch_encoders())
 
     async def stop(self, grace: float | None = None) -> None:
-        """Report NOT_SERVING, let in-flight calls finish for ``grace`` seconds, close."""
+        """Report NOT_SERVING and refuse new calls (UNAVAILABLE), let in-flight calls
+        finish for ``grace`` seconds (then cancel them), close."""
         grace = self.config.grace_seconds if grace is None else grace
         if self._encoder_watch:
             self._encoder_watch.cancel()
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + grace
         await self.health.enter_graceful_shutdown()
-        await self.server.stop(grace)
+        await self.drain.drain(grace)
+        await self.server.stop(max(0.0, deadline - loop.time()))
         await self.service.close()
+        self.metrics.close()
+
+    async def reload(self) -> ReloadResult:
+        """Reload the models (SIGHUP, Admin.ReloadModels; see RecommenderService.reload)."""
+        result = await self.service.reload()
+        self.metrics.reloads.labels("ok" if result.reloaded else "failed").inc()
+        return result
 
     async def _set_health(self, status) -> None:
         for name in ("", SERVICE_NAME):  # "" is the whole server
@@ -155,14 +237,26 @@ async def serve(
     registry: Registry | None = None,
     on_ready: Callable[[TemporecServer], None] | None = None,
 ) -> None:
-    """Serve until SIGTERM or SIGINT, then shut down gracefully. ``registry`` defaults to
-    the installed plugins; ``on_ready`` is called once the models are loaded. Signal
-    handlers need the main thread; elsewhere use ``TemporecServer`` directly."""
+    """Serve until SIGTERM or SIGINT, then shut down gracefully; SIGHUP reloads the
+    models. ``registry`` defaults to the installed plugins; ``on_ready`` is called once
+    the models are loaded. Signal handlers need the main thread; elsewhere use
+    ``TemporecServer`` directly."""
     server = TemporecServer(build_service(config, registry), config)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
+    reloads: set[asyncio.Task] = set()  # running reloads, kept from the garbage collector
+
+    def reload_on_sighup() -> None:
+        if not server.service.ready():
+            log.warning("SIGHUP ignored: the models are still loading")
+            return
+        task = loop.create_task(server.reload())
+        reloads.add(task)
+        task.add_done_callback(reloads.discard)
+
+    loop.add_signal_handler(signal.SIGHUP, reload_on_sighup)
     try:
         await server.start()
         log.info("serving %s on %s", SERVICE_NAME, server.address)
@@ -170,7 +264,7 @@ async def serve(
             on_ready(server)
         await stop.wait()
     finally:
-        for sig in (signal.SIGTERM, signal.SIGINT):
+        for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
             loop.remove_signal_handler(sig)  # a second Ctrl-C interrupts the grace period
         log.info("shutting down: in-flight calls have %ss to finish", config.grace_seconds)
         await server.stop()

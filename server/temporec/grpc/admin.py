@@ -1,0 +1,94 @@
+"""The ``temporec.v1.Admin`` service: operator actions, guarded by admin tokens.
+
+Admin tokens come from the file named by the setting ``admin_tokens_file`` (one token a
+line, ``#`` comments) and from the setting ``admin_tokens`` (comma-separated; environment
+variable ``TEMPOREC_ADMIN_TOKENS``). Each call must carry the metadata ``authorization:
+Bearer <token>`` with one of them: a call without it ends with UNAUTHENTICATED, one with
+another token (a Recommender token, say) with PERMISSION_DENIED. Without any admin token
+the service is off: it refuses every call with PERMISSION_DENIED and says how to turn it
+on. (The Recommender service's bearer tokens are checked by ``temporec.grpc.security``,
+which leaves ``/temporec.v1.Admin/`` to this servicer.)
+"""
+
+from __future__ import annotations
+
+import hmac
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+
+import grpc
+
+from temporec.config import ConfigError, ServerConfig
+from temporec.grpc import translate
+from temporec.grpc.interceptors import metadata_values
+from temporec.grpc.security import AUTHORIZATION_KEY, check_token, digest
+from temporec.grpc.status import grpc_errors
+from temporec.service import ReloadResult
+from temporec.v1 import admin_pb2, admin_pb2_grpc
+
+ADMIN_SERVICE_NAME = admin_pb2.DESCRIPTOR.services_by_name["Admin"].full_name
+HOW_TO_ENABLE = (
+    "the Admin service is off: this server has no admin token; set admin_tokens_file (a file "
+    "with one token a line) or TEMPOREC_ADMIN_TOKENS (comma-separated tokens) and restart it"
+)
+
+
+def load_admin_tokens(config: ServerConfig) -> list[str]:
+    """The admin tokens of ``config``: ``admin_tokens`` and those in ``admin_tokens_file``."""
+    tokens = [token.strip() for token in config.admin_tokens.split(",") if token.strip()]
+    for token in tokens:
+        check_token(token, "admin_tokens (TEMPOREC_ADMIN_TOKENS)")
+    if config.admin_tokens_file:
+        tokens += read_admin_tokens_file(Path(config.admin_tokens_file))
+    return tokens
+
+
+def read_admin_tokens_file(path: Path) -> list[str]:
+    """The tokens of an admin tokens file; a file that cannot be read or holds none is an error."""
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"admin_tokens_file: cannot read {path}: {getattr(exc, 'strerror', None) or exc}") from exc
+    tokens = []
+    for number, line in enumerate(lines, 1):
+        token = line.split("#", 1)[0].strip()
+        if token:
+            check_token(token, f"admin_tokens_file {path}, line {number}")
+            tokens.append(token)
+    if not tokens:
+        raise ConfigError(f"admin_tokens_file: {path} holds no token (one a line, # comments)")
+    return tokens
+
+
+class AdminServicer(admin_pb2_grpc.AdminServicer):
+    """Checks the caller's admin token, then acts; ``reload`` reloads the server's models."""
+
+    def __init__(self, reload: Callable[[], Awaitable[ReloadResult]], tokens: list[str]):
+        self._reload = reload
+        self._digests = [digest(token) for token in tokens]
+
+    @grpc_errors
+    async def ReloadModels(self, request, context):
+        await self._authorize(context)
+        result = await self._reload()
+        return admin_pb2.ReloadModelsResponse(
+            reloaded=result.reloaded,
+            models=[translate.model_to_proto(model) for model in result.models],
+            errors=result.errors,
+        )
+
+    async def _authorize(self, context: grpc.aio.ServicerContext) -> None:
+        """End the call unless it carries one of the admin tokens."""
+        if not self._digests:
+            await context.abort(grpc.StatusCode.PERMISSION_DENIED, HOW_TO_ENABLE)
+        values = metadata_values(context.invocation_metadata(), AUTHORIZATION_KEY)
+        scheme, _, token = values[0].partition(" ") if len(values) == 1 else ("", "", "")
+        if scheme.lower() != "bearer" or not token.strip():
+            await context.abort(
+                grpc.StatusCode.UNAUTHENTICATED,
+                "authorization: send exactly one metadata value 'authorization: Bearer <admin token>'",
+            )
+        presented = digest(token.strip())
+        # Compare with every token, each in constant time: no early exit to time.
+        if not any([hmac.compare_digest(presented, known) for known in self._digests]):
+            await context.abort(grpc.StatusCode.PERMISSION_DENIED, "authorization: this token is not an admin token")

@@ -1,0 +1,182 @@
+"""Prometheus metrics: requests, per-stage latency, loaded models, reloads, Triton calls.
+
+Each server owns a ``ServerMetrics`` with its own ``CollectorRegistry``, so that two servers
+in one process (as in the tests) never mix their counts. It measures calls with a gRPC
+interceptor, outside the service: a call's method, domain, head and status code come from
+the request, the response and the call's outcome, and the stage timings from the
+response's ``timings``. ``serve_http`` exposes the registry for Prometheus to scrape.
+
+    temporec_requests_total{method,domain,head,code}   calls answered, by gRPC status code
+    temporec_request_seconds{method}                    call latency, as the server sees it
+    temporec_stage_seconds{stage,domain,head}           Recommend's stages: encode, rules,
+                                                        head, score
+    temporec_models_loaded                              models being served
+    temporec_reloads_total{result}                      model reloads: ok, failed
+    temporec_triton_request_seconds{model,code}         calls to Triton (process-wide: an
+                                                        encoder belongs to no one server)
+    process_*                                           the process: memory, CPU, files
+
+Label values that come from requests are limited to the installed domains and heads
+(anything else is counted as ``other``), so that no client can grow the label sets.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import Callable, Iterable, Iterator
+
+import grpc
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, ProcessCollector, start_http_server
+
+from temporec.errors import FailedPrecondition
+
+#: Seconds: from a fraction of a millisecond (a cached score) to the 30 s default ceiling.
+BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
+OTHER = "other"  # the label value of a domain or head that is not installed
+
+#: Process-wide metrics, included in every server's exposition.
+PROCESS_REGISTRY = CollectorRegistry()
+TRITON_REQUEST_SECONDS = Histogram(
+    "temporec_triton_request_seconds",
+    "Calls from the triton encoder to Triton Inference Server, by model and status code.",
+    ["model", "code"],
+    buckets=BUCKETS,
+    registry=PROCESS_REGISTRY,
+)
+
+
+@contextlib.contextmanager
+def time_triton_request(model: str) -> Iterator[None]:
+    """Time one call to Triton in ``TRITON_REQUEST_SECONDS``, with the status code it ended
+    with (tritonclient's ``InferenceServerException.status()``, OK or CANCELLED)."""
+    started = time.perf_counter()
+    code = "OK"
+    try:
+        yield
+    except asyncio.CancelledError:
+        code = "CANCELLED"
+        raise
+    except Exception as exc:
+        status = exc.status() if callable(getattr(exc, "status", None)) else None
+        code = str(status).removeprefix("StatusCode.") if status else "ERROR"
+        raise
+    finally:
+        TRITON_REQUEST_SECONDS.labels(model, code).observe(time.perf_counter() - started)
+
+
+class _Include:
+    """A collector that yields another registry's metrics (the process-wide ones)."""
+
+    def __init__(self, registry: CollectorRegistry):
+        self.registry = registry
+
+    def collect(self):
+        return self.registry.collect()
+
+
+class ServerMetrics:
+    """One server's metrics. ``domains`` and ``heads`` are the installed names (label
+    values); ``models_loaded`` returns the number of models served, read at each scrape."""
+
+    def __init__(self, domains: Iterable[str], heads: Iterable[str], models_loaded: Callable[[], int]):
+        self.domains = frozenset(domains)
+        self.heads = frozenset(heads) | {"popularity"}  # the cold-start ranking answers as "popularity"
+        self.registry = CollectorRegistry()
+        self.registry.register(_Include(PROCESS_REGISTRY))
+        ProcessCollector(registry=self.registry)  # process_resident_memory_bytes, CPU time, open files
+        self.requests = Counter(
+            "temporec_requests", "Calls answered, by method, domain, head and gRPC status code.",
+            ["method", "domain", "head", "code"], registry=self.registry,
+        )
+        self.request_seconds = Histogram(
+            "temporec_request_seconds", "Call latency inside the server, by method.",
+            ["method"], buckets=BUCKETS, registry=self.registry,
+        )
+        self.stage_seconds = Histogram(
+            "temporec_stage_seconds", "Time spent in each stage of a Recommend call (encode, rules, head, score).",
+            ["stage", "domain", "head"], buckets=BUCKETS, registry=self.registry,
+        )
+        self.models_loaded = Gauge("temporec_models_loaded", "Models being served.", registry=self.registry)
+        self.models_loaded.set_function(models_loaded)
+        self.reloads = Counter(
+            "temporec_reloads", "Model reloads (SIGHUP or Admin.ReloadModels), by result: ok or failed.",
+            ["result"], registry=self.registry,
+        )
+        self._http = None
+
+    def interceptor(self) -> grpc.aio.ServerInterceptor:
+        """A server interceptor that records every unary call."""
+        return _MetricsInterceptor(self)
+
+    def record_call(self, method: str, request, response, code: grpc.StatusCode, seconds: float) -> None:
+        """Count one finished call; ``response`` is None when it failed."""
+        domain = self._known(getattr(request, "domain", ""), self.domains)
+        head = self._known(getattr(response, "head", "") or getattr(request, "head", ""), self.heads)
+        self.requests.labels(method, domain, head, code.name).inc()
+        self.request_seconds.labels(method).observe(seconds)
+        for timing in getattr(response, "timings", ()):
+            self.stage_seconds.labels(timing.stage, domain, head).observe(timing.milliseconds / 1000)
+
+    @staticmethod
+    def _known(value: str, known: frozenset[str]) -> str:
+        return value if not value or value in known else OTHER
+
+    def serve_http(self, host: str, port: int) -> int:
+        """Expose the metrics at ``http://host:port/metrics`` from a background thread;
+        returns the port."""
+        try:
+            self._http, _ = start_http_server(port, host, registry=self.registry)
+        except OSError as exc:
+            raise FailedPrecondition(f"metrics_port: cannot serve metrics on {host}:{port}: {exc.strerror or exc}") from exc
+        return self._http.server_port
+
+    def close(self) -> None:
+        """Stop the HTTP endpoint, if it runs."""
+        if self._http is not None:
+            self._http.shutdown()
+            self._http.server_close()
+            self._http = None
+
+
+class _MetricsInterceptor(grpc.aio.ServerInterceptor):
+    def __init__(self, metrics: ServerMetrics):
+        self.metrics = metrics
+
+    async def intercept_service(self, continuation, handler_call_details):
+        handler = await continuation(handler_call_details)
+        if handler is None or handler.unary_unary is None:
+            return handler  # unknown methods and streams (health Watch, reflection) are not counted
+        method = handler_call_details.method.rpartition("/")[2]
+        behaviour = handler.unary_unary
+        metrics = self.metrics
+
+        async def measured(request, context):
+            started = time.perf_counter()
+            response, code = None, grpc.StatusCode.UNKNOWN
+            try:
+                response = await behaviour(request, context)
+                code = grpc.StatusCode.OK
+                return response
+            except grpc.aio.AbortError:
+                code = _status_code(context.code())
+                raise
+            except asyncio.CancelledError:  # the deadline passed, the client left, or shutdown
+                remaining = context.time_remaining()
+                passed = remaining is not None and remaining <= 0
+                code = grpc.StatusCode.DEADLINE_EXCEEDED if passed else grpc.StatusCode.CANCELLED
+                raise
+            finally:
+                metrics.record_call(method, request, response, code, time.perf_counter() - started)
+
+        return grpc.unary_unary_rpc_method_handler(
+            measured, request_deserializer=handler.request_deserializer, response_serializer=handler.response_serializer
+        )
+
+
+def _status_code(code) -> grpc.StatusCode:
+    """``context.code()`` as a ``grpc.StatusCode`` (it may be the raw integer, or None)."""
+    if isinstance(code, grpc.StatusCode):
+        return code
+    return next((c for c in grpc.StatusCode if c.value[0] == code), grpc.StatusCode.UNKNOWN)
