@@ -6,7 +6,7 @@ field's metrics, its baselines ranked the same way in the same run.
 
 Sections: retail-taobao, news-nemig-en, news-nemig-de, news-mind-small-sample,
 customer_service-stackfaq, customer_service-banking77. Each writes its table, the
-command and the settings into ``benchmarks/RESULTS-domains.md`` between its own markers,
+command and the settings into ``benchmarks/RESULTS.md`` between its own markers,
 replacing the section's previous numbers and keeping the others. Every trained model is
 also served once through ``RecommenderService`` (the path a gRPC request takes), and
 the benchmark checks that the service's top item is the one the evaluation ranked first.
@@ -48,8 +48,7 @@ from temporec.types import Dataset, Event, Query
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data"
-RESULTS = ROOT / "benchmarks" / "RESULTS-domains.md"
-TITLE = "# Domain benchmarks\n\nWritten by `benchmarks/domains.py`; each section is replaced when it is run again.\n"
+RESULTS = ROOT / "benchmarks" / "RESULTS.md"
 HANDOFF_THRESHOLDS = (0.3, 0.5, 0.7)
 
 log = logging.getLogger("benchmarks.domains")
@@ -323,8 +322,8 @@ SECTIONS: dict[str, Callable[[Bench], str]] = {
 
 
 def write_section(path: Path, name: str, body: str) -> None:
-    """Replace (or add) the section ``name``, in the order of ``SECTIONS``."""
-    results_file.write_section(path, name, body, TITLE, order=list(SECTIONS))
+    """Replace (or add) the section ``name`` of the shared results file."""
+    results_file.write_section(path, name, body, results_file.RESULTS_TITLE, order=results_file.RESULTS_SECTIONS)
 
 
 def header(name: str, argv: list[str], seconds: float) -> str:
@@ -340,7 +339,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--only", nargs="*", default=[], help="run the sections whose names start with these")
     parser.add_argument("--data", type=Path, default=DATA, help=f"shared data folder (default {DATA})")
     parser.add_argument(
-        "--out", type=Path, default=RESULTS, help="results file (default benchmarks/RESULTS-domains.md)"
+        "--out", type=Path, default=RESULTS, help="results file (default benchmarks/RESULTS.md)"
     )
     parser.add_argument("--models", type=Path, default=ROOT / "models" / "benchmarks", help="where trained models go")
     parser.add_argument("--heads", nargs="+", default=["lstm"], help="heads to train (default lstm)")

@@ -11,7 +11,12 @@ SECTION = re.compile(r"<!-- section (\S+) -->\n(.*?)\n<!-- end \1 -->", re.S)
 
 #: benchmarks/RESULTS.md: its title, and its sections in order with the scripts that write them.
 RESULTS_TITLE = "# Benchmarks\n\nEach section is written by the script it names and replaced when that script runs again."
-RESULTS_SECTIONS = ("ml1m", "load")  # benchmarks/ml1m.py, benchmarks/load.py
+RESULTS_SECTIONS = (
+    "ml1m",  # benchmarks/ml1m.py
+    *("retail-taobao", "news-nemig-en", "news-nemig-de", "news-mind-small-sample"),  # benchmarks/domains.py
+    *("customer_service-stackfaq", "customer_service-banking77"),  # benchmarks/domains.py
+    "load",  # benchmarks/load.py
+)
 
 
 def write_section(path: Path, name: str, body: str, title: str, order: Sequence[str] = ()) -> None:
