@@ -14,14 +14,13 @@ from __future__ import annotations
 
 import hmac
 from collections.abc import Awaitable, Callable
-from pathlib import Path
 
 import grpc
 
-from temporec.config import ConfigError, ServerConfig
+from temporec.config import ServerConfig
 from temporec.grpc import translate
 from temporec.grpc.interceptors import metadata_values
-from temporec.grpc.security import AUTHORIZATION_KEY, check_token, digest
+from temporec.grpc.security import AUTHORIZATION_KEY, digest, tokens_from
 from temporec.grpc.status import grpc_errors
 from temporec.service import ReloadResult
 from temporec.v1 import admin_pb2, admin_pb2_grpc
@@ -35,29 +34,9 @@ HOW_TO_ENABLE = (
 
 def load_admin_tokens(config: ServerConfig) -> list[str]:
     """The admin tokens of ``config``: ``admin_tokens`` and those in ``admin_tokens_file``."""
-    tokens = [token.strip() for token in config.admin_tokens.split(",") if token.strip()]
-    for token in tokens:
-        check_token(token, "admin_tokens (TEMPOREC_ADMIN_TOKENS)")
-    if config.admin_tokens_file:
-        tokens += read_admin_tokens_file(Path(config.admin_tokens_file))
-    return tokens
-
-
-def read_admin_tokens_file(path: Path) -> list[str]:
-    """The tokens of an admin tokens file; a file that cannot be read or holds none is an error."""
-    try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"admin_tokens_file: cannot read {path}: {getattr(exc, 'strerror', None) or exc}") from exc
-    tokens = []
-    for number, line in enumerate(lines, 1):
-        token = line.split("#", 1)[0].strip()
-        if token:
-            check_token(token, f"admin_tokens_file {path}, line {number}")
-            tokens.append(token)
-    if not tokens:
-        raise ConfigError(f"admin_tokens_file: {path} holds no token (one a line, # comments)")
-    return tokens
+    return tokens_from(
+        config.admin_tokens, "admin_tokens (TEMPOREC_ADMIN_TOKENS)", config.admin_tokens_file, "admin_tokens_file"
+    )
 
 
 class AdminServicer(admin_pb2_grpc.AdminServicer):

@@ -96,27 +96,33 @@ def check_ca(path: str) -> None:
 
 def load_tokens(config: ServerConfig) -> list[str]:
     """The bearer tokens from ``tokens`` (comma separated) and ``tokens_file``."""
-    tokens = [token.strip() for token in config.tokens.split(",") if token.strip()]
+    return tokens_from(config.tokens, "tokens (TEMPOREC_TOKENS)", config.tokens_file, "tokens_file")
+
+
+def tokens_from(listed: str, listed_setting: str, file: str, file_setting: str) -> list[str]:
+    """Tokens from a comma-separated setting and a file setting (one token a line, ``#``
+    comments); a file that cannot be read or holds none is a ``ConfigError`` naming it."""
+    tokens = [token.strip() for token in listed.split(",") if token.strip()]
     for token in tokens:
-        check_token(token, "tokens (TEMPOREC_TOKENS)")
-    if config.tokens_file:
-        from_file = read_tokens_file(Path(config.tokens_file))
+        check_token(token, listed_setting)
+    if file:
+        from_file = read_tokens_file(Path(file), file_setting)
         if not from_file:
-            raise ConfigError(f"tokens_file: {config.tokens_file} holds no token (one per line, # comments)")
+            raise ConfigError(f"{file_setting}: {file} holds no token (one per line, # comments)")
         tokens += from_file
     return tokens
 
 
-def read_tokens_file(path: Path) -> list[str]:
+def read_tokens_file(path: Path, setting: str = "tokens_file") -> list[str]:
     try:
         lines = path.read_text(encoding="utf-8").splitlines()
     except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"tokens_file: cannot read {path}: {getattr(exc, 'strerror', None) or exc}") from exc
+        raise ConfigError(f"{setting}: cannot read {path}: {getattr(exc, 'strerror', None) or exc}") from exc
     tokens = []
     for number, line in enumerate(lines, 1):
         token = line.split("#", 1)[0].strip()
         if token:
-            check_token(token, f"tokens_file: {path}, line {number}")
+            check_token(token, f"{setting}: {path}, line {number}")
             tokens.append(token)
     return tokens
 
