@@ -128,37 +128,21 @@ def test_a_target_weight_of_zero_removes_those_targets_from_the_loss(tmp_path):
     data, domain = shop(users=8, length=6), RetailDomain()
     config = replace(domain.training_config(data, TrainConfig(dim=8, max_len=8, epochs=1, batch_size=4)), negatives=0)
     silent = replace(config, target_weights={action: 0.0 for action in domain.actions})
-    path = train(
-        data,
-        LSTMHead,
-        torch.zeros(len(data.catalog), 0),
-        domain=domain,
-        encoder_name="local",
-        encoder_model_id="none",
-        out_dir=tmp_path / "silent",
-        config=silent,
-    )
-    untouched = _build_model(
-        LSTMHead,
-        torch.zeros(len(data.catalog), 0),
-        len(domain.actions),
-        silent,
-        {"category": load_model(path, {"lstm": LSTMHead}).model.item_features["category"].values},
-    )
-    trained = load_model(path, {"lstm": LSTMHead}).model.state_dict()
-    assert all(torch.equal(value, trained[key]) for key, value in untouched.state_dict().items())
-    moved = train(
-        data,
-        LSTMHead,
-        torch.zeros(len(data.catalog), 0),
-        domain=domain,
-        encoder_name="local",
-        encoder_model_id="none",
-        out_dir=tmp_path / "moved",
-        config=config,
-    )
-    weights = load_model(moved, {"lstm": LSTMHead}).model.state_dict()
-    assert not torch.equal(weights["item_ids.weight"], untouched.state_dict()["item_ids.weight"])
+    no_text = torch.zeros(len(data.catalog), 0)
+
+    def weights_after_training(config, name):
+        path = train(
+            data, LSTMHead, no_text, domain=domain, encoder_name="local", encoder_model_id="none",
+            out_dir=tmp_path / name, config=config,
+        )
+        return load_model(path, {"lstm": LSTMHead}).model
+
+    trained = weights_after_training(silent, "silent")
+    categories = {"category": trained.item_features["category"].values}
+    untouched = _build_model(LSTMHead, no_text, len(domain.actions), silent, categories).state_dict()
+    assert all(torch.equal(value, trained.state_dict()[key]) for key, value in untouched.items())
+    moved = weights_after_training(config, "moved").state_dict()
+    assert not torch.equal(moved["item_ids.weight"], untouched["item_ids.weight"])
 
 
 def test_target_weights_and_features_must_name_what_exists(tmp_path):
