@@ -157,9 +157,10 @@ def test_evaluating_a_saved_model_reproduces_its_training_metrics(tmp_path):
     assert report.metrics == {k: v for k, v in trained.items() if k not in ("best_epoch", "epochs")}
 
 
-def test_a_killed_run_resumes_from_its_checkpoint(tmp_path):
+@pytest.mark.parametrize("schedule", ["constant", "cosine"])  # cosine: the step count must survive too
+def test_a_killed_run_resumes_from_its_checkpoint(tmp_path, schedule):
     dataset = ordered_dataset(users=60)
-    config = TrainConfig(**{**FAST.__dict__, "epochs": 3})
+    config = TrainConfig(**{**FAST.__dict__, "epochs": 3, "schedule": schedule, "warmup_steps": 3})
     uninterrupted = fit(dataset, tmp_path / "a", config)
 
     class Killed(Exception):

@@ -1,7 +1,10 @@
 """Training's speed-ups keep its results (the blockwise full softmax, length buckets), the
-time budget ends a run, and the item-representation and cold-start experiments."""
+time budget ends a run, the learning-rate schedule, and the item-representation and
+cold-start experiments."""
 
 import dataclasses
+import math
+import time
 
 import pytest
 import torch
@@ -19,7 +22,7 @@ from temporec.training import (
     without_items,
 )
 from temporec.training.splits import encode, training_examples
-from temporec.training.train import _batches
+from temporec.training.train import Schedule, _batches
 from temporec.types import Catalog, Dataset, Event
 from temporec_plugins.domains.video import VideoDomain
 from temporec_plugins.heads.lstm import LSTMHead
@@ -130,6 +133,33 @@ def test_a_spent_time_budget_ends_training_after_one_step(tmp_path):
     )
     assert read_manifest(path).metrics["epochs"] == 1
     assert len(epochs) == 1 and epochs[0][1] > 0
+
+
+def test_the_schedule_warms_up_then_decays_to_zero_by_steps_or_by_time():
+    far = time.monotonic() + 1e9  # a clock that has not started: only the steps count
+    cosine = Schedule(lr=1.0, warmup_steps=10, cosine=True, total_steps=110, started=far, budget=math.inf)
+    assert [cosine(step) for step in (0, 4)] == pytest.approx([0.1, 0.5], rel=0.01)  # linear warm-up
+    assert cosine(55) == pytest.approx(0.5) and cosine(110) == pytest.approx(0.0)  # half way, the end
+    assert cosine(20) > cosine(40) > cosine(80) > 0
+    constant = Schedule(lr=1.0, warmup_steps=0, cosine=False, total_steps=110, started=far, budget=math.inf)
+    assert constant(0) == constant(109) == 1.0
+    # Bounded by time: half the budget gone is half the decay, however few the steps.
+    timed = Schedule(lr=1.0, warmup_steps=0, cosine=True, total_steps=10**9, started=time.monotonic() - 50, budget=100)
+    assert timed(0) == pytest.approx(0.5, abs=0.01)
+
+
+def test_an_unknown_schedule_is_refused_naming_the_allowed_ones(tmp_path):
+    with pytest.raises(InvalidArgument, match="config.schedule: 'linear'; allowed: 'constant', 'cosine'"):
+        train(
+            chain_dataset(),
+            LSTMHead,
+            unit_vectors(chain_dataset().catalog),
+            domain=VideoDomain,
+            encoder_name="random",
+            encoder_model_id="random-unit-16",
+            out_dir=tmp_path,
+            config=dataclasses.replace(CONFIG, schedule="linear"),
+        )
 
 
 # -- experiments ----------------------------------------------------------------------------------

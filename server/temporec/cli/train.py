@@ -8,7 +8,7 @@ from pathlib import Path
 
 from temporec.errors import InvalidArgument, NotFound, allowed
 from temporec.model import SIMILARITIES
-from temporec.training.train import TrainConfig
+from temporec.training.train import SCHEDULES, TrainConfig
 
 DEFAULTS = TrainConfig()
 
@@ -97,6 +97,19 @@ def add_parser(subparsers) -> None:
         type=float,
         default=DEFAULTS.weight_decay,
         help=f"AdamW weight decay (default {DEFAULTS.weight_decay:g})",
+    )
+    model.add_argument(
+        "--schedule",
+        choices=SCHEDULES,
+        default=DEFAULTS.schedule,
+        help="learning rate: constant, or a cosine decay to 0 over the epochs or the time budget, "
+        f"whichever ends the run first (default {DEFAULTS.schedule})",
+    )
+    model.add_argument(
+        "--warmup-steps",
+        type=int,
+        default=DEFAULTS.warmup_steps,
+        help=f"steps of linear learning-rate warm-up (default {DEFAULTS.warmup_steps})",
     )
     model.add_argument(
         "--dropout", type=float, default=DEFAULTS.dropout, help=f"event dropout (default {DEFAULTS.dropout:g})"
@@ -224,6 +237,8 @@ def train_config(args: argparse.Namespace, head_cls: type) -> TrainConfig:
         batch_size=args.batch_size,
         lr=args.lr,
         weight_decay=args.weight_decay,
+        schedule=args.schedule,
+        warmup_steps=args.warmup_steps,
         dropout=args.dropout,
         patience=args.patience,
         seed=args.seed,

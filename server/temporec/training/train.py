@@ -2,7 +2,8 @@
 
 At every position of every training window the model predicts the next item with a
 softmax over the whole catalog (or, with ``negatives``, over the target and that many
-uniformly sampled items), plus the head's auxiliary loss. AdamW; early stopping on
+uniformly sampled items), plus the head's auxiliary loss. AdamW, with an optional linear
+warm-up and cosine decay of the learning rate (``Schedule``); early stopping on
 validation NDCG@10; the best epoch's weights are kept, evaluated on the test split
 (with the popularity baseline) and saved as an artifact. ``time_budget_s`` bounds the
 training time (epochs and validation, summed over resumed parts).
@@ -55,6 +56,8 @@ class TrainConfig:
     batch_size: int = 128
     lr: float = 1e-3
     weight_decay: float = 0.01
+    schedule: str = "constant"  # or "cosine": decay to 0 over the run (``Schedule``)
+    warmup_steps: int = 0  # optimizer steps of linear warm-up to ``lr``
     dropout: float = 0.2
     patience: int = 3  # epochs without a better validation NDCG@10 before stopping
     seed: int = 0
@@ -93,6 +96,33 @@ class Progress:
     seconds: float = 0.0  # training and validation time so far, over every resumed part
     losses: list[float] = field(default_factory=list)
     scores: list[float] = field(default_factory=list)
+    steps: int = 0  # optimizer steps so far
+
+
+SCHEDULES = ("constant", "cosine")
+
+
+@dataclass
+class Schedule:
+    """The learning rate at each optimizer step: a linear warm-up over ``warmup_steps``, then
+    constant, or a cosine decay that reaches 0 when the run ends. The run ends at its last
+    epoch or when its time budget is spent, whichever comes first, so the decay follows the
+    larger of the two fractions done: a run bounded by time anneals as its clock runs out
+    (lowering the rate late is what lets a run settle in a minimum rather than hover)."""
+
+    lr: float
+    warmup_steps: int
+    cosine: bool
+    total_steps: int  # epochs x steps per epoch
+    started: float  # ``time.monotonic()`` at the start of the whole run
+    budget: float  # seconds; ``math.inf`` when unbounded
+
+    def __call__(self, step: int) -> float:
+        rate = self.lr * min(1.0, (step + 1) / self.warmup_steps) if self.warmup_steps else self.lr
+        if not self.cosine:
+            return rate
+        done = max(step / self.total_steps, (time.monotonic() - self.started) / self.budget)
+        return rate * 0.5 * (1 + math.cos(math.pi * min(done, 1.0)))
 
 
 def train(
@@ -234,9 +264,13 @@ def _fit(
     started = time.monotonic() - progress.seconds  # the clock of the whole run, resumed parts included
     budget = config.time_budget_s if config.time_budget_s > 0 else math.inf
     deadline = started + budget  # an epoch still running then ends after its current step
+    steps_per_epoch = math.ceil(len(examples) / config.batch_size)
+    schedule = Schedule(
+        config.lr, config.warmup_steps, config.schedule == "cosine", config.epochs * steps_per_epoch, started, budget
+    )
     while progress.epoch < config.epochs and progress.stale < config.patience and progress.seconds < budget:
         progress.epoch += 1
-        loss = _train_epoch(model, optimizer, examples, config, progress.epoch, device, deadline, target_weights)
+        loss = _train_epoch(model, optimizer, examples, config, progress, device, deadline, target_weights, schedule)
         score = evaluate_model(model, seqs, "valid", config.max_len, config.eval_batch_size)["ndcg@10"]
         progress.seconds = time.monotonic() - started
         progress.losses.append(loss)
@@ -274,6 +308,10 @@ def _check_inputs(dataset: Dataset, text_embeddings: torch.Tensor, config: Train
     for name in ("dim", "max_len", "epochs", "batch_size"):
         if getattr(config, name) < 1:
             raise InvalidArgument(f"config.{name}: {getattr(config, name)}; must be at least 1")
+    if config.schedule not in SCHEDULES:
+        raise InvalidArgument(f"config.schedule: {config.schedule!r}; allowed: {allowed(SCHEDULES)}")
+    if config.warmup_steps < 0:
+        raise InvalidArgument(f"config.warmup_steps: {config.warmup_steps}; must be at least 0")
 
 
 def _check_item_fields(dataset: Dataset, actions: list[str], config: TrainConfig) -> None:
@@ -298,16 +336,19 @@ def _train_epoch(
     optimizer: torch.optim.Optimizer,
     examples: TrainingExamples,
     config: TrainConfig,
-    epoch: int,
+    progress: Progress,
     device: torch.device,
     deadline: float = math.inf,
     target_weights: torch.Tensor | None = None,
+    schedule: Schedule | None = None,
 ) -> float:
-    """One pass over the shuffled windows (cut short at ``deadline``, a ``time.monotonic``
-    value); returns the mean loss. The shuffle depends only on (seed, epoch), so a resumed
-    run sees the same batches. ``target_weights`` (per action index): the probability that
-    a target of that action enters the loss."""
+    """One pass (epoch ``progress.epoch``) over the shuffled windows, cut short at
+    ``deadline`` (a ``time.monotonic`` value); returns the mean loss and counts the steps in
+    ``progress``. The shuffle depends only on (seed, epoch), so a resumed run sees the same
+    batches. ``target_weights`` (per action index): the probability that a target of that
+    action enters the loss. ``schedule``: the learning rate per step (else ``config.lr``)."""
     model.train()
+    epoch = progress.epoch
     total, steps = 0.0, 0
     batches = _batches(examples, config, epoch)
     with tqdm(batches, desc=f"epoch {epoch}/{config.epochs}", unit="batch", disable=None, leave=False) as bar:
@@ -331,7 +372,11 @@ def _train_epoch(
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
+            if schedule is not None:
+                for group in optimizer.param_groups:
+                    group["lr"] = schedule(progress.steps)
             optimizer.step()
+            progress.steps += 1
             total, steps = total + loss.item(), steps + 1
             bar.set_postfix(loss=f"{total / steps:.4f}")
             if time.monotonic() >= deadline:
