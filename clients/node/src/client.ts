@@ -44,7 +44,9 @@ export interface ClientOptions {
   tls?: boolean | TlsOptions;
   /** Channel credentials to use as they are (overrides `tls`). */
   credentials?: grpc.ChannelCredentials;
-  /** Metadata sent with every call, e.g. `{ authorization: "Bearer <token>" }`. */
+  /** Bearer token for a server that requires one: sent as `authorization: Bearer <token>`. */
+  token?: string;
+  /** Metadata sent with every call, e.g. `{ "x-request-id": "..." }`. */
   metadata?: Record<string, string>;
   /** Extra gRPC channel options, e.g. `{ "grpc.keepalive_time_ms": 30000 }`. */
   channelOptions?: grpc.ChannelOptions;
@@ -202,7 +204,8 @@ export class TemporecClient {
     this.stub = new RecommenderClient(target, credentials, channelOptions);
     this.healthStub = new HealthClient(target, credentials, { channelOverride: this.stub.getChannel() });
     this.timeoutMs = options.timeoutMs === undefined ? DEFAULT_TIMEOUT_MS : options.timeoutMs;
-    this.metadata = { ...options.metadata };
+    const bearer: Record<string, string> = options.token ? { authorization: `Bearer ${options.token}` } : {};
+    this.metadata = { ...options.metadata, ...bearer };
   }
 
   /** The `k` best next items for `domain` after `history`. */

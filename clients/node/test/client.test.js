@@ -10,7 +10,7 @@ import * as grpc from "@grpc/grpc-js";
 
 import { TemporecClient, TemporecError, status, v1 } from "../dist/index.js";
 import { assertOcclusionWeights } from "./occlusion.js";
-import { missingServer, startServer } from "./server.js";
+import { missingPython, missingServer, startServer } from "./server.js";
 
 const EXAMPLE = new URL("../examples/recommend.mjs", import.meta.url).pathname;
 
@@ -226,4 +226,37 @@ test("an unreachable server is UNAVAILABLE", async () => {
   } finally {
     client.close();
   }
+});
+
+describe("against a server that requires a bearer token", { skip: missingPython() ?? false }, () => {
+  let server;
+
+  before(async () => {
+    server = await startServer({ tokens: "node-test-token" });
+  }, { timeout: 300_000 });
+
+  after(async () => {
+    await server?.stop();
+  });
+
+  /** The result of `recommend` with these client options: the item count, or the error code. */
+  async function recommendWith(options) {
+    const client = new TemporecClient(server.target, { timeoutMs: 60_000, ...options });
+    try {
+      return (await client.recommend("video", { history: ["1"], k: 2 })).items.length;
+    } catch (error) {
+      if (error instanceof TemporecError) return status[error.code];
+      throw error;
+    } finally {
+      client.close();
+    }
+  }
+
+  test("the token option authenticates; none or a wrong one is UNAUTHENTICATED", async () => {
+    assert.equal(await recommendWith({ token: "node-test-token" }), 2);
+    assert.equal(await recommendWith({}), "UNAUTHENTICATED");
+    assert.equal(await recommendWith({ token: "wrong" }), "UNAUTHENTICATED");
+    // the token option wins over an authorization header in metadata
+    assert.equal(await recommendWith({ token: "node-test-token", metadata: { authorization: "Bearer x" } }), 2);
+  });
 });

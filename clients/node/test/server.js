@@ -44,11 +44,15 @@ export function missingPython(alternative = "") {
   return `no server: set ${alternative}TEMPOREC_SERVER_PYTHON to a Python with temporec (${python} is absent)`;
 }
 
-/** { target, stop() } of a running server with a video model. */
-export async function startServer() {
-  if (process.env.TEMPOREC_TEST_SERVER) return { target: process.env.TEMPOREC_TEST_SERVER, stop: async () => {} };
+/** { target, stop() } of a running server with a video model; `tokens` (comma separated):
+ * the bearer tokens it requires (then it is always started here, never TEMPOREC_TEST_SERVER). */
+export async function startServer({ tokens } = {}) {
+  if (process.env.TEMPOREC_TEST_SERVER && !tokens) {
+    return { target: process.env.TEMPOREC_TEST_SERVER, stop: async () => {} };
+  }
   const workdir = mkdtempSync(join(tmpdir(), "temporec-node-test-"));
-  return serve(workdir, [join(repo, "scripts", "serve_test_model.py"), "--workdir", workdir]);
+  const env = tokens ? { ...process.env, TEMPOREC_TOKENS: tokens } : process.env;
+  return serve(workdir, [join(repo, "scripts", "serve_test_model.py"), "--workdir", workdir], env);
 }
 
 /** { target, stop() } of a server with a customer_service model (lstm head, local encoder). */
@@ -89,8 +93,8 @@ function writeConversations(directory) {
 }
 
 /** Run the server's Python with `args` until it prints its ready line; stop() ends it and removes `workdir`. */
-async function serve(workdir, args) {
-  const child = spawn(serverPython(), args, { stdio: ["ignore", "pipe", "inherit"] });
+async function serve(workdir, args, env = process.env) {
+  const child = spawn(serverPython(), args, { stdio: ["ignore", "pipe", "inherit"], env });
   const exited = new Promise((done) => child.once("exit", done));
   const target = await new Promise((done, fail) => {
     createInterface({ input: child.stdout }).on("line", (line) => {
