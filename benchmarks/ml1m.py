@@ -75,6 +75,8 @@ class Run:
 RUNS = (
     Run("ar", "ar", options={"layers": 2, "heads": 1, "dropout": 0.2}),
     Run("lstm", "lstm", options={"layers": 1, "dropout": 0.2}),
+    # At width 64 lstm's validation NDCG@10 stays level for its last 50 epochs: a capacity limit.
+    Run("lstm-wide", "lstm", options={"layers": 1, "dropout": 0.2}, settings={"dim": 128}),
     # KL weight 0.2 (SVAE's) held the validation NDCG@10 near 0.08 for 15 epochs (lstm: 0.156):
     # our KL sums 64 latent dimensions against one cross-entropy per position.
     Run("vae", "vae", options={"layers": 1, "dropout": 0.2, "kl_weight": 0.02, "anneal_steps": 2000}),
@@ -116,7 +118,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--warmup-steps", type=int, default=100, help="learning-rate warm-up steps (default 100)")
     parser.add_argument(
-        "--patience", type=int, default=20, help="epochs without a better validation NDCG@10 (default 20)"
+        "--patience",
+        type=int,
+        default=0,
+        help="epochs without a better validation NDCG@10 before stopping (default 0: none; under a cosine "
+        "schedule a run improves until its budget ends, and the best epoch is tested either way)",
     )
     parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     parser.add_argument("--device", default="auto", help="torch device: auto, cpu, cuda (default auto)")
@@ -207,7 +213,7 @@ def run_config(run: Run, args: argparse.Namespace) -> TrainConfig:
         lr=args.lr,
         schedule=args.schedule,
         warmup_steps=args.warmup_steps,
-        patience=args.patience,
+        patience=args.patience or 10_000,
         seed=args.seed,
         head_options=dict(run.options),
         device=args.device,
@@ -356,9 +362,10 @@ def _machine_line(result: dict) -> str:
 
 
 def _goal(name: str, result: dict) -> str:
-    if name not in GOALS:
+    """The head's goal, for its runs with the hybrid items the goals are set for."""
+    if result.get("head") not in GOALS or result.get("items") != "hybrid":
         return ""
-    hr, ndcg = GOALS[name]
+    hr, ndcg = GOALS[result["head"]]
     met = result["metrics"]["hr@10"] >= hr and result["metrics"]["ndcg@10"] >= ndcg
     return f"{hr} / {ndcg}: {'met' if met else 'not met'}"
 
