@@ -88,7 +88,7 @@ def unit_vectors(catalog: Catalog, dim: int = 16) -> torch.Tensor:
     return torch.stack([by_text[text] for text in catalog.texts])
 
 
-def fit(dataset: Dataset, out_dir, config: TrainConfig = CONFIG):
+def fit(dataset: Dataset, out_dir, config: TrainConfig = CONFIG, on_epoch=None):
     return train(
         dataset,
         LSTMHead,
@@ -98,6 +98,7 @@ def fit(dataset: Dataset, out_dir, config: TrainConfig = CONFIG):
         encoder_model_id="random-unit-16",
         out_dir=out_dir,
         config=config,
+        on_epoch=on_epoch,
     )
 
 
@@ -120,17 +121,7 @@ def test_length_buckets_cover_every_window_once_with_less_padding():
 def test_a_spent_time_budget_ends_training_after_one_step(tmp_path):
     config = dataclasses.replace(CONFIG, time_budget_s=1e-9)  # spent by the first step
     epochs = []
-    path = train(
-        chain_dataset(),
-        LSTMHead,
-        unit_vectors(chain_dataset().catalog),
-        domain=VideoDomain,
-        encoder_name="random",
-        encoder_model_id="random-unit-16",
-        out_dir=tmp_path,
-        config=config,
-        on_epoch=lambda epoch, values: epochs.append((epoch, values["seconds"])),
-    )
+    path = fit(chain_dataset(), tmp_path, config, on_epoch=lambda epoch, values: epochs.append((epoch, values["seconds"])))
     assert read_manifest(path).metrics["epochs"] == 1
     assert len(epochs) == 1 and epochs[0][1] > 0
 
@@ -150,16 +141,7 @@ def test_the_schedule_warms_up_then_decays_to_zero_by_steps_or_by_time():
 
 def test_an_unknown_schedule_is_refused_naming_the_allowed_ones(tmp_path):
     with pytest.raises(InvalidArgument, match="config.schedule: 'linear'; allowed: 'constant', 'cosine'"):
-        train(
-            chain_dataset(),
-            LSTMHead,
-            unit_vectors(chain_dataset().catalog),
-            domain=VideoDomain,
-            encoder_name="random",
-            encoder_model_id="random-unit-16",
-            out_dir=tmp_path,
-            config=dataclasses.replace(CONFIG, schedule="linear"),
-        )
+        fit(chain_dataset(), tmp_path, dataclasses.replace(CONFIG, schedule="linear"))
 
 
 # -- experiments ----------------------------------------------------------------------------------
