@@ -158,6 +158,7 @@ def train(
     fingerprint = dataset.fingerprint()
     features = feature_values(dataset.catalog, config.item_features)
     model = _build_model(head_cls, text_embeddings, len(actions), config, features).to(device)
+    _train_only_seen_ids(model, seqs)
     key = _run_key(fingerprint, head_cls, text_embeddings, domain, encoder_model_id, config)
     checkpoint = Checkpoint(Path(out_dir) / ".checkpoints" / f"{domain.name}-{head_cls.name}-{key}.pt")
     weights = torch.tensor([config.target_weights.get(action, 1.0) for action in actions]) if config.target_weights else None
@@ -244,6 +245,22 @@ def _build_model(
         )
     except ValueError as exc:
         raise InvalidArgument(f"config: {exc}") from exc
+
+
+def _train_only_seen_ids(model: SequenceRecommender, seqs: Sequences) -> None:
+    """Keep the id embeddings of catalog items without a training event where they start.
+
+    The full softmax scores every catalog item at every step, so it would train the id
+    embedding of an item it never sees as a target to score low: beside text, that id
+    embedding (which starts at zero) would bury the item for good. Masking its gradient
+    keeps it at zero, so the item is scored by its text alone, like an item added later.
+    """
+    if model.item_ids is None:
+        return
+    unseen = torch.from_numpy(np.bincount(seqs.items, minlength=model.n_items) == 0)
+    if unseen.any():
+        unseen = unseen.to(model.item_ids.weight.device).unsqueeze(1)
+        model.item_ids.weight.register_hook(lambda grad: grad.masked_fill(unseen, 0.0))
 
 
 def _fit(
