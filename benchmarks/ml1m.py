@@ -51,6 +51,7 @@ from temporec.training import (
 )
 from temporec.devices import resolve_device
 from temporec.training.splits import encode
+from temporec.training.train import SCHEDULES
 from temporec.types import Dataset
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -114,7 +115,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     # Lowering the rate as the budget runs out lets a run settle instead of hovering at a
     # constant rate's noise level (see the notes in RESULTS.md).
     parser.add_argument(
-        "--schedule", default="cosine", help="learning-rate schedule: cosine or constant (default cosine)"
+        "--schedule", choices=SCHEDULES, default="cosine", help="learning-rate schedule (default cosine)"
     )
     parser.add_argument("--warmup-steps", type=int, default=100, help="learning-rate warm-up steps (default 100)")
     parser.add_argument(

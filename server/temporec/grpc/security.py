@@ -113,7 +113,7 @@ def tokens_from(listed: str, listed_setting: str, file: str, file_setting: str) 
     return tokens
 
 
-def read_tokens_file(path: Path, setting: str = "tokens_file") -> list[str]:
+def read_tokens_file(path: Path, setting: str) -> list[str]:
     try:
         lines = path.read_text(encoding="utf-8").splitlines()
     except (OSError, UnicodeDecodeError) as exc:

@@ -158,7 +158,8 @@ def train(
     fingerprint = dataset.fingerprint()
     features = feature_values(dataset.catalog, config.item_features)
     model = _build_model(head_cls, text_embeddings, len(actions), config, features).to(device)
-    _train_only_seen_ids(model, seqs)
+    counts = np.bincount(seqs.items, minlength=len(dataset.catalog))  # events per catalog item
+    _train_only_seen_ids(model, torch.from_numpy(counts == 0))
     key = _run_key(fingerprint, head_cls, text_embeddings, domain, encoder_model_id, config)
     checkpoint = Checkpoint(Path(out_dir) / ".checkpoints" / f"{domain.name}-{head_cls.name}-{key}.pt")
     weights = torch.tensor([config.target_weights.get(action, 1.0) for action in actions]) if config.target_weights else None
@@ -169,7 +170,7 @@ def train(
     manifest = training_manifest(
         model, config, domain, encoder_name, encoder_model_id, actions, dataset.name, fingerprint, metrics
     )
-    popularity = torch.from_numpy(np.bincount(seqs.items, minlength=len(dataset.catalog))).float()
+    popularity = torch.from_numpy(counts).float()
     path = save_model(out_dir, manifest, model, dataset.catalog, popularity)
     checkpoint.remove()
     return path
@@ -247,8 +248,9 @@ def _build_model(
         raise InvalidArgument(f"config: {exc}") from exc
 
 
-def _train_only_seen_ids(model: SequenceRecommender, seqs: Sequences) -> None:
-    """Keep the id embeddings of catalog items without a training event where they start.
+def _train_only_seen_ids(model: SequenceRecommender, unseen: torch.Tensor) -> None:
+    """Keep the id embeddings of the ``unseen`` catalog items (a bool mask: no training
+    event) where they start.
 
     The full softmax scores every catalog item at every step, so it would train the id
     embedding of an item it never sees as a target to score low: beside text, that id
@@ -257,7 +259,6 @@ def _train_only_seen_ids(model: SequenceRecommender, seqs: Sequences) -> None:
     """
     if model.item_ids is None:
         return
-    unseen = torch.from_numpy(np.bincount(seqs.items, minlength=model.n_items) == 0)
     if unseen.any():
         unseen = unseen.to(model.item_ids.weight.device).unsqueeze(1)
         model.item_ids.weight.register_hook(lambda grad: grad.masked_fill(unseen, 0.0))
@@ -355,15 +356,15 @@ def _train_epoch(
     config: TrainConfig,
     progress: Progress,
     device: torch.device,
-    deadline: float = math.inf,
-    target_weights: torch.Tensor | None = None,
-    schedule: Schedule | None = None,
+    deadline: float,
+    target_weights: torch.Tensor | None,
+    schedule: Schedule,
 ) -> float:
     """One pass (epoch ``progress.epoch``) over the shuffled windows, cut short at
     ``deadline`` (a ``time.monotonic`` value); returns the mean loss and counts the steps in
     ``progress``. The shuffle depends only on (seed, epoch), so a resumed run sees the same
     batches. ``target_weights`` (per action index): the probability that a target of that
-    action enters the loss. ``schedule``: the learning rate per step (else ``config.lr``)."""
+    action enters the loss. ``schedule``: the learning rate per step."""
     model.train()
     epoch = progress.epoch
     total, steps = 0.0, 0
@@ -389,9 +390,8 @@ def _train_epoch(
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
-            if schedule is not None:
-                for group in optimizer.param_groups:
-                    group["lr"] = schedule(progress.steps)
+            for group in optimizer.param_groups:
+                group["lr"] = schedule(progress.steps)
             optimizer.step()
             progress.steps += 1
             total, steps = total + loss.item(), steps + 1
