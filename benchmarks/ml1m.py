@@ -153,6 +153,37 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return args
 
 
+#: The options that decide what a run measures (not where its files go), as (flag, attribute).
+MEASURING_OPTIONS = (
+    ("--minutes", "minutes"),
+    ("--dim", "dim"),
+    ("--max-len", "max_len"),
+    ("--batch-size", "batch_size"),
+    ("--lr", "lr"),
+    ("--schedule", "schedule"),
+    ("--warmup-steps", "warmup_steps"),
+    ("--patience", "patience"),
+    ("--seed", "seed"),
+    ("--threads", "threads"),
+    ("--device", "device"),
+)
+
+
+def reproducing_command(args: argparse.Namespace, name: str) -> str:
+    """The command that measures run ``name`` again, every setting spelled out, so that
+    it still does after a default changes."""
+    command = [".venv/bin/python", "benchmarks/ml1m.py", "--runs", name]
+    if args.quick:
+        command.append("--quick")
+    else:
+        for flag, attribute in MEASURING_OPTIONS:
+            value = getattr(args, attribute)
+            command += [flag, f"{value:g}" if isinstance(value, float) else str(value)]
+    if args.data != DATA:
+        command += ["--data", str(args.data)]
+    return shlex.join(command)
+
+
 def _run_order(name: str) -> int:
     names = ["popularity", *(run.name for run in RUNS)]
     return names.index(name) if name in names else len(names)  # runs no longer defined come last
@@ -387,7 +418,6 @@ def main(argv: list[str] | None = None) -> int:
     data = f"{dataset.name}: {len(dataset.sequences):,} users, {len(dataset.catalog):,} items, {events:,} events"
     print(data, flush=True)
 
-    command = shlex.join([".venv/bin/python", "benchmarks/ml1m.py", *(sys.argv[1:] if argv is None else argv)])
     store = args.out / "results.json"
     results = {} if args.fresh else stored_results(store)
     fingerprint = dataset.fingerprint()
@@ -404,6 +434,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{name}: training for up to {args.minutes:g} min" if run else f"{name}: evaluating", flush=True)
         started = time.monotonic()
         result = train_run(run, dataset, embeddings, model_id, args) if run else popularity_run(dataset)
+        command = reproducing_command(args, name)
         result.update(key=key, wall_seconds=time.monotonic() - started, command=command, date=time.strftime("%Y-%m-%d"))
         result.update(machine=machine(str(resolve_device(args.device))))
         # Re-read: another invocation may have stored runs meanwhile (runs can go in parallel).
