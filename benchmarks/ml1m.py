@@ -38,7 +38,7 @@ from pathlib import Path
 
 import torch
 
-from results_file import RESULTS_SECTIONS, RESULTS_TITLE, write_section
+from results_file import RESULTS_SECTIONS, RESULTS_TITLE, source_revision, write_section
 from temporec.artifacts import load_model, read_manifest
 from temporec.embedding_cache import cache_root, catalog_embeddings
 from temporec.plugins import load_registry
@@ -388,7 +388,9 @@ def render(results: dict[str, dict], context: dict) -> str:
         r = results[name]
         if "config" in r:
             settings = {k: v for k, v in r["config"].items() if k not in ("epochs", "eval_batch_size")}
-            lines.append(f"- `{name}`: `{r.get('command', '')}` ({r.get('date', '')}; {_machine_line(r)})")
+            commit = f"commit {r['commit']}" if "commit" in r else ""
+            measured = "; ".join(filter(None, (r.get("date"), commit, _machine_line(r))))
+            lines.append(f"- `{name}`: `{r.get('command', '')}` ({measured})")
             lines.append(f"  settings `{json.dumps(settings, sort_keys=True)}`")
     return "\n".join(lines) + "\n"
 
@@ -416,6 +418,7 @@ def stored_results(path: Path) -> dict[str, dict]:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    revision = source_revision()  # now: the files may change while the runs go on
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     args.out.mkdir(parents=True, exist_ok=True)
     dataset, embeddings, model_id = load_data(args.data, args.users)
@@ -441,7 +444,7 @@ def main(argv: list[str] | None = None) -> int:
         result = train_run(run, dataset, embeddings, model_id, args) if run else popularity_run(dataset)
         command = reproducing_command(args, name)
         result.update(key=key, wall_seconds=time.monotonic() - started, command=command, date=time.strftime("%Y-%m-%d"))
-        result.update(machine=machine(str(resolve_device(args.device))))
+        result.update(machine=machine(str(resolve_device(args.device))), commit=revision)
         # Re-read: another invocation may have stored runs meanwhile (runs can go in parallel).
         results = {**stored_results(store), name: result}
         store.write_text(json.dumps(results, indent=2) + "\n")

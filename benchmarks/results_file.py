@@ -4,6 +4,7 @@ replaced when it runs again, and leaves the others as they are."""
 from __future__ import annotations
 
 import re
+import subprocess
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -29,3 +30,16 @@ def write_section(path: Path, name: str, body: str, title: str, order: Sequence[
     blocks = [f"<!-- section {n} -->\n{sections[n]}\n<!-- end {n} -->" for n in names]
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(title.rstrip() + "\n\n" + "\n\n".join(blocks) + "\n")
+
+
+def source_revision(root: Path = Path(__file__).resolve().parents[1]) -> str:
+    """The commit the benchmarks run from, "+changes" when tracked files differ from it,
+    so that a result names the code that measured it."""
+    try:
+        commit, changes = (
+            subprocess.run(["git", "-C", str(root), *args], capture_output=True, text=True, check=True).stdout.strip()
+            for args in (["rev-parse", "--short", "HEAD"], ["status", "--porcelain", "--untracked-files=no"])
+        )
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+    return commit + ("+changes" if changes else "")

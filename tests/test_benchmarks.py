@@ -1,7 +1,9 @@
 """The ML-1M benchmark's bookkeeping; its runs take hours and are not tests
 (``benchmarks/ml1m.py``)."""
 
+import re
 import shlex
+import subprocess
 import sys
 from pathlib import Path
 
@@ -10,6 +12,7 @@ import pytest
 # The benchmarks are scripts, not a package: they import each other from their folder.
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 import ml1m  # noqa: E402
+from results_file import source_revision  # noqa: E402
 
 
 @pytest.mark.parametrize(
@@ -35,3 +38,16 @@ def test_the_recorded_command_spells_out_every_setting_that_has_a_default():
     command = ml1m.reproducing_command(ml1m.parse_args(["--runs", "ar"]), "ar")
     for flag, _ in ml1m.MEASURING_OPTIONS:
         assert f" {flag} " in command
+
+
+def test_a_result_names_the_commit_that_measured_it(tmp_path):
+    git = lambda *args: subprocess.run(["git", "-C", str(tmp_path), *args], check=True, capture_output=True)  # noqa: E731
+    assert source_revision(tmp_path) == "unknown"  # not a checkout
+    git("init", "-q")
+    (tmp_path / "run.py").write_text("first\n")
+    git("add", "run.py")
+    git("-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "first")
+    commit = source_revision(tmp_path)
+    assert re.fullmatch(r"[0-9a-f]{7,}", commit)
+    (tmp_path / "run.py").write_text("changed\n")
+    assert source_revision(tmp_path) == commit + "+changes"
