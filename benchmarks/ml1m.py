@@ -10,7 +10,8 @@ histories of up to 200 events, leave-one-out, full ranking over the catalog with
 user's history masked.
 
 Runs: the popularity baseline; ``ar``, ``lstm``, ``vae`` with hybrid items (text + id),
-and variants of their settings (``lstm-wide``, ``ar-dropout-0.1``, ``ar-dropout-0.1-4-layers``);
+and variants of their settings (``lstm-wide``, ``ar-dropout-0.1``, ``ar-dropout-0.1-4-layers``,
+``ar-dropout-0.1-positions-last``);
 ``ar`` with text-only and with id-only items; ``ar`` cold start with hybrid and with
 text-only items (10% of the items removed from training, HR@10 on the test cases whose
 target is one of them). Each trained run
@@ -81,6 +82,13 @@ RUNS = (
     Run("ar-dropout-0.1", "ar", options={"layers": 2, "heads": 1, "dropout": 0.1}, settings={"dropout": 0.1}),
     # ar's validation NDCG@10 stays level from about 35 minutes on: the budget leaves room for depth.
     Run("ar-dropout-0.1-4-layers", "ar", options={"layers": 4, "heads": 1, "dropout": 0.1}, settings={"dropout": 0.1}),
+    # SASRec's positions: the most recent event always at the same position.
+    Run(
+        "ar-dropout-0.1-positions-last",
+        "ar",
+        options={"layers": 2, "heads": 1, "dropout": 0.1, "positions": "last"},
+        settings={"dropout": 0.1},
+    ),
     Run("lstm", "lstm", options={"layers": 1, "dropout": 0.2}),
     # At width 64 lstm's validation NDCG@10 stays level for its last 50 epochs: a capacity limit.
     Run("lstm-wide", "lstm", options={"layers": 1, "dropout": 0.2}, settings={"dim": 128}),
