@@ -1,0 +1,53 @@
+"""The ML-1M benchmark's bookkeeping; its runs take hours and are not tests
+(``benchmarks/ml1m.py``)."""
+
+import re
+import shlex
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+# The benchmarks are scripts, not a package: they import each other from their folder.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+import ml1m  # noqa: E402
+from results_file import source_revision  # noqa: E402
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["--runs", "ar"],
+        ["--runs", "vae", "--lr", "1e-3", "--schedule", "constant", "--patience", "10", "--minutes", "35"],
+        ["--runs", "lstm", "--quick"],
+    ],
+)
+def test_the_recorded_command_measures_the_same_run_again(argv):
+    args = ml1m.parse_args(argv)
+    name = args.runs[0]
+    command = shlex.split(ml1m.reproducing_command(args, name))
+    assert command[:2] == [".venv/bin/python", "benchmarks/ml1m.py"]
+    again = ml1m.parse_args(command[2:])
+    run = next(r for r in ml1m.RUNS if r.name == name)
+    assert again.runs == [name]
+    assert ml1m.run_config(run, again) == ml1m.run_config(run, args)
+
+
+def test_the_recorded_command_spells_out_every_setting_that_has_a_default():
+    command = ml1m.reproducing_command(ml1m.parse_args(["--runs", "ar"]), "ar")
+    for flag, _ in ml1m.MEASURING_OPTIONS:
+        assert f" {flag} " in command
+
+
+def test_a_result_names_the_commit_that_measured_it(tmp_path):
+    git = lambda *args: subprocess.run(["git", "-C", str(tmp_path), *args], check=True, capture_output=True)  # noqa: E731
+    assert source_revision(tmp_path) == "unknown"  # not a checkout
+    git("init", "-q")
+    (tmp_path / "run.py").write_text("first\n")
+    git("add", "run.py")
+    git("-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "first")
+    commit = source_revision(tmp_path)
+    assert re.fullmatch(r"[0-9a-f]{7,}", commit)
+    (tmp_path / "run.py").write_text("changed\n")
+    assert source_revision(tmp_path) == commit + "+changes"
