@@ -257,9 +257,7 @@ def _train_only_seen_ids(model: SequenceRecommender, unseen: torch.Tensor) -> No
     embedding (which starts at zero) would bury the item for good. Masking its gradient
     keeps it at zero, so the item is scored by its text alone, like an item added later.
     """
-    if model.item_ids is None:
-        return
-    if unseen.any():
+    if model.item_ids is not None and unseen.any():
         unseen = unseen.to(model.item_ids.weight.device).unsqueeze(1)
         model.item_ids.weight.register_hook(lambda grad: grad.masked_fill(unseen, 0.0))
 
