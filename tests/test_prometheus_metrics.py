@@ -7,6 +7,7 @@ import urllib.request
 
 import grpc
 import pytest
+from grpc._cython import cygrpc
 from conftest import TINY_WAIT_TEXT, build_tiny_artifact, tiny_encoder_gate
 from prometheus_client.parser import text_string_to_metric_families
 from tritonclient.utils import InferenceServerException
@@ -14,6 +15,7 @@ from tritonclient.utils import InferenceServerException
 from temporec.config import ServerConfig
 from temporec.errors import FailedPrecondition
 from temporec.grpc import TemporecServer
+from temporec.grpc.interceptors import ending_code
 from temporec.metrics import time_triton_request
 from temporec.service import RecommenderService
 from temporec.triton.local_server import free_port
@@ -118,6 +120,40 @@ def test_requests_are_counted_by_method_domain_head_and_code(server, client):
     assert ended(after) - ended(before) == 1
     latency = "temporec_request_seconds_count"
     assert value(after, latency, method="Recommend") - value(before, latency, method="Recommend") == 8
+
+
+class EndedCall:
+    """The state of a finished call that ``ending_code`` reads, as grpc.aio's servicer
+    context reports it (a stand-in: a real call cannot be stopped at each of these points)."""
+
+    def __init__(self, code=None, remaining=None, cancelled=False):
+        self._code, self._remaining, self._cancelled = code, remaining, cancelled
+
+    def code(self):
+        return self._code
+
+    def time_remaining(self):
+        return self._remaining
+
+    def cancelled(self):
+        return self._cancelled
+
+
+@pytest.mark.parametrize(
+    "call, error, expected",
+    [
+        (EndedCall(), None, grpc.StatusCode.OK),
+        (EndedCall(code=grpc.StatusCode.NOT_FOUND), grpc.aio.AbortError(), grpc.StatusCode.NOT_FOUND),
+        (EndedCall(remaining=0.0), asyncio.CancelledError(), grpc.StatusCode.DEADLINE_EXCEEDED),
+        (EndedCall(remaining=5.0, cancelled=True), asyncio.CancelledError(), grpc.StatusCode.CANCELLED),
+        # the servicer answered after the deadline and gRPC could not send its status
+        (EndedCall(remaining=0.0), cygrpc.ExecuteBatchError("send status"), grpc.StatusCode.DEADLINE_EXCEEDED),
+        (EndedCall(remaining=5.0, cancelled=True), cygrpc.ExecuteBatchError("send status"), grpc.StatusCode.CANCELLED),
+        (EndedCall(remaining=5.0), RuntimeError("a bug"), grpc.StatusCode.UNKNOWN),
+    ],
+)
+def test_a_call_is_counted_with_the_status_its_client_saw(call, error, expected):
+    assert ending_code(call, error) is expected
 
 
 def test_stage_latencies_are_histograms_per_domain_and_head(server, client):

@@ -2,7 +2,7 @@
 
 Each server owns a ``ServerMetrics`` with its own ``CollectorRegistry``, so that two servers
 in one process (as in the tests) never mix their counts. It measures calls with a gRPC
-interceptor, outside the service: a call's method, domain, head and status code come from
+interceptor (``temporec.grpc.interceptors.CallMetrics``), outside the service: a call's method, domain, head and status code come from
 the request, the response and the call's outcome, and the stage timings from the
 response's ``timings``. ``serve_http`` exposes the registry for Prometheus to scrape.
 
@@ -106,10 +106,6 @@ class ServerMetrics:
         )
         self._http = None
 
-    def interceptor(self) -> grpc.aio.ServerInterceptor:
-        """A server interceptor that records every unary call."""
-        return _MetricsInterceptor(self)
-
     def record_call(self, method: str, request, response, code: grpc.StatusCode, seconds: float) -> None:
         """Count one finished call; ``response`` is None when it failed."""
         domain = self._known(getattr(request, "domain", ""), self.domains)
@@ -138,45 +134,3 @@ class ServerMetrics:
             self._http.shutdown()
             self._http.server_close()
             self._http = None
-
-
-class _MetricsInterceptor(grpc.aio.ServerInterceptor):
-    def __init__(self, metrics: ServerMetrics):
-        self.metrics = metrics
-
-    async def intercept_service(self, continuation, handler_call_details):
-        handler = await continuation(handler_call_details)
-        if handler is None or handler.unary_unary is None:
-            return handler  # unknown methods and streams (health Watch, reflection) are not counted
-        method = handler_call_details.method.rpartition("/")[2]
-        behaviour = handler.unary_unary
-        metrics = self.metrics
-
-        async def measured(request, context):
-            started = time.perf_counter()
-            response, code = None, grpc.StatusCode.UNKNOWN
-            try:
-                response = await behaviour(request, context)
-                code = grpc.StatusCode.OK
-                return response
-            except grpc.aio.AbortError:
-                code = _status_code(context.code())
-                raise
-            except asyncio.CancelledError:  # the deadline passed, the client left, or shutdown
-                remaining = context.time_remaining()
-                passed = remaining is not None and remaining <= 0
-                code = grpc.StatusCode.DEADLINE_EXCEEDED if passed else grpc.StatusCode.CANCELLED
-                raise
-            finally:
-                metrics.record_call(method, request, response, code, time.perf_counter() - started)
-
-        return grpc.unary_unary_rpc_method_handler(
-            measured, request_deserializer=handler.request_deserializer, response_serializer=handler.response_serializer
-        )
-
-
-def _status_code(code) -> grpc.StatusCode:
-    """``context.code()`` as a ``grpc.StatusCode`` (it may be the raw integer, or None)."""
-    if isinstance(code, grpc.StatusCode):
-        return code
-    return next((c for c in grpc.StatusCode if c.value[0] == code), grpc.StatusCode.UNKNOWN)

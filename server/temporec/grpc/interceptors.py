@@ -1,8 +1,8 @@
-"""grpc.aio server interceptors for every call: request ids and access logs, the limit on
-concurrent calls, and refusing request messages that do not decode.
+"""grpc.aio server interceptors for every call: request ids and access logs, metrics, the
+limit on concurrent calls, and refusing request messages that do not decode.
 
 ``temporec.grpc.security.call_interceptors`` installs them outermost first: ``CallLog``,
-(metrics,) bearer-token authentication, ``ConcurrencyLimit``, ``MalformedRequests``; so a
+(``CallMetrics``,) bearer-token authentication, ``ConcurrencyLimit``, ``MalformedRequests``; so a
 call refused by any of them still gets its request id and its access-log line.
 """
 
@@ -161,21 +161,67 @@ class CallLog(grpc.aio.ServerInterceptor):
         request_id = request_id_of(call.context)
         current_request_id.set(request_id)  # the call's own task: no reset needed
         await call.context.send_initial_metadata(((REQUEST_ID_KEY, request_id),))
-        started = time.perf_counter()
-        code = grpc.StatusCode.UNKNOWN
-        try:
+        async with reporting_end(call, lambda code, seconds: log_access(call, code, seconds * 1000)):
             yield
-            code = status_code(call.context.code()) or grpc.StatusCode.OK
-        except asyncio.CancelledError:
-            remaining = call.context.time_remaining()
-            passed = remaining is not None and remaining <= 0
-            code = grpc.StatusCode.DEADLINE_EXCEEDED if passed else grpc.StatusCode.CANCELLED
-            raise
-        except grpc.aio.AbortError:
-            code = status_code(call.context.code()) or grpc.StatusCode.UNKNOWN
-            raise
-        finally:
-            log_access(call, code, (time.perf_counter() - started) * 1000)
+
+
+class CallMetrics(grpc.aio.ServerInterceptor):
+    """Hands every finished unary call to ``recorder.record_call(method, request,
+    response, code, seconds)`` (``temporec.metrics.ServerMetrics``). Streams (health
+    Watch, reflection) and unknown methods are not counted."""
+
+    def __init__(self, recorder):
+        self.recorder = recorder
+
+    async def intercept_service(self, continuation, details: grpc.HandlerCallDetails):
+        handler = await continuation(details)
+        if handler is None or handler.unary_unary is None:
+            return handler
+        return wrap(handler, details.method, self.measure)
+
+    @contextlib.asynccontextmanager
+    async def measure(self, call: Call):
+        def record(code: grpc.StatusCode, seconds: float) -> None:
+            method = call.method.rpartition("/")[2]
+            self.recorder.record_call(method, call.request, call.response, code, seconds)
+
+        async with reporting_end(call, record):
+            yield
+
+
+# -- how a call ended ---------------------------------------------------------------------
+
+
+@contextlib.asynccontextmanager
+async def reporting_end(call: Call, report: Callable[[grpc.StatusCode, float], None]):
+    """Run the block, then ``report(code, seconds)``: the status the call ended with and
+    how long the block took, however it ended (its exception propagates)."""
+    started, error = time.perf_counter(), None
+    try:
+        yield
+    except BaseException as exc:
+        error = exc
+        raise
+    finally:
+        report(ending_code(call.context, error), time.perf_counter() - started)
+
+
+def ending_code(context: grpc.aio.ServicerContext, error: BaseException | None) -> grpc.StatusCode:
+    """The status a call ended with; ``error`` is what its servicer raised, if anything.
+    A call that outlived its deadline, or whose client left, does not always end in
+    CancelledError: the servicer can finish first and then fail to send its status
+    (gRPC's ExecuteBatchError). The client saw DEADLINE_EXCEEDED or CANCELLED either
+    way, so that is what counts."""
+    if error is None:
+        return status_code(context.code()) or grpc.StatusCode.OK
+    if isinstance(error, grpc.aio.AbortError):
+        return status_code(context.code()) or grpc.StatusCode.UNKNOWN
+    remaining = context.time_remaining()
+    if remaining is not None and remaining <= 0:
+        return grpc.StatusCode.DEADLINE_EXCEEDED
+    if isinstance(error, asyncio.CancelledError) or context.cancelled():
+        return grpc.StatusCode.CANCELLED
+    return grpc.StatusCode.UNKNOWN
 
 
 def status_code(code: Any) -> grpc.StatusCode | None:

@@ -24,7 +24,7 @@ from temporec.config import ServerConfig
 from temporec.errors import FailedPrecondition, Unavailable
 from temporec.grpc import translate
 from temporec.grpc.admin import ADMIN_SERVICE_NAME, AdminServicer, load_admin_tokens
-from temporec.grpc.interceptors import Call, is_always_open, refusal, wrap
+from temporec.grpc.interceptors import Call, CallMetrics, is_always_open, refusal, wrap
 from temporec.grpc.security import call_interceptors, server_credentials
 from temporec.grpc.status import grpc_errors
 from temporec.metrics import ServerMetrics
@@ -158,7 +158,7 @@ class TemporecServer:
         self.metrics = ServerMetrics(service.domains, service.registry.heads, lambda: len(service.models))
         admin = AdminServicer(self.reload, load_admin_tokens(config))
         self.drain = Drain()
-        interceptors = call_interceptors(config, observers=[self.metrics.interceptor(), self.drain])
+        interceptors = call_interceptors(config, observers=[CallMetrics(self.metrics), self.drain])
         self.server = build_server(service, config, self.health, admin, interceptors)
         self.metrics_port: int | None = None  # the bound metrics port, once serving
         self._encoder_watch: asyncio.Task | None = None
