@@ -82,6 +82,8 @@ RUNS = (
     Run("ar-dropout-0.1", "ar", options={"layers": 2, "heads": 1, "dropout": 0.1}, settings={"dropout": 0.1}),
     # ar's validation NDCG@10 stays level from about 35 minutes on: the budget leaves room for depth.
     Run("ar-dropout-0.1-4-layers", "ar", options={"layers": 4, "heads": 1, "dropout": 0.1}, settings={"dropout": 0.1}),
+    # The 4-block run was still improving at its last epochs: HSTU-large's depth.
+    Run("ar-dropout-0.1-8-layers", "ar", options={"layers": 8, "heads": 1, "dropout": 0.1}, settings={"dropout": 0.1}),
     # SASRec's positions: the most recent event always at the same position.
     Run(
         "ar-dropout-0.1-positions-last",
@@ -92,6 +94,8 @@ RUNS = (
     Run("lstm", "lstm", options={"layers": 1, "dropout": 0.2}),
     # At width 64 lstm's validation NDCG@10 stays level for its last 50 epochs: a capacity limit.
     Run("lstm-wide", "lstm", options={"layers": 1, "dropout": 0.2}, settings={"dim": 128}),
+    # Width did not help; depth, as GRU4Rec's deeper variants and SVAE's stacked encoder.
+    Run("lstm-2-layers", "lstm", options={"layers": 2, "dropout": 0.2}),
     # KL weight 0.2 (SVAE's) held the validation NDCG@10 near 0.08 for 15 epochs (lstm: 0.156):
     # our KL sums 64 latent dimensions against one cross-entropy per position.
     Run("vae", "vae", options={"layers": 1, "dropout": 0.2, "kl_weight": 0.02, "anneal_steps": 2000}),
