@@ -19,7 +19,6 @@ import argparse
 import asyncio
 import logging
 import os
-import platform
 import sys
 import time
 from collections.abc import Callable
@@ -328,9 +327,7 @@ def write_section(path: Path, name: str, body: str) -> None:
 
 def header(name: str, argv: list[str], seconds: float) -> str:
     command = " ".join(["python benchmarks/domains.py", *argv])
-    machine = f"{platform.machine()}, {torch.get_num_threads()} threads, torch {torch.__version__}, " + (
-        torch.cuda.get_device_name(0) if torch.cuda.is_available() else "CPU only"
-    )
+    machine = results_file.machine_line(results_file.machine("cuda:0" if torch.cuda.is_available() else "cpu"))
     return f"## {name}\n\nCommand: `{command}` ({time.strftime('%Y-%m-%d')}, {machine}; section took {seconds / 60:.1f} min)\n"
 
 

@@ -29,7 +29,6 @@ import asyncio
 import collections
 import dataclasses
 import os
-import platform
 import random
 import re
 import shlex
@@ -46,7 +45,7 @@ from typing import Callable
 import grpc
 import numpy as np
 
-from results_file import RESULTS_SECTIONS, RESULTS_TITLE, write_section
+from results_file import RESULTS_SECTIONS, RESULTS_TITLE, machine, machine_line, write_section
 from temporec.triton.local_server import free_port
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -246,16 +245,6 @@ async def run_load(
 # -- the report -----------------------------------------------------------------------------
 
 
-def machine() -> str:
-    """The CPU, its cores, and the torch and Python versions."""
-    import torch
-
-    cpuinfo = Path("/proc/cpuinfo")
-    names = re.findall(r"^model name\s*:\s*(.+)$", cpuinfo.read_text(), re.M) if cpuinfo.is_file() else []
-    cpu = names[0] if names else platform.processor() or platform.machine()
-    return f"cpu {cpu}, cores {os.cpu_count()}, torch {torch.__version__}, python {platform.python_version()}"
-
-
 def report(
     settings: Settings, data: str, minutes: float, warm: Tally, load: Tally, memory: list[float], peak: float, stages: dict
 ) -> str:
@@ -275,7 +264,7 @@ Written by `benchmarks/load.py` on {time.strftime('%Y-%m-%d')}.
 
 Command: `.venv/bin/python {command}`
 
-Machine: {machine()}. The server, the load generator and other work share these cores, so the
+Machine: {machine_line(machine())}. The server, the load generator and other work share these cores, so the
 numbers are a floor for a dedicated machine: the clients' own CPU time is in every latency.
 
 Model: `video` / `lstm`, dim {settings.dim}, {settings.max_len} events of history, {settings.epochs} epoch(s), trained

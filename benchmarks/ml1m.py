@@ -29,8 +29,6 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import os
-import platform
 import shlex
 import sys
 import time
@@ -39,7 +37,7 @@ from pathlib import Path
 
 import torch
 
-from results_file import RESULTS_SECTIONS, RESULTS_TITLE, source_revision, write_section
+from results_file import RESULTS_SECTIONS, RESULTS_TITLE, machine, machine_line, source_revision, write_section
 from temporec.artifacts import load_model, read_manifest
 from temporec.embedding_cache import cache_root, catalog_embeddings
 from temporec.plugins import load_registry
@@ -210,35 +208,6 @@ def _run_order(name: str) -> int:
 # -- what is measured ------------------------------------------------------------------
 
 
-def machine(device: str) -> dict[str, str]:
-    """The machine a result was measured on."""
-    cpu = next(
-        (line.split(":", 1)[1].strip() for line in _read_lines("/proc/cpuinfo") if line.startswith("model name")),
-        platform.processor() or platform.machine(),
-    )
-    memory = next((line.split()[1] for line in _read_lines("/proc/meminfo") if line.startswith("MemTotal")), "")
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    described = {
-        "cpu": cpu,
-        "cores": str(cores),
-        "memory": f"{int(memory) / 2**20:.0f} GiB" if memory else "unknown",
-        "torch": torch.__version__,
-        "threads": str(torch.get_num_threads()),
-        "python": platform.python_version(),
-        "device": device,
-    }
-    if device.startswith("cuda"):
-        described["gpu"] = torch.cuda.get_device_name(torch.device(device))
-    return described
-
-
-def _read_lines(path: str) -> list[str]:
-    try:
-        return Path(path).read_text().splitlines()
-    except OSError:
-        return []
-
-
 def load_data(path: Path, users: int) -> tuple[Dataset, torch.Tensor, str]:
     """The 5-core data set (its first ``users`` users when > 0) and its text embeddings."""
     registry = load_registry()
@@ -402,15 +371,10 @@ def render(results: dict[str, dict], context: dict) -> str:
         if "config" in r:
             settings = {k: v for k, v in r["config"].items() if k not in ("epochs", "eval_batch_size")}
             commit = f"commit {r['commit']}" if "commit" in r else ""
-            measured = "; ".join(filter(None, (r.get("date"), commit, _machine_line(r))))
+            measured = "; ".join(filter(None, (r.get("date"), commit, machine_line(r.get("machine", {}), ("cpu", "cores", "threads", "device", "gpu")))))
             lines.append(f"- `{name}`: `{r.get('command', '')}` ({measured})")
             lines.append(f"  settings `{json.dumps(settings, sort_keys=True)}`")
     return "\n".join(lines) + "\n"
-
-
-def _machine_line(result: dict) -> str:
-    described = result.get("machine", {})
-    return ", ".join(f"{k} {described[k]}" for k in ("cpu", "cores", "threads", "device", "gpu") if k in described)
 
 
 def _goal(name: str, result: dict) -> str:

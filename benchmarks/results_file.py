@@ -3,6 +3,8 @@ replaced when it runs again, and leaves the others as they are."""
 
 from __future__ import annotations
 
+import os
+import platform
 import re
 import subprocess
 from collections.abc import Sequence
@@ -43,3 +45,43 @@ def source_revision(root: Path = Path(__file__).resolve().parents[1]) -> str:
     except (OSError, subprocess.CalledProcessError):
         return "unknown"
     return commit + ("+changes" if changes else "")
+
+
+def machine(device: str = "cpu") -> dict[str, str]:
+    """The machine a result was measured on: CPU, cores this process may use, memory,
+    torch threads, device (and GPU), torch and Python versions."""
+    import torch  # here, so that scripts that only write sections need no torch
+
+    cpu = next(
+        (line.split(":", 1)[1].strip() for line in _read_lines("/proc/cpuinfo") if line.startswith("model name")),
+        platform.processor() or platform.machine(),
+    )
+    memory = next((line.split()[1] for line in _read_lines("/proc/meminfo") if line.startswith("MemTotal")), "")
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    described = {
+        "cpu": cpu,
+        "cores": str(cores),
+        "memory": f"{int(memory) / 2**20:.0f} GiB" if memory else "unknown",
+        "torch": torch.__version__,
+        "threads": str(torch.get_num_threads()),
+        "python": platform.python_version(),
+        "device": device,
+    }
+    if device.startswith("cuda"):
+        described["gpu"] = torch.cuda.get_device_name(torch.device(device))
+    return described
+
+
+MACHINE_KEYS = ("cpu", "cores", "memory", "threads", "device", "gpu", "torch", "python")
+
+
+def machine_line(described: dict[str, str], keys: Sequence[str] = MACHINE_KEYS) -> str:
+    """``machine()``'s description as one line, its ``keys`` in order (those present)."""
+    return ", ".join(f"{key} {described[key]}" for key in keys if key in described)
+
+
+def _read_lines(path: str) -> list[str]:
+    try:
+        return Path(path).read_text().splitlines()
+    except OSError:
+        return []

@@ -12,7 +12,7 @@ import pytest
 # The benchmarks are scripts, not a package: they import each other from their folder.
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 import ml1m  # noqa: E402
-from results_file import source_revision  # noqa: E402
+from results_file import machine, machine_line, source_revision  # noqa: E402
 
 
 @pytest.mark.parametrize(
@@ -51,3 +51,16 @@ def test_a_result_names_the_commit_that_measured_it(tmp_path):
     assert re.fullmatch(r"[0-9a-f]{7,}", commit)
     (tmp_path / "run.py").write_text("changed\n")
     assert source_revision(tmp_path) == commit + "+changes"
+
+
+def test_every_benchmark_describes_the_machine_it_ran_on_the_same_way():
+    import os
+
+    import torch
+
+    described = machine()
+    assert described["cores"] == str(len(os.sched_getaffinity(0)))
+    assert described["threads"] == str(torch.get_num_threads())
+    assert described["device"] == "cpu" and "gpu" not in described
+    line = machine_line(described, ("threads", "cpu"))
+    assert line == f"threads {described['threads']}, cpu {described['cpu']}"
