@@ -97,8 +97,9 @@ RUNS = (
     # KL weight 0.2 (SVAE's) held the validation NDCG@10 near 0.08 for 15 epochs (lstm: 0.156):
     # our KL sums 64 latent dimensions against one cross-entropy per position.
     Run("vae", "vae", options={"layers": 1, "dropout": 0.2, "kl_weight": 0.02, "anneal_steps": 2000}),
-    Run("ar-text", "ar", items="text", options={"layers": 2, "heads": 1, "dropout": 0.2}),
-    Run("ar-ids", "ar", items="ids", options={"layers": 2, "heads": 1, "dropout": 0.2}),
+    # Item representations, each at the best hybrid run's settings (ar-dropout-0.1-4-layers).
+    Run("ar-text", "ar", items="text", options={"layers": 4, "heads": 1, "dropout": 0.1}, settings={"dropout": 0.1}),
+    Run("ar-ids", "ar", items="ids", options={"layers": 4, "heads": 1, "dropout": 0.1}, settings={"dropout": 0.1}),
     Run("ar-cold", "ar", options={"layers": 2, "heads": 1, "dropout": 0.2}, cold_fraction=0.1),
     Run("ar-text-cold", "ar", items="text", options={"layers": 2, "heads": 1, "dropout": 0.2}, cold_fraction=0.1),
 )
