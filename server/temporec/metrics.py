@@ -1,10 +1,11 @@
 """Prometheus metrics: requests, per-stage latency, loaded models, reloads, Triton calls.
 
 Each server owns a ``ServerMetrics`` with its own ``CollectorRegistry``, so that two servers
-in one process (as in the tests) never mix their counts. It measures calls with a gRPC
-interceptor (``temporec.grpc.interceptors.CallMetrics``), outside the service: a call's method, domain, head and status code come from
-the request, the response and the call's outcome, and the stage timings from the
-response's ``timings``. ``serve_http`` exposes the registry for Prometheus to scrape.
+in one process (as in the tests) never mix their counts. The gRPC interceptor
+``temporec.grpc.interceptors.CallMetrics`` hands it every call, outside the service: a
+call's method, domain, head and status code come from the request, the response and the
+call's outcome, and the stage timings from the response's ``timings``. ``serve_http``
+exposes the registry for Prometheus to scrape.
 
     temporec_requests_total{method,domain,head,code}   calls answered, by gRPC status code
     temporec_request_seconds{method}                    call latency, as the server sees it

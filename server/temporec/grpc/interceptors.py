@@ -2,8 +2,9 @@
 limit on concurrent calls, and refusing request messages that do not decode.
 
 ``temporec.grpc.security.call_interceptors`` installs them outermost first: ``CallLog``,
-(``CallMetrics``,) bearer-token authentication, ``ConcurrencyLimit``, ``MalformedRequests``; so a
-call refused by any of them still gets its request id and its access-log line.
+(``CallMetrics``,) bearer-token authentication, ``ConcurrencyLimit``,
+``MalformedRequests``; so a call refused by any of them still gets its request id and
+its access-log line.
 """
 
 from __future__ import annotations
