@@ -36,11 +36,13 @@ def write_section(path: Path, name: str, body: str, title: str, order: Sequence[
 
 def source_revision(root: Path = Path(__file__).resolve().parents[1]) -> str:
     """The commit the benchmarks run from, "+changes" when tracked files differ from it,
-    so that a result names the code that measured it."""
+    so that a result names the code that measured it. Results files are what benchmarks
+    write, not code: a run that another one's results changed still names its commit."""
+    status = ["status", "--porcelain", "--untracked-files=no", "--", ".", ":(exclude,glob)**/RESULTS*.md"]
     try:
         commit, changes = (
             subprocess.run(["git", "-C", str(root), *args], capture_output=True, text=True, check=True).stdout.strip()
-            for args in (["rev-parse", "--short", "HEAD"], ["status", "--porcelain", "--untracked-files=no"])
+            for args in (["rev-parse", "--short", "HEAD"], status)
         )
     except (OSError, subprocess.CalledProcessError):
         return "unknown"

@@ -45,10 +45,14 @@ def test_a_result_names_the_commit_that_measured_it(tmp_path):
     assert source_revision(tmp_path) == "unknown"  # not a checkout
     git("init", "-q")
     (tmp_path / "run.py").write_text("first\n")
-    git("add", "run.py")
+    (tmp_path / "benchmarks").mkdir()
+    (tmp_path / "benchmarks" / "RESULTS.md").write_text("# Benchmarks\n")
+    git("add", "run.py", "benchmarks/RESULTS.md")
     git("-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "first")
     commit = source_revision(tmp_path)
     assert re.fullmatch(r"[0-9a-f]{7,}", commit)
+    (tmp_path / "benchmarks" / "RESULTS.md").write_text("# Benchmarks\n\na run's results\n")
+    assert source_revision(tmp_path) == commit  # results are output, not code
     (tmp_path / "run.py").write_text("changed\n")
     assert source_revision(tmp_path) == commit + "+changes"
 
