@@ -10,13 +10,11 @@ histories of up to 200 events, leave-one-out, full ranking over the catalog with
 user's history masked.
 
 Runs: the popularity baseline; ``ar``, ``lstm``, ``vae`` with hybrid items (text + id),
-and variants of their settings (``lstm-wide``, ``ar-dropout-0.1``, ``ar-dropout-0.1-4-layers``,
-``ar-dropout-0.1-positions-last``);
-``ar`` with text-only and with id-only items; ``ar`` cold start with hybrid and with
-text-only items (10% of the items removed from training, HR@10 on the test cases whose
-target is one of them). Each trained run
-stops after ``--minutes`` of training (or earlier, by early stopping on validation
-NDCG@10). The table, the exact command, the machine and the training times go to
+and variants of their settings (``RUNS`` below: dropout, depth, width, positions); ``ar``
+with text-only and with id-only items; ``ar`` cold start with hybrid and with text-only
+items (10% of the items removed from training, HR@10 on the test cases whose target is
+one of them). Each trained run stops after ``--minutes`` of training (or earlier, by
+early stopping on validation NDCG@10). The table, the exact command, the machine and the training times go to
 ``benchmarks/RESULTS.md`` (``--quick``: under ``--out``).
 
 Finished runs are kept in ``<out>/results.json`` and reused when the benchmark runs again
