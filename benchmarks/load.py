@@ -49,6 +49,9 @@ from results_file import RESULTS_SECTIONS, RESULTS_TITLE, machine, machine_line,
 from temporec.triton.local_server import free_port
 
 ROOT = Path(__file__).resolve().parents[1]
+#: The machine as the report describes it: not this process's torch threads or device,
+#: which say nothing of the server's.
+SERVER_MACHINE_KEYS = ("cpu", "cores", "memory", "torch", "python")
 ML1M = ROOT.parent / "shared" / "data" / "ml-1m"
 RESULTS = ROOT / "benchmarks" / "RESULTS.md"
 COLD_SHARE, TEXT_SHARE = 0.05, 0.05  # of the requests: cold starts, and with an item known by text only
@@ -264,7 +267,7 @@ Written by `benchmarks/load.py` on {time.strftime('%Y-%m-%d')}.
 
 Command: `.venv/bin/python {command}`
 
-Machine: {machine_line(machine())}. The server, the load generator and other work share these cores, so the
+Machine: {machine_line(machine(), SERVER_MACHINE_KEYS)}. The server, the load generator and other work share these cores, so the
 numbers are a floor for a dedicated machine: the clients' own CPU time is in every latency.
 
 Model: `video` / `lstm`, dim {settings.dim}, {settings.max_len} events of history, {settings.epochs} epoch(s), trained

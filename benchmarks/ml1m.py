@@ -14,8 +14,8 @@ and variants of their settings (``RUNS`` below: dropout, depth, width, positions
 with text-only and with id-only items; ``ar`` cold start with hybrid and with text-only
 items (10% of the items removed from training, HR@10 on the test cases whose target is
 one of them). Each trained run stops after ``--minutes`` of training (or earlier, by
-early stopping on validation NDCG@10). The table, the exact command, the machine and the training times go to
-``benchmarks/RESULTS.md`` (``--quick``: under ``--out``).
+early stopping on validation NDCG@10). The table, the exact command, the machine and the
+training times go to ``benchmarks/RESULTS.md`` (``--quick``: under ``--out``).
 
 Finished runs are kept in ``<out>/results.json`` and reused when the benchmark runs again
 with the same settings (``--fresh``: run them again, e.g. after a code change); an
@@ -101,6 +101,9 @@ RUNS = (
     Run("ar-cold", "ar", options={"layers": 2, "heads": 1, "dropout": 0.2}, cold_fraction=0.1),
     Run("ar-text-cold", "ar", items="text", options={"layers": 2, "heads": 1, "dropout": 0.2}, cold_fraction=0.1),
 )
+#: What the Settings lines say of each run's machine (results.json keeps all of ``machine()``).
+RUN_MACHINE_KEYS = ("cpu", "cores", "threads", "device", "gpu")
+
 GOALS = {"ar": (0.34, 0.195), "lstm": (0.30, 0.17), "vae": (0.27, 0.15)}  # HR@10, NDCG@10
 ANCHORS = (  # published ML-1M results under the same protocol: HR@10, NDCG@10
     ("SASRec+ (full cross-entropy)", 0.3152, 0.1821),
@@ -370,7 +373,8 @@ def render(results: dict[str, dict], context: dict) -> str:
         if "config" in r:
             settings = {k: v for k, v in r["config"].items() if k not in ("epochs", "eval_batch_size")}
             commit = f"commit {r['commit']}" if "commit" in r else ""
-            measured = "; ".join(filter(None, (r.get("date"), commit, machine_line(r.get("machine", {}), ("cpu", "cores", "threads", "device", "gpu")))))
+            machine_used = machine_line(r.get("machine", {}), RUN_MACHINE_KEYS)
+            measured = "; ".join(filter(None, (r.get("date"), commit, machine_used)))
             lines.append(f"- `{name}`: `{r.get('command', '')}` ({measured})")
             lines.append(f"  settings `{json.dumps(settings, sort_keys=True)}`")
     return "\n".join(lines) + "\n"
