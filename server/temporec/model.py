@@ -128,7 +128,11 @@ class SequenceRecommender(nn.Module):
         dim = head.dim
         self.head = head
         self.use_text, self.use_ids = use_text, use_ids
-        self.register_buffer("text_embeddings", text_embeddings.float().contiguous())
+        # A fresh copy, never a view: safetensors hands out tensors at 8-byte offsets of one
+        # buffer, and BLAS (MKL on x86) picks its kernel, and so its summation order, by the
+        # alignment of its inputs. Torch's own allocations are 64-byte aligned, so a trained
+        # model and the same model loaded from disk compute bit for bit alike.
+        self.register_buffer("text_embeddings", text_embeddings.to(torch.float32, copy=True).contiguous())
         self.text_proj = nn.Linear(text_dim, dim) if use_text else None
         self.item_ids = nn.Embedding(n_items, dim) if use_ids else None
         if self.item_ids is not None and use_text:
