@@ -28,13 +28,13 @@ from pathlib import Path
 import torch
 
 import results_file
-from temporec.artifacts import LoadedModel, load_model
-from temporec.embedding_cache import catalog_embeddings
-from temporec.plugins import load_registry
-from temporec.service import RecommenderService
+from temporec.contract.registry import load_registry
+from temporec.contract.types import Dataset, Event, Query
+from temporec.model.artifacts import LoadedModel, load_model
+from temporec.model.embedding_cache import catalog_embeddings
+from temporec.serving.service import RecommenderService
 from temporec.training import TrainConfig, train
-from temporec.training.conversations import embed_texts, reply_cases, turn_texts
-from temporec.training.domain_eval import (
+from temporec.training.protocols import (
     Scorer,
     artifact_scorer,
     evaluate_impressions,
@@ -43,7 +43,11 @@ from temporec.training.domain_eval import (
     handoff_rates,
     rule_mask,
 )
-from temporec.types import Dataset, Event, Query
+from temporec_plugins.domains.customer_service.training import (
+    embed_texts,
+    reply_cases,
+    turn_texts,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data"
@@ -254,7 +258,7 @@ def customer_service(bench: Bench, folder: str, metric_names: list[str]) -> str:
         f"valid, {len(data.test)} test; one user turn each). Replies are ranked for each test conversation. "
         "Baselines: `popularity`, `bm25` (user turns against reply texts), `frozen-encoder` (cosine between "
         "all-MiniLM-L6-v2 embeddings, later turns weighing more). Trained: the head with a learnt projection of "
-        "the frozen embeddings and reply id embeddings (`temporec.training.conversations`)."
+        "the frozen embeddings and reply id embeddings (`temporec_plugins.domains.customer_service.training`)."
     ]
     notes, handoff = [], []
     base = bench.config(

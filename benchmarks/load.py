@@ -45,7 +45,13 @@ from typing import Callable
 import grpc
 import numpy as np
 
-from results_file import RESULTS_SECTIONS, RESULTS_TITLE, machine, machine_line, write_section
+from results_file import (
+    RESULTS_SECTIONS,
+    RESULTS_TITLE,
+    machine,
+    machine_line,
+    write_section,
+)
 from temporec.triton.local_server import free_port
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -35,10 +35,19 @@ from pathlib import Path
 
 import torch
 
-from results_file import RESULTS_SECTIONS, RESULTS_TITLE, machine, machine_line, source_revision, write_section
-from temporec.artifacts import load_model, read_manifest
-from temporec.embedding_cache import cache_root, catalog_embeddings
-from temporec.plugins import load_registry
+from results_file import (
+    RESULTS_SECTIONS,
+    RESULTS_TITLE,
+    machine,
+    machine_line,
+    source_revision,
+    write_section,
+)
+from temporec.contract.registry import load_registry
+from temporec.contract.types import Dataset
+from temporec.model.artifacts import load_model, read_manifest
+from temporec.model.devices import resolve_device
+from temporec.model.embedding_cache import cache_root, catalog_embeddings
 from temporec.training import (
     TrainConfig,
     evaluate_cold_start,
@@ -47,10 +56,8 @@ from temporec.training import (
     train,
     with_items,
 )
-from temporec.devices import resolve_device
+from temporec.training.next_item import SCHEDULES
 from temporec.training.splits import encode
-from temporec.training.train import SCHEDULES
-from temporec.types import Dataset
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data" / "ml-1m"

@@ -34,7 +34,10 @@ def write_section(path: Path, name: str, body: str, title: str, order: Sequence[
     path.write_text(title.rstrip() + "\n\n" + "\n\n".join(blocks) + "\n")
 
 
-def source_revision(root: Path = Path(__file__).resolve().parents[1]) -> str:
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def source_revision(root: Path = ROOT) -> str:
     """The commit the benchmarks run from, "+changes" when tracked files differ from it,
     so that a result names the code that measured it. Results files are what benchmarks
     write, not code: a run that another one's results changed still names its commit."""

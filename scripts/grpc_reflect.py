@@ -22,7 +22,9 @@ import sys
 import grpc
 from google.protobuf import descriptor, json_format, message_factory
 from google.protobuf.descriptor_pool import DescriptorPool
-from grpc_reflection.v1alpha.proto_reflection_descriptor_database import ProtoReflectionDescriptorDatabase
+from grpc_reflection.v1alpha.proto_reflection_descriptor_database import (
+    ProtoReflectionDescriptorDatabase,
+)
 
 SCALARS = {
     value: name.removeprefix("TYPE_").lower()

@@ -20,11 +20,11 @@ import pytest
 import torch
 
 from temporec import Domain, Encoder, Head, HeadOutput, hookimpl
-from temporec.artifacts import Manifest, save_model
-from temporec.config import ServerConfig
-from temporec.model import SequenceRecommender
-from temporec.plugins import Registry, load_registry
-from temporec.types import Catalog, Dataset, Event
+from temporec.contract.registry import Registry, load_registry
+from temporec.contract.types import Catalog, Dataset, Event
+from temporec.model.artifacts import Manifest, save_model
+from temporec.model.recommender import SequenceRecommender
+from temporec.serving.config import ServerConfig
 
 TINY_ITEMS = 20
 #: An Encode call with this text blocks until the test sets the gate (deadline tests).
@@ -154,7 +154,8 @@ class ServerThread:
                 self._thread.join(timeout=60)
 
     async def _main(self) -> None:
-        from temporec.grpc.server import TemporecServer, build_service
+        from temporec.grpc.server import TemporecServer
+        from temporec.serving import build_service
 
         try:
             self.server = TemporecServer(build_service(self.config, self.registry), self.config)

@@ -13,11 +13,11 @@ from pathlib import Path
 
 import pytest
 
-from temporec.artifacts import read_manifest
 from temporec.cli import main
-from temporec.plugins import load_registry
-from temporec.service import RecommenderService
-from temporec.types import Event, Query
+from temporec.contract.registry import load_registry
+from temporec.contract.types import Event, Query
+from temporec.model.artifacts import read_manifest
+from temporec.serving.service import RecommenderService
 from test_domain_news import write_nemig
 
 BANKING77 = Path(__file__).resolve().parents[2] / "shared" / "data" / "banking77"

@@ -6,13 +6,13 @@ import shlex
 import shutil
 import subprocess
 import sys
-import tomllib
 import zipfile
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import grpc
 import pytest
+import tomllib
 
 from temporec_client import Event, Recommendation, TemporecClient, TemporecError
 

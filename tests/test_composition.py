@@ -8,19 +8,28 @@ import math
 
 import grpc
 import pytest
-import temporec_client
 import torch
 
+import proto_helpers
+import temporec_client
 from conftest import TinyEncoder, TinyMeanHead, TinyPlugin
 from temporec import hookimpl
-from temporec.artifacts import Manifest, load_model, save_model
-from temporec.errors import FailedPrecondition
+from temporec.contract.errors import FailedPrecondition
+from temporec.contract.registry import load_registry
+from temporec.contract.types import (
+    Catalog,
+    Contribution,
+    Dataset,
+    HandOff,
+    Query,
+    Recommendation,
+    ScoredItem,
+)
+from temporec.contract.types import Event as CoreEvent
 from temporec.grpc import translate
-from temporec.model import EventBatch, SequenceRecommender
-from temporec.plugins import load_registry
+from temporec.model.artifacts import Manifest, load_model, save_model
+from temporec.model.recommender import EventBatch, SequenceRecommender
 from temporec.training import train
-from temporec.types import Catalog, Contribution, Dataset, HandOff, Query, Recommendation, ScoredItem
-from temporec.types import Event as CoreEvent
 from temporec.v1 import recommender_pb2 as pb
 from temporec.v1 import recommender_pb2_grpc
 from temporec_client import Event, TemporecClient, TemporecError
@@ -366,9 +375,9 @@ def test_list_components_shows_requirements_data_traits_and_options(client):
 def test_a_query_with_options_and_explain_round_trips_through_the_proto():
     query = Query("retail", [CoreEvent("tv", "view", T0)], k=3, options={"categories": ["wear"], "remind_cart": False},
                   explain=True, explain_events=2)
-    assert translate.query_from_proto(translate.query_to_proto(query)) == query
+    assert translate.query_from_proto(proto_helpers.query_to_proto(query)) == query
     plugin = Query("books", [], options={"shelves": ["a", "b"], "strict": True, "limit": 2})
-    proto = translate.query_to_proto(plugin)
+    proto = proto_helpers.query_to_proto(plugin)
     assert dict(proto.plugin_options) == {"shelves": "a,b", "strict": "true", "limit": "2"}
     assert translate.query_from_proto(proto).options == {"shelves": "a,b", "strict": "true", "limit": "2"}
 
@@ -377,7 +386,7 @@ def test_a_recommendation_with_a_hand_off_and_contributions_round_trips():
     item = ScoredItem("reset", 1.5, "Reset your password", [Contribution(1, "", 0.75), Contribution(0, "x", -0.25)])
     hand_off = HandOff(True, 0.2, 0.3, "why")
     answer = Recommendation([item], "customer_service", "lstm", "tiny-hash", "v1", hand_off=hand_off)
-    assert translate.recommendation_from_proto(translate.recommendation_to_proto(answer)) == answer
+    assert proto_helpers.recommendation_from_proto(translate.recommendation_to_proto(answer)) == answer
     without = Recommendation([], "retail", "lstm", "tiny-hash", "v1")
     assert not translate.recommendation_to_proto(without).HasField("hand_off")
-    assert translate.recommendation_from_proto(translate.recommendation_to_proto(without)) == without
+    assert proto_helpers.recommendation_from_proto(translate.recommendation_to_proto(without)) == without

@@ -2,7 +2,7 @@
 
 import pytest
 
-from temporec.config import ConfigError, ServerConfig, load_config
+from temporec.serving.config import ConfigError, ServerConfig, load_config
 
 
 def write(tmp_path, text, name="temporec.toml"):

@@ -6,11 +6,11 @@ from pathlib import Path
 
 import pytest
 
+from temporec.contract.errors import InvalidArgument
+from temporec.contract.types import Catalog, Dataset, Event
 from temporec.data import DataError, k_core, load_dataset
 from temporec.data.events import read_events
 from temporec.data.movielens import read_u_item
-from temporec.errors import InvalidArgument
-from temporec.types import Catalog, Dataset, Event
 
 ML1M = Path(__file__).resolve().parents[2] / "shared" / "data" / "ml-1m"
 

@@ -7,12 +7,16 @@ import pytest
 import torch
 
 from conftest import TinyEncoder, TinyPlugin
-from temporec.data.mind import load_news
-from temporec.plugins import load_registry
-from temporec.service import RecommenderService
+from temporec.contract.registry import load_registry
+from temporec.contract.types import Dataset, Event, Query
+from temporec.serving.service import RecommenderService
 from temporec.training import TrainConfig, train
-from temporec.training.conversations import embed_texts, train_conversations, turn_texts
-from temporec.types import Dataset, Event, Query
+from temporec_plugins.domains.customer_service.training import (
+    embed_texts,
+    train_conversations,
+    turn_texts,
+)
+from temporec_plugins.domains.news.reader import load_news
 from test_domain_customer_service import REPLIES, conversations
 from test_domain_news import write_nemig
 from test_domain_retail import shop

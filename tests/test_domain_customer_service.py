@@ -9,16 +9,25 @@ import torch
 import temporec_plugins.domains.customer_service as cs_plugin
 import temporec_plugins.heads.lstm as lstm_plugin
 from conftest import TinyEncoder, TinyPlugin
-from temporec.artifacts import load_model, read_manifest
-from temporec.data.faq import Conversation, ConversationData
-from temporec.errors import InvalidArgument
-from temporec.plugins import load_registry
-from temporec.service import RecommenderService
+from temporec.contract.errors import InvalidArgument
+from temporec.contract.options import read_options
+from temporec.contract.registry import load_registry
+from temporec.contract.types import Catalog, Event, Query
+from temporec.model.artifacts import load_model, read_manifest
+from temporec.serving.service import RecommenderService
 from temporec.training import TrainConfig
-from temporec.training.conversations import embed_texts, reply_cases, train_conversations, turn_texts
-from temporec.training.domain_eval import evaluate_replies, model_scorer
-from temporec.types import Catalog, Event, Query
-from temporec_plugins.domains.customer_service import CustomerServiceDomain
+from temporec.training.protocols import evaluate_replies, model_scorer
+from temporec_plugins.domains.customer_service import CustomerServiceDomain, CustomerServiceOptions
+from temporec_plugins.domains.customer_service.reader import (
+    Conversation,
+    ConversationData,
+)
+from temporec_plugins.domains.customer_service.training import (
+    embed_texts,
+    reply_cases,
+    train_conversations,
+    turn_texts,
+)
 from temporec_plugins.heads.lstm import LSTMHead
 
 REPLIES = Catalog(
@@ -50,9 +59,8 @@ def conversations() -> ConversationData:
 
 
 def rules_after(history, **options):
-    query = Query("customer_service", history)
-    if options:
-        query.options = options
+    query = Query("customer_service", history, options=options or None)
+    query.options = read_options(query, CustomerServiceDomain.request_options)  # as the service hands them over
     allowed = torch.ones(len(REPLIES), dtype=torch.bool)
     indices = [REPLIES.index[e.item_id] for e in history if e.item_id]
     rules = CustomerServiceDomain().apply_rules(query, indices, REPLIES, allowed)
@@ -71,10 +79,11 @@ def test_replies_already_sent_and_excluded_ones_are_not_proposed():
 def test_low_confidence_hands_the_conversation_to_a_human():
     domain = CustomerServiceDomain()
     sure, unsure = torch.tensor([8.0, 0.0, 0.0, float("-inf")]), torch.tensor([1.0, 0.9, 0.8, 0.7])
-    assert domain.confidence(sure) > 0.99 and not domain.hand_off(Query("customer_service", []), sure)
-    assert domain.hand_off(Query("customer_service", []), unsure)
-    strict = Query("customer_service", [])
-    strict.options = {"handoff_threshold": "0.9999"}
+    defaults = Query("customer_service", [], options=CustomerServiceOptions())
+    assert domain.confidence(sure) > 0.99 and not domain.hand_off(defaults, sure)
+    assert domain.hand_off(defaults, unsure)
+    strict = Query("customer_service", [], options={"handoff_threshold": "0.9999"})
+    strict.options = read_options(strict, CustomerServiceOptions)  # as the service hands them over
     assert domain.hand_off(strict, sure)
 
 

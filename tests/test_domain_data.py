@@ -7,9 +7,12 @@ from pathlib import Path
 import pytest
 
 from temporec.data import DataError, load_dataset
-from temporec.data.faq import load_conversation_data, split_by_position
-from temporec.data.mind import load_news
 from temporec.data.taobao import load_taobao
+from temporec_plugins.domains.customer_service.reader import (
+    load_conversation_data,
+    split_by_position,
+)
+from temporec_plugins.domains.news.reader import load_news
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 

@@ -1,4 +1,4 @@
-"""The domains' metrics and baselines (temporec.training.domain_eval), on cases small
+"""The domains' metrics and baselines (temporec.training.protocols), on cases small
 enough to check by hand."""
 
 import math
@@ -6,7 +6,8 @@ import math
 import pytest
 import torch
 
-from temporec.training.domain_eval import (
+from temporec.contract.types import Catalog, Event
+from temporec.training.protocols import (
     BM25,
     ImpressionCase,
     NextItemCase,
@@ -24,7 +25,6 @@ from temporec.training.domain_eval import (
     reply_metrics,
     target_rank,
 )
-from temporec.types import Catalog, Event
 from temporec_plugins.domains.video import VideoDomain
 
 CATALOG = Catalog(["a", "b", "c", "d"], ["red apple", "green apple", "blue sky", "red sky"])

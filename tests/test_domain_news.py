@@ -10,14 +10,15 @@ import torch
 import temporec_plugins.domains.news as news_plugin
 import temporec_plugins.heads.lstm as lstm_plugin
 from conftest import TinyEncoder
-from temporec.artifacts import load_model
-from temporec.data.mind import load_news
-from temporec.plugins import load_registry
-from temporec.service import RecommenderService
+from temporec.contract.options import read_options
+from temporec.contract.registry import load_registry
+from temporec.contract.types import Catalog, Dataset, Event, Query
+from temporec.model.artifacts import load_model
+from temporec.serving.service import RecommenderService
 from temporec.training import TrainConfig, train
-from temporec.training.domain_eval import evaluate_impressions, model_scorer
-from temporec.types import Catalog, Dataset, Event, Query
+from temporec.training.protocols import evaluate_impressions, model_scorer
 from temporec_plugins.domains.news import NewsDomain
+from temporec_plugins.domains.news.reader import load_news
 from temporec_plugins.heads.lstm import LSTMHead
 
 DAY = 86_400
@@ -73,9 +74,8 @@ def test_minds_dev_part_is_the_test(tmp_path):
 
 def stale_rules(history, candidates=(), **options):
     catalog = Catalog(["old", "new", "undated"], ["a", "b", "c"], {"published": [str(0), str(100 * DAY), ""]})
-    query = Query("news", history, candidates=list(candidates))
-    if options:
-        query.options = options
+    query = Query("news", history, candidates=list(candidates), options=options or None)
+    query.options = read_options(query, NewsDomain.request_options)  # as the service hands them over
     allowed = torch.ones(3, dtype=torch.bool)
     rules = NewsDomain().apply_rules(query, [], catalog, allowed)
     return [item for item, ok in zip(catalog.item_ids, allowed.tolist()) if ok], rules

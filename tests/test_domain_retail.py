@@ -10,15 +10,16 @@ import torch
 
 import temporec_plugins.domains.retail as retail_plugin
 import temporec_plugins.heads.lstm as lstm_plugin
-from temporec.artifacts import load_model, read_manifest
-from temporec.errors import InvalidArgument
-from temporec.model import SequenceRecommender
-from temporec.plugins import load_registry
-from temporec.service import RecommenderService
+from temporec.contract.errors import InvalidArgument
+from temporec.contract.options import read_options
+from temporec.contract.registry import load_registry
+from temporec.contract.types import Catalog, Dataset, Event, Query
+from temporec.model.artifacts import load_model, read_manifest
+from temporec.model.recommender import SequenceRecommender
+from temporec.serving.service import RecommenderService
 from temporec.training import TrainConfig, train
+from temporec.training.next_item import build_model
 from temporec.training.splits import encode, training_examples
-from temporec.training.train import _build_model
-from temporec.types import Catalog, Dataset, Event, Query
 from temporec_plugins.domains.retail import RetailDomain
 from temporec_plugins.heads.lstm import LSTMHead
 
@@ -35,8 +36,8 @@ CATALOG = Catalog(
 
 def query(history, allow_repeats=False, **options) -> Query:
     q = Query("retail", history, allow_repeats=allow_repeats)
-    if options:
-        q.options = options  # as the API layer hands request options to the domain
+    q.options = options or None  # as the API layer carries them
+    q.options = read_options(q, RetailDomain.request_options)  # as the service hands them to the domain
     return q
 
 
@@ -139,7 +140,7 @@ def test_a_target_weight_of_zero_removes_those_targets_from_the_loss(tmp_path):
 
     trained = weights_after_training(silent, "silent")
     categories = {"category": trained.item_features["category"].values}
-    untouched = _build_model(LSTMHead, no_text, len(domain.actions), silent, categories).state_dict()
+    untouched = build_model(LSTMHead, no_text, len(domain.actions), silent, categories).state_dict()
     assert all(torch.equal(value, trained.state_dict()[key]) for key, value in untouched.items())
     moved = weights_after_training(config, "moved").state_dict()
     assert not torch.equal(moved["item_ids.weight"], untouched["item_ids.weight"])

@@ -6,8 +6,8 @@ import threading
 
 import grpc
 import pytest
-from conftest import GatedHead, build_tiny_artifact, tiny_registry_with
 
+from conftest import GatedHead, build_tiny_artifact, tiny_registry_with
 from temporec_client import TemporecClient, TemporecError
 
 Code = grpc.StatusCode

@@ -5,10 +5,11 @@ import hashlib
 import pytest
 import torch
 
-from temporec import Encoder, embedding_cache
-from temporec.embedding_cache import cache_path, catalog_embeddings
-from temporec.errors import PluginError
-from temporec.types import Catalog
+from temporec import Encoder
+from temporec.contract.errors import PluginError
+from temporec.contract.types import Catalog
+from temporec.model import embedding_cache
+from temporec.model.embedding_cache import cache_path, catalog_embeddings
 
 
 class HashingEncoder(Encoder):

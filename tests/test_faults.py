@@ -7,8 +7,15 @@ import threading
 import grpc
 import pytest
 import torch
-from conftest import GatedHead, HeadOutput, TinyEncoder, TinyMeanHead, build_tiny_artifact, tiny_registry_with
 
+from conftest import (
+    GatedHead,
+    HeadOutput,
+    TinyEncoder,
+    TinyMeanHead,
+    build_tiny_artifact,
+    tiny_registry_with,
+)
 from temporec_client import Event, TemporecClient, TemporecError
 
 Code = grpc.StatusCode

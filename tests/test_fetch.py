@@ -12,8 +12,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
+from temporec.contract.errors import Unavailable
 from temporec.data.fetch import SOURCE, movielens_100k
-from temporec.errors import Unavailable
 
 UNREACHABLE = "http://127.0.0.1:9/ml-100k.zip"  # the discard port: connection refused
 

@@ -8,11 +8,11 @@ fixtures' deliberate failures (the text "FAIL", the blocking text "WAIT", the us
 
 import grpc
 import pytest
-from conftest import TINY_FAIL_TEXT, TINY_ITEMS, TINY_WAIT_TEXT
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
-from temporec.types import Limits
+from conftest import TINY_FAIL_TEXT, TINY_ITEMS, TINY_WAIT_TEXT
+from temporec.contract.types import Limits
 from temporec.v1 import recommender_pb2 as pb
 from temporec.v1 import recommender_pb2_grpc
 from temporec_client import TemporecClient

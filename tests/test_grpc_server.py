@@ -11,20 +11,36 @@ import threading
 
 import grpc
 import pytest
-from conftest import TINY_FAIL_TEXT, TINY_WAIT_TEXT, TinyEncoder, tiny_dataset, tiny_encoder_gate
 from google.protobuf.descriptor_pool import DescriptorPool
 from grpc_health.v1 import health_pb2, health_pb2_grpc
-from grpc_reflection.v1alpha.proto_reflection_descriptor_database import ProtoReflectionDescriptorDatabase
+from grpc_reflection.v1alpha.proto_reflection_descriptor_database import (
+    ProtoReflectionDescriptorDatabase,
+)
 from hypothesis import given
 from hypothesis import strategies as st
 
-from temporec.config import ServerConfig
-from temporec.errors import FailedPrecondition, InvalidArgument, NotFound, PluginError, ResourceExhausted, Unavailable
+import proto_helpers
+from conftest import (
+    TINY_FAIL_TEXT,
+    TINY_WAIT_TEXT,
+    TinyEncoder,
+    tiny_dataset,
+    tiny_encoder_gate,
+)
+from temporec.contract.errors import (
+    FailedPrecondition,
+    InvalidArgument,
+    NotFound,
+    PluginError,
+    ResourceExhausted,
+    Unavailable,
+)
+from temporec.contract.types import Event as CoreEvent
+from temporec.contract.types import Query, Recommendation, ScoredItem
 from temporec.grpc import TemporecServer, translate
 from temporec.grpc.status import to_status
-from temporec.service import Limits, RecommenderService
-from temporec.types import Event as CoreEvent
-from temporec.types import Query, Recommendation, ScoredItem
+from temporec.serving.config import ServerConfig
+from temporec.serving.service import Limits, RecommenderService
 from temporec_client import Event, TemporecClient, TemporecError
 
 Code = grpc.StatusCode
@@ -292,15 +308,15 @@ recommendations = st.builds(
 
 @given(queries)
 def test_query_round_trips_through_the_proto(query):
-    assert translate.query_from_proto(translate.query_to_proto(query)) == query
+    assert translate.query_from_proto(proto_helpers.query_to_proto(query)) == query
 
 
 @given(recommendations)
 def test_recommendation_round_trips_through_the_proto(recommendation):
-    assert translate.recommendation_from_proto(translate.recommendation_to_proto(recommendation)) == recommendation
+    assert proto_helpers.recommendation_from_proto(translate.recommendation_to_proto(recommendation)) == recommendation
 
 
 def test_timestamps_travel_as_unix_milliseconds():
-    proto = translate.event_to_proto(CoreEvent("v1", "view", 1_700_000_000.25))
+    proto = proto_helpers.event_to_proto(CoreEvent("v1", "view", 1_700_000_000.25))
     assert proto.timestamp_ms == 1_700_000_000_250
     assert translate.event_from_proto(proto).timestamp == 1_700_000_000.25

@@ -8,13 +8,13 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import TinyEncoder, TinyPlugin
 
-from temporec.artifacts import Manifest, load_model, read_manifest, save_model
-from temporec.model import EventBatch, SequenceRecommender
-from temporec.plugins import Registry, load_registry
+from conftest import TinyEncoder, TinyPlugin
+from temporec.contract.registry import Registry, load_registry
+from temporec.contract.types import Catalog, Dataset, Event
+from temporec.model.artifacts import Manifest, load_model, read_manifest, save_model
+from temporec.model.recommender import EventBatch, SequenceRecommender
 from temporec.training import TrainConfig, evaluate_artifact, train
-from temporec.types import Catalog, Dataset, Event
 from temporec_client import Event as ClientEvent
 from temporec_client import TemporecClient
 from temporec_plugins.domains.video import VideoDomain

@@ -12,17 +12,17 @@ import uuid
 
 import grpc
 import pytest
-from conftest import TinyDomain, TinyEncoder, TinyMeanHead
 
+from conftest import TinyDomain, TinyEncoder, TinyMeanHead
 from temporec import hookimpl
-from temporec.config import ConfigError, load_config
+from temporec.contract.registry import load_registry
 from temporec.grpc.interceptors import (
     JsonFormatter,
     configure_logging,
     current_request_id,
     valid_request_id,
 )
-from temporec.plugins import load_registry
+from temporec.serving.config import ConfigError, load_config
 from temporec.v1 import recommender_pb2 as pb
 from temporec.v1 import recommender_pb2_grpc
 from temporec_client import Event, TemporecClient, TemporecError
@@ -176,7 +176,7 @@ def test_every_log_record_of_a_call_carries_its_request_id(stub, caplog, access_
         with pytest.raises(grpc.RpcError):
             stub.Recommend(explode, metadata=[("x-request-id", "trace-7")], timeout=30)
         access = access_log.record("trace-7")
-    plugin_failure = next(r for r in caplog.records if r.name == "temporec.service")
+    plugin_failure = next(r for r in caplog.records if r.getMessage().startswith("plugin failure in"))
     assert plugin_failure.request_id == "trace-7" and plugin_failure.exc_info
     assert access.access == {"method": RECOMMEND, "code": "INTERNAL", "duration_ms": access.access["duration_ms"], "domain": "tiny"}
 

@@ -6,8 +6,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from temporec.errors import FailedPrecondition, InvalidArgument
-from temporec_plugins.encoders.local import DEFAULT_MODEL_ID, LocalEncoder, bundled_model_dir
+from temporec.contract.errors import FailedPrecondition, InvalidArgument
+from temporec.model import DEFAULT_MODEL_ID, bundled_model_dir
+from temporec_plugins.encoders.local import LocalEncoder
 
 pytestmark = pytest.mark.slow
 

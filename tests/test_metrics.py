@@ -8,11 +8,18 @@ import numpy as np
 import pytest
 import torch
 
+from temporec.contract.types import Catalog, Dataset, Event
 from temporec.data import k_core, load_dataset
-from temporec.training.evaluate import evaluate_popularity, rank_split
-from temporec.training.metrics import summarize, target_ranks
-from temporec.training.splits import IGNORE, encode, eval_split, history_pairs, prefix_counts, training_examples
-from temporec.types import Catalog, Dataset, Event
+from temporec.training.leave_one_out import evaluate_popularity, rank_split
+from temporec.training.ranking_metrics import summarize, target_ranks
+from temporec.training.splits import (
+    IGNORE,
+    encode,
+    eval_split,
+    history_pairs,
+    prefix_counts,
+    training_examples,
+)
 
 ML1M = Path(__file__).resolve().parents[2] / "shared" / "data" / "ml-1m"
 

@@ -1,5 +1,5 @@
 """The plugin guide keeps up with the plugin interface (after datasette's tests that every
-plugin hook is documented and tested): each hook in ``temporec.hookspecs`` has a
+plugin hook is documented and tested): each hook in ``temporec.contract.hookspecs`` has a
 docstring, a section in docs/plugins.md named after it, an implementation in the example
 package (tests/plugin_example) and a test of it in tests/test_plugin_example.py; each
 public member of the component base classes is described in the guide. A new hook or
@@ -12,8 +12,9 @@ from pathlib import Path
 import pluggy
 import pytest
 
-from temporec import Domain, Encoder, Head, hookspecs
-from temporec.plugins import ENTRY_POINT_GROUP
+from temporec import Domain, Encoder, Head
+from temporec.contract import hookspecs
+from temporec.contract.registry import ENTRY_POINT_GROUP
 
 TESTS = Path(__file__).resolve().parent
 GUIDE = (TESTS.parent / "docs" / "plugins.md").read_text(encoding="utf-8")

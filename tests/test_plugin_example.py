@@ -19,8 +19,8 @@ from pathlib import Path
 import pytest
 import torch
 
+from temporec.contract.errors import InvalidArgument
 from temporec.data import DataError
-from temporec.errors import InvalidArgument
 from temporec_client import Event, TemporecClient
 
 SHOWS = ("Deep Space", "Kitchen Table", "Market Week", "Old Maps")

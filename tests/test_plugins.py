@@ -11,8 +11,8 @@ import pytest
 import torch
 
 import temporec
-from temporec.model import EventBatch, SequenceRecommender
-from temporec.plugins import load_registry
+from temporec.contract.registry import load_registry
+from temporec.model.recommender import EventBatch, SequenceRecommender
 
 NO_FILTERS = {}  # an explicit environment: the caller's TEMPOREC_PLUGINS must not leak in
 

@@ -8,19 +8,19 @@ import urllib.request
 import grpc
 import pytest
 from grpc._cython import cygrpc
-from conftest import TINY_WAIT_TEXT, build_tiny_artifact, tiny_encoder_gate
 from prometheus_client.parser import text_string_to_metric_families
 from tritonclient.utils import InferenceServerException
 
-from temporec.config import ServerConfig
-from temporec.errors import FailedPrecondition
+from conftest import TINY_WAIT_TEXT, build_tiny_artifact, tiny_encoder_gate
+from temporec.contract.errors import FailedPrecondition
 from temporec.grpc import TemporecServer
 from temporec.grpc.interceptors import ending_code
-from temporec.metrics import time_triton_request
-from temporec.service import RecommenderService
+from temporec.serving.config import ServerConfig
+from temporec.serving.service import RecommenderService
+from temporec.triton import time_triton_request
 from temporec.triton.local_server import free_port
-from temporec_client import Event, TemporecClient, TemporecError
 from temporec.v1 import admin_pb2, admin_pb2_grpc
+from temporec_client import Event, TemporecClient, TemporecError
 
 T0 = 1_700_000_000.0
 ADMIN_TOKEN = "metrics-test-admin"
@@ -163,7 +163,7 @@ def test_stage_latencies_are_histograms_per_domain_and_head(server, client):
     client.recommend("tiny", history=history("v3"), k=2)
     after = scrape(port)
     for stage in ("encode", "rules", "head", "score"):
-        count = lambda samples: value(samples, "temporec_stage_seconds_count", stage=stage, domain="tiny", head="tiny-mean")  # noqa: E731
+        count = lambda samples, stage=stage: value(samples, "temporec_stage_seconds_count", stage=stage, domain="tiny", head="tiny-mean")  # noqa: E731
         assert count(after) - count(before) == 2
         total = value(after, "temporec_stage_seconds_sum", stage=stage, domain="tiny", head="tiny-mean")
         assert total >= 0
@@ -206,7 +206,7 @@ def test_triton_calls_are_timed_with_their_status_code():
             with time_triton_request("enc"):
                 raise asyncio.CancelledError
 
-    from temporec.metrics import PROCESS_REGISTRY
+    from temporec.serving.metrics import PROCESS_REGISTRY
 
     count = lambda code: PROCESS_REGISTRY.get_sample_value("temporec_triton_request_seconds_count", {"model": "enc", "code": code}) or 0  # noqa: E731
     before = {code: count(code) for code in ("OK", "UNAVAILABLE", "CANCELLED")}

@@ -17,18 +17,27 @@ from pathlib import Path
 import grpc
 import pytest
 import torch
-from conftest import GatedHead, TinyMeanHead, build_tiny_artifact, tiny_registry_with
 
-from temporec.artifacts import CATALOG, MANIFEST, WEIGHTS, Manifest, _sha256, find_artifacts, load_model, save_model
-from temporec.config import ConfigError, ServerConfig
-from temporec.errors import FailedPrecondition
+from conftest import GatedHead, TinyMeanHead, build_tiny_artifact, tiny_registry_with
+from temporec.contract.errors import FailedPrecondition
+from temporec.contract.registry import load_registry
+from temporec.contract.types import Catalog, Event, Query
 from temporec.grpc.admin import load_admin_tokens
-from temporec.model import SequenceRecommender
-from temporec.plugins import load_registry
-from temporec.service import RecommenderService
-from temporec.types import Catalog, Event, Query
-from temporec_client import TemporecClient
+from temporec.model.artifacts import (
+    CATALOG,
+    MANIFEST,
+    WEIGHTS,
+    Manifest,
+    _sha256,
+    find_artifacts,
+    load_model,
+    save_model,
+)
+from temporec.model.recommender import SequenceRecommender
+from temporec.serving.config import ConfigError, ServerConfig
+from temporec.serving.service import RecommenderService
 from temporec.v1 import admin_pb2, admin_pb2_grpc
+from temporec_client import TemporecClient
 
 Code = grpc.StatusCode
 T0 = 1_700_000_000.0
@@ -110,7 +119,7 @@ def test_a_damaged_artifact_is_refused_naming_it_and_why(tmp_path, registry, dam
 
 
 def test_an_interrupted_save_leaves_nothing_behind(tmp_path, monkeypatch):
-    import temporec.artifacts as artifacts
+    import temporec.model.artifacts as artifacts
 
     def interrupted(*args):
         raise KeyboardInterrupt
@@ -124,7 +133,7 @@ def test_an_interrupted_save_leaves_nothing_behind(tmp_path, monkeypatch):
 KILLED_WRITER = """
 import sys, time
 sys.path.insert(0, sys.argv[1])
-import temporec.artifacts as artifacts
+import temporec.model.artifacts as artifacts
 from conftest import build_tiny_artifact
 
 write_catalog = artifacts._write_catalog

@@ -17,13 +17,15 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
-from grpc_reflection.v1alpha.proto_reflection_descriptor_database import ProtoReflectionDescriptorDatabase
+from grpc_reflection.v1alpha.proto_reflection_descriptor_database import (
+    ProtoReflectionDescriptorDatabase,
+)
 
-from temporec.config import ConfigError, ServerConfig, load_config
 from temporec.grpc import TemporecServer
 from temporec.grpc.interceptors import JsonFormatter
 from temporec.grpc.security import BearerTokenAuth, load_tokens, server_credentials
-from temporec.service import RecommenderService
+from temporec.serving.config import ConfigError, ServerConfig, load_config
+from temporec.serving.service import RecommenderService
 from temporec_client import Event, TemporecClient, TemporecError, tls_credentials
 
 Code = grpc.StatusCode

@@ -6,15 +6,19 @@ import threading
 import pytest
 import torch
 
-from temporec import Domain, Head, HeadOutput, hookimpl
-from temporec.artifacts import Manifest, save_model
-from temporec.errors import InvalidArgument, NotFound, PluginError, ResourceExhausted
-from temporec.model import SequenceRecommender
-from temporec.plugins import load_registry
-from temporec.service import RecommenderService
-from temporec.types import Catalog, Event, Query
-
 from conftest import TinyEncoder
+from temporec import Domain, Head, HeadOutput, hookimpl
+from temporec.contract.errors import (
+    InvalidArgument,
+    NotFound,
+    PluginError,
+    ResourceExhausted,
+)
+from temporec.contract.registry import load_registry
+from temporec.contract.types import Catalog, Event, Query
+from temporec.model.artifacts import Manifest, save_model
+from temporec.model.recommender import SequenceRecommender
+from temporec.serving.service import RecommenderService
 
 N_ITEMS, TEXT_DIM, DIM = 12, 8, 8
 

@@ -5,13 +5,13 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from temporec.artifacts import Manifest, load_model, read_manifest, save_model
+from temporec.contract.errors import InvalidArgument
+from temporec.contract.registry import Registry
+from temporec.contract.types import Catalog, Dataset, Event
 from temporec.data import DataError
-from temporec.errors import InvalidArgument
-from temporec.model import EventBatch, SequenceRecommender
-from temporec.plugins import Registry
+from temporec.model.artifacts import Manifest, load_model, read_manifest, save_model
+from temporec.model.recommender import EventBatch, SequenceRecommender
 from temporec.training import TrainConfig, evaluate_artifact, train
-from temporec.types import Catalog, Dataset, Event
 from temporec_plugins.domains.video import VideoDomain
 from temporec_plugins.heads.lstm import LSTMHead
 

@@ -10,8 +10,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from temporec.artifacts import load_model, read_manifest
-from temporec.errors import InvalidArgument
+from temporec.contract.errors import InvalidArgument
+from temporec.contract.types import Catalog, Dataset, Event
+from temporec.model.artifacts import load_model, read_manifest
 from temporec.training import (
     TrainConfig,
     evaluate_cold_start,
@@ -21,9 +22,8 @@ from temporec.training import (
     with_items,
     without_items,
 )
+from temporec.training.next_item import Schedule, _batches
 from temporec.training.splits import encode, training_examples
-from temporec.training.train import Schedule, _batches
-from temporec.types import Catalog, Dataset, Event
 from temporec_plugins.domains.video import VideoDomain
 from temporec_plugins.heads.lstm import LSTMHead
 

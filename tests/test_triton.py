@@ -21,16 +21,16 @@ import numpy as np
 import pytest
 import torch
 
-from temporec.artifacts import Manifest, save_model
 from temporec.cli import main as temporec_main
-from temporec.errors import InvalidArgument, Unavailable
+from temporec.contract.errors import InvalidArgument, Unavailable
+from temporec.contract.registry import load_registry
+from temporec.contract.types import Catalog
 from temporec.grpc.server import encoder_health_name
-from temporec.model import SequenceRecommender
-from temporec.plugins import load_registry
+from temporec.model.artifacts import Manifest, save_model
+from temporec.model.recommender import SequenceRecommender
 from temporec.triton import configs
 from temporec.triton.export import VERSION, Encoder, onnx_max_error, validate_repository
 from temporec.triton.local_server import LocalTriton, free_port
-from temporec.types import Catalog
 from temporec_client import Event, TemporecClient, TemporecError
 from temporec_plugins.encoders.local import LocalEncoder
 from temporec_plugins.encoders.triton import TritonEncoder

@@ -9,13 +9,13 @@ from pathlib import Path
 import pytest
 import torch
 
-from temporec.artifacts import read_manifest
 from temporec.cli import evaluate as eval_command
 from temporec.cli import train as train_command
-from temporec.errors import InvalidArgument
-from temporec.plugins import load_registry
+from temporec.contract.errors import InvalidArgument
+from temporec.contract.registry import load_registry
+from temporec.contract.types import Catalog, Query
+from temporec.model.artifacts import read_manifest
 from temporec.training import TrainConfig, train
-from temporec.types import Catalog, Query
 from temporec_plugins.domains.video import VideoDomain
 from temporec_plugins.heads.lstm import LSTMHead
 

@@ -24,31 +24,35 @@ Rules (``apply_rules``), each named in the response when it removed something:
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass, field, replace
-from pathlib import Path
 
 import numpy as np
 import torch
 
-from temporec import Domain, Encoder, hookimpl
-from temporec.artifacts import LoadedModel
+from temporec import (
+    Catalog,
+    Dataset,
+    Domain,
+    EvalRequest,
+    Event,
+    Query,
+    Report,
+    allowed,
+    hookimpl,
+)
 from temporec.data import DataError, load_dataset
-from temporec.errors import allowed
-from temporec.options import read_options
-from temporec.training.domain_eval import (
+from temporec.training import (
+    MIN_EVENTS,
     NextItemCase,
     Scorer,
+    TrainConfig,
     artifact_scorer,
     evaluate_next_item,
     flat_metrics,
     popularity_scorer,
     recent_scorer,
+    restrict_to_catalog,
 )
-from temporec.training.evaluate import Report, evaluate_artifact, restrict_to_catalog
-from temporec.training.splits import MIN_EVENTS
-from temporec.training.train import TrainConfig
-from temporec.types import Catalog, Dataset, Event, Query
 
 NO = ("0", "false", "no")
 PURCHASE = "purchase"
@@ -101,7 +105,7 @@ class RetailDomain(Domain):
         )
 
     def apply_rules(self, query: Query, history: list[int], catalog: Catalog, allowed_items: torch.Tensor) -> list[str]:
-        options = read_options(query, RetailOptions)
+        options: RetailOptions = query.options
         rules = []
 
         def clear(name: str, items) -> None:
@@ -165,21 +169,13 @@ class RetailDomain(Domain):
 
     # -- evaluation (``temporec eval``; training is the default ``Domain.train``) ---------
 
-    def evaluate(
-        self,
-        model: LoadedModel,
-        data: str,
-        open_encoder: Callable[[], Encoder],
-        *,
-        batch_size: int = 256,
-        cache_dir: str | Path | None = None,
-    ) -> Report:
+    def evaluate(self, request: EvalRequest) -> Report:
         """Leave-one-out as every domain (``Domain.evaluate``), and the next purchase:
         split ``purchase`` holds the test cases whose target is a purchase, ranked
         against the whole catalog under the retail rules (``evaluate_next_item``) beside
         popularity and "recent". No test target was a training target."""
-        dataset = self.load_dataset(data)
-        report = evaluate_artifact(model, dataset, batch_size=batch_size)
+        model, dataset = request.model, self.load_dataset(request.data)
+        report = request.leave_one_out(dataset)
         within, _ = restrict_to_catalog(dataset, model.catalog)
         bought = {user: events for user, events in within.sequences.items() if events[-1].action == PURCHASE}
         cases = self.next_item_cases(Dataset(within.name, within.catalog, bought))

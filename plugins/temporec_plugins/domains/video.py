@@ -9,9 +9,8 @@ titles are not recommended again unless the request allows repeats (the base rul
 
 from __future__ import annotations
 
-from temporec import Domain, hookimpl
+from temporec import Dataset, Domain, hookimpl
 from temporec.data import k_core, load_dataset
-from temporec.types import Dataset
 
 
 class VideoDomain(Domain):

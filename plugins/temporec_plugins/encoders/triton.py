@@ -6,7 +6,7 @@ Triton, new texts queue up and leave together, up to the model's ``max_batch_siz
 from its config), so Triton sees full batches. Each call to Triton carries the caller's
 remaining deadline as its timeout; UNAVAILABLE, RESOURCE_EXHAUSTED and ABORTED answers are
 retried with exponential backoff while the deadline allows. Each call to Triton is timed in
-the Prometheus histogram ``temporec_triton_request_seconds`` (temporec.metrics).
+the Prometheus histogram ``temporec_triton_request_seconds`` (temporec.serving.metrics).
 
 Two model interfaces are recognised from the model's metadata:
 
@@ -57,9 +57,15 @@ import torch
 import torch.nn.functional as F
 
 import temporec
-from temporec.errors import FailedPrecondition, InvalidArgument, PluginError, Unavailable, allowed
-from temporec.metrics import time_triton_request
-from temporec_plugins.encoders.local import mean_pool, resolve_source
+from temporec import (
+    FailedPrecondition,
+    InvalidArgument,
+    PluginError,
+    Unavailable,
+    allowed,
+)
+from temporec.model import mean_pool, resolve_source
+from temporec.triton import time_triton_request
 
 TEXT_INTERFACE, TOKENS_INTERFACE = "text", "tokens"
 LOAD_BALANCING = ("", "pick_first", "round_robin")

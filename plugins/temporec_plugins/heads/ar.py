@@ -21,9 +21,15 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from temporec import Head, HeadOutput, hookimpl
-from temporec.errors import allowed
-from temporec_plugins.heads.alignment import padding_lengths, to_back, to_front
+from temporec import (
+    Head,
+    HeadOutput,
+    allowed,
+    hookimpl,
+    padding_lengths,
+    to_back,
+    to_front,
+)
 
 POSITIONS = ("first", "last")
 

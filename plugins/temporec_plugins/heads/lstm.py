@@ -11,8 +11,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from temporec import Head, HeadOutput, hookimpl
-from temporec.errors import allowed
+from temporec import Head, HeadOutput, allowed, hookimpl, to_back, to_front
 
 CELLS = {"lstm": nn.LSTM, "gru": nn.GRU}
 
@@ -37,14 +36,9 @@ class LSTMHead(Head):
         self.out = nn.Linear(dim, dim)
 
     def forward(self, events: torch.Tensor, mask: torch.Tensor) -> HeadOutput:
-        length = events.shape[1]
-        padding = (~mask).sum(1, keepdim=True)
-        # Row b's position t holds, after the shift, its position t + padding[b] (mod length).
-        shift = (torch.arange(length, device=events.device) + padding) % length
-        unshift = (torch.arange(length, device=events.device) - padding) % length
-        right_padded = events.gather(1, shift.unsqueeze(-1).expand_as(events))
-        outputs, _ = self.rnn(right_padded)
-        outputs = outputs.gather(1, unshift.unsqueeze(-1).expand_as(outputs))
+        # Right-padded rows: the recurrence starts at each row's first real event.
+        outputs, _ = self.rnn(to_front(events, mask))
+        outputs = to_back(outputs, mask)
         states = self.out(self.dropout(self.norm(outputs)))
         return HeadOutput(states * mask.unsqueeze(-1))
 

@@ -19,8 +19,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from temporec import Head, HeadOutput, hookimpl
-from temporec_plugins.heads.alignment import to_back, to_front
+from temporec import Head, HeadOutput, hookimpl, to_back, to_front
 
 LOGVAR_RANGE = (-10.0, 10.0)  # keeps exp(logvar) finite early in training
 

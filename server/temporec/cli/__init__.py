@@ -9,7 +9,7 @@ import sys
 
 from temporec import __version__
 from temporec.cli import demo, evaluate, export_triton, plugins, serve, train
-from temporec.errors import TemporecError
+from temporec.contract.errors import TemporecError
 
 COMMANDS = (serve, train, evaluate, plugins, demo, export_triton)
 

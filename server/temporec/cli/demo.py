@@ -13,11 +13,11 @@ import sys
 import time
 from pathlib import Path
 
-from temporec.embedding_cache import cache_root, catalog_embeddings
+from temporec.contract.errors import Unavailable
+from temporec.contract.registry import load_registry
 from temporec.data.fetch import movielens_100k
-from temporec.errors import Unavailable
-from temporec.plugins import load_registry
-from temporec.training.train import TrainConfig, train
+from temporec.model.embedding_cache import cache_root, catalog_embeddings
+from temporec.training.next_item import TrainConfig, train
 
 DESCRIPTION = """\
 Run temporec end to end on MovieLens-100k: download the data (GroupLens, or the copy in

@@ -5,8 +5,13 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from temporec.cli.train import add_encoder_arguments, encoder_options, pick
-from temporec.errors import FailedPrecondition, InvalidArgument
+from temporec.cli.common import (
+    add_encoder_arguments,
+    encoder_options,
+    metrics_table,
+    pick,
+)
+from temporec.contract.errors import FailedPrecondition, InvalidArgument
 
 DESCRIPTION = """\
 Evaluate a saved model the way its domain measures its field (Domain.evaluate), with
@@ -61,9 +66,10 @@ def add_parser(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from temporec.artifacts import load_model
-    from temporec.devices import resolve_device
-    from temporec.plugins import load_registry
+    from temporec.contract.registry import load_registry
+    from temporec.model.artifacts import load_model
+    from temporec.model.devices import resolve_device
+    from temporec.training import eval_request
 
     registry = load_registry()
     loaded = load_model(args.model, registry.heads)
@@ -73,7 +79,7 @@ def run(args: argparse.Namespace) -> int:
     loaded.model.to(resolve_device(args.device))
     encoder = ModelEncoder(registry.encoders, args.encoder or manifest.encoder, encoder_options(args), manifest)
     try:
-        report = domain_cls().evaluate(loaded, data, encoder, batch_size=args.batch_size, cache_dir=args.cache_dir)
+        report = domain_cls().evaluate(eval_request(loaded, data, encoder, args.batch_size, args.cache_dir))
     finally:
         encoder.close()
     if args.json:
@@ -125,29 +131,3 @@ class ModelEncoder:
             self.encoder.close()
 
 
-def metrics_table(metrics: dict[str, float], name: str = "model") -> str:
-    """The metrics as a table: one row per split and ranker, one column per metric.
-
-    Keys are ``<split>.<metric>`` for the model (shown as ``name``) and
-    ``<ranker>.<split>.<metric>`` for the baselines; keys without a split
-    (``best_epoch``) are left out. Splits keep their order, the model first in each.
-    """
-    rows: dict[tuple[str, str], dict[str, float]] = {}
-    for key, value in metrics.items():
-        parts = key.split(".")
-        if len(parts) in (2, 3):
-            ranker, split, metric = parts if len(parts) == 3 else (name, *parts)
-            rows.setdefault((split, ranker), {})[metric] = value
-    splits = list(dict.fromkeys(split for split, _ in rows))
-    order = sorted(rows, key=lambda row: (splits.index(row[0]), row[1] != name))
-    columns = list(dict.fromkeys(metric for row in order for metric in rows[row]))
-    split_width = max([6, *(len(split) for split in splits)])
-    ranker_width = max([12, *(len(ranker) for _, ranker in order)])
-    widths = [max(8, len(column)) for column in columns]
-    header = f"{'split':<{split_width}} {'ranker':<{ranker_width}} "
-    lines = [header + " ".join(f"{column.upper():>{w}}" for column, w in zip(columns, widths))]
-    for split, ranker in order:
-        values = rows[(split, ranker)]
-        cells = [f"{values[c]:>{w}.4f}" if c in values else f"{'-':>{w}}" for c, w in zip(columns, widths)]
-        lines.append(f"{split:<{split_width}} {ranker:<{ranker_width}} " + " ".join(cells))
-    return "\n".join(lines)

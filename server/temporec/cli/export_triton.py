@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from temporec.errors import InvalidArgument, NotFound, allowed
+from temporec.contract.errors import InvalidArgument, NotFound, allowed
 
 DESCRIPTION = """\
 Write a Triton Inference Server model repository that serves the Hugging Face model of a
@@ -89,18 +89,17 @@ def add_parser(subparsers) -> None:
 
 def encoder_options(args: argparse.Namespace) -> dict:
     """The exported encoder's options: its config table, overridden by the flags."""
-    from temporec.config import load_config
-    from temporec.plugins import load_registry
-    from temporec_plugins.encoders.local import LocalEncoder
+    from temporec.contract.registry import load_registry
+    from temporec.serving.config import load_config
 
     registry = load_registry()
     cls = registry.encoders.get(args.encoder)
     if cls is None:
         raise NotFound(f"--encoder: unknown encoder {args.encoder!r}; installed: {allowed(registry.encoders)}")
-    if not issubclass(cls, LocalEncoder):
+    if not cls.exportable:
         raise InvalidArgument(
             f"--encoder: {args.encoder!r} does not run a Hugging Face model in process; exportable: "
-            f"{allowed(n for n, c in registry.encoders.items() if issubclass(c, LocalEncoder))}"
+            f"{allowed(n for n, c in registry.encoders.items() if c.exportable)}"
         )
     options = dict(load_config(args.config, env={}).encoders.get(args.encoder, {})) if args.config else {}
     if args.model is not None:
@@ -112,7 +111,12 @@ def encoder_options(args: argparse.Namespace) -> dict:
 
 def run(args: argparse.Namespace) -> int:
     from temporec.triton.configs import Serving
-    from temporec.triton.export import Encoder, ExportSettings, export_repository, validate_repository
+    from temporec.triton.export import (
+        Encoder,
+        ExportSettings,
+        export_repository,
+        validate_repository,
+    )
 
     options = encoder_options(args)
     settings = ExportSettings(

@@ -7,7 +7,7 @@ import json
 import os
 from dataclasses import asdict
 
-from temporec.plugins import KINDS, PluginInfo, load_registry
+from temporec.contract.registry import KINDS, PluginInfo, load_registry
 
 FILTERS = ("TEMPOREC_PLUGINS", "TEMPOREC_BLOCK_PLUGINS")
 

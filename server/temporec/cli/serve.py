@@ -7,7 +7,12 @@ import asyncio
 import logging
 import os
 
-from temporec.config import CONFIG_FILE_VARIABLE, ENVIRONMENT, ServerConfig, load_config
+from temporec.serving.config import (
+    CONFIG_FILE_VARIABLE,
+    ENVIRONMENT,
+    ServerConfig,
+    load_config,
+)
 
 EPILOG = """\
 Settings come from, in increasing order of precedence: built-in defaults, the TOML
@@ -128,6 +133,7 @@ def config_from_args(args: argparse.Namespace, env=None) -> ServerConfig:
 def run(args: argparse.Namespace) -> int:
     from temporec.grpc.interceptors import configure_logging
     from temporec.grpc.server import serve  # the gRPC stack loads only when serving
+    from temporec.serving import build_service
 
     config = config_from_args(args)
     if not getattr(args, "verbose", False):
@@ -137,5 +143,5 @@ def run(args: argparse.Namespace) -> int:
     def announce(server) -> None:
         print(f"temporec serving on {server.address} ({len(server.service.models)} models)", flush=True)
 
-    asyncio.run(serve(config, on_ready=announce))
+    asyncio.run(serve(build_service(config), config, on_ready=announce))
     return 0

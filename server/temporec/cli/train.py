@@ -3,12 +3,18 @@
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
-from temporec.errors import InvalidArgument, NotFound, allowed
-from temporec.model import SIMILARITIES
-from temporec.training.train import SCHEDULES, TrainConfig
+from temporec.cli.common import (
+    add_encoder_arguments,
+    encoder_options,
+    metrics_table,
+    parse_options,
+    pick,
+)
+from temporec.contract.errors import InvalidArgument, allowed
+from temporec.model.recommender import SIMILARITIES
+from temporec.training.next_item import SCHEDULES, TrainConfig
 
 DEFAULTS = TrainConfig()
 
@@ -140,66 +146,12 @@ def add_parser(subparsers) -> None:
     parser.set_defaults(run=run)
 
 
-def add_encoder_arguments(parser, help_name: str, default: str) -> None:
-    """The text-encoder flags that ``train`` and ``eval`` share."""
-    encoder = parser.add_argument_group("text encoder")
-    encoder.add_argument("--encoder", default=default, help=help_name)
-    encoder.add_argument(
-        "--encoder-model",
-        default="",
-        metavar="MODEL",
-        help="the encoder's 'model' option (local: a model directory; default its bundled all-MiniLM-L6-v2)",
-    )
-    encoder.add_argument(
-        "--encoder-option",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="encoder option, e.g. url=triton:8001 for the triton encoder; VALUE is JSON or text (repeatable)",
-    )
-    encoder.add_argument(
-        "--cache-dir",
-        default=None,
-        metavar="DIR",
-        help="embedding cache (default $TEMPOREC_CACHE_DIR or ~/.cache/temporec)",
-    )
-
-
-def encoder_options(args: argparse.Namespace) -> dict:
-    """The keyword options for the encoder from ``--encoder-option`` and ``--encoder-model``."""
-    options = parse_options(args.encoder_option, "--encoder-option")
-    if args.encoder_model:
-        options["model"] = args.encoder_model
-    return options
-
-
-def parse_options(pairs: list[str], flag: str) -> dict:
-    """``KEY=VALUE`` strings as a dict; VALUE is read as JSON when it parses, else as text."""
-    options = {}
-    for pair in pairs:
-        key, equals, value = pair.partition("=")
-        if not equals or not key:
-            raise InvalidArgument(f"{flag} {pair!r}: expected KEY=VALUE")
-        try:
-            options[key] = json.loads(value)
-        except json.JSONDecodeError:
-            options[key] = value
-    return options
-
-
-def pick(table: dict[str, type], name: str, kind: str) -> type:
-    """The registered class ``name`` of ``table``, or NotFound naming ``--<kind>`` and the choices."""
-    if name not in table:
-        raise NotFound(f"--{kind} {name!r} is not installed; installed: {allowed(table)}")
-    return table[name]
-
-
 def run(args: argparse.Namespace) -> int:
     # Imported here so that `temporec --help` stays fast.
-    from temporec.artifacts import read_manifest
-    from temporec.cli.evaluate import metrics_table
-    from temporec.domains import check_compatible
-    from temporec.plugins import load_registry
+    from temporec.contract.domains import check_compatible
+    from temporec.contract.registry import load_registry
+    from temporec.model.artifacts import read_manifest
+    from temporec.training import train_request
 
     registry = load_registry()
     domain_cls = pick(registry.domains, args.domain, "domain")
@@ -212,9 +164,8 @@ def run(args: argparse.Namespace) -> int:
 
     encoder = encoder_cls(**encoder_options(args))
     try:
-        path = domain_cls().train(
-            args.data, head_cls, encoder, config=config, out_dir=args.out, cache_dir=args.cache_dir
-        )
+        domain = domain_cls()
+        path = domain.train(train_request(domain, args.data, head_cls, encoder, config, args.out, args.cache_dir))
     finally:
         encoder.close()
     metrics = read_manifest(path).metrics

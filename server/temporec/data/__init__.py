@@ -1,4 +1,4 @@
-"""Data readers: files on disk -> ``temporec.types.Dataset`` (a catalog with item text and
+"""Data readers: files on disk -> ``temporec.contract.types.Dataset`` (a catalog with item text and
 per-user, time-ordered event lists).
 
 ``load_dataset(path)`` recognises these layouts (a directory or a file in it):
@@ -10,8 +10,11 @@ per-user, time-ordered event lists).
     plain events       events.csv|jsonl (+ items.csv|jsonl)
     Taobao             UserBehavior.csv / user_behavior*.csv (shop events, no item text)
 
-News impressions (``temporec.data.mind``) and customer-service conversations
-(``temporec.data.faq``) have readers of their own, used by their domains.
+News impressions (``temporec_plugins.domains.news.reader``) and customer-service conversations
+(``temporec_plugins.domains.customer_service.reader``) have readers of their own, used by their domains.
+
+For readers of other formats (plugins): ``DataError``, ``at`` (an error at a file's line),
+``numbered_lines``, ``parse_timestamp``, ``require_file`` and ``read_items``.
 
 A data set read from disk is named by its absolute path, so a model's manifest says
 where its data came from. Malformed rows raise ``DataError`` naming the file and line.
@@ -24,15 +27,20 @@ from pathlib import Path
 
 import numpy as np
 
-from temporec.data.base import DataError
-from temporec.data.events import load_events, read_events
+from temporec.contract.types import Catalog, Dataset
+from temporec.data.base import DataError, at, numbered_lines, parse_timestamp, require_file
+from temporec.data.events import load_events, read_events, read_items
 from temporec.data.movielens import load_movielens, load_sequences
 from temporec.data.recbole import load_recbole
 from temporec.data.taobao import find_taobao_file, is_taobao_file, load_taobao
-from temporec.types import Catalog, Dataset
 
 __all__ = [
     "DataError",
+    "at",
+    "numbered_lines",
+    "parse_timestamp",
+    "read_items",
+    "require_file",
     "k_core",
     "load_dataset",
     "load_events",

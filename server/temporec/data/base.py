@@ -8,8 +8,8 @@ from collections.abc import Iterable, Iterator
 from datetime import datetime, timezone
 from pathlib import Path
 
-from temporec.errors import InvalidArgument
-from temporec.types import Event
+from temporec.contract.errors import InvalidArgument
+from temporec.contract.types import Event
 
 
 class DataError(InvalidArgument):

@@ -17,9 +17,16 @@ import json
 from collections.abc import Iterator
 from pathlib import Path
 
-from temporec.data.base import DataError, at, describe_item, group_histories, numbered_lines, parse_timestamp
-from temporec.errors import allowed
-from temporec.types import Catalog, Dataset, Event
+from temporec.contract.errors import allowed
+from temporec.contract.types import Catalog, Dataset, Event
+from temporec.data.base import (
+    DataError,
+    at,
+    describe_item,
+    group_histories,
+    numbered_lines,
+    parse_timestamp,
+)
 
 FORMATS = (".csv", ".jsonl")
 EVENT_FIELDS = ("user_id", "item_id")

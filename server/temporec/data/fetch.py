@@ -29,8 +29,8 @@ import urllib.request
 import zipfile
 from pathlib import Path
 
-from temporec.embedding_cache import cache_root
-from temporec.errors import Unavailable
+from temporec.contract.errors import Unavailable
+from temporec.model.embedding_cache import cache_root
 
 ML100K_URL = "https://files.grouplens.org/datasets/movielens/ml-100k.zip"
 GROUPLENS_FILES = ("u.data", "u.item", "u.genre")

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from temporec.contract.types import Catalog, Dataset, Event
 from temporec.data.base import (
     DataError,
     at,
@@ -24,7 +25,6 @@ from temporec.data.base import (
     require_file,
     split_fields,
 )
-from temporec.types import Catalog, Dataset, Event
 
 ENCODING = "latin-1"
 ACTION = "watch"

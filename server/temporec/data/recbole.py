@@ -15,6 +15,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from temporec.contract.errors import allowed
+from temporec.contract.types import Catalog, Dataset, Event
 from temporec.data.base import (
     DataError,
     at,
@@ -24,8 +26,6 @@ from temporec.data.base import (
     require_file,
     split_fields,
 )
-from temporec.errors import allowed
-from temporec.types import Catalog, Dataset, Event
 
 FIELD_TYPES = ("token", "token_seq", "float", "float_seq")
 TEXT_TYPES = ("token", "token_seq")

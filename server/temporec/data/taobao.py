@@ -15,9 +15,15 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from temporec.data.base import DataError, at, group_histories, numbered_lines, split_fields
-from temporec.errors import allowed
-from temporec.types import Catalog, Dataset, Event
+from temporec.contract.errors import allowed
+from temporec.contract.types import Catalog, Dataset, Event
+from temporec.data.base import (
+    DataError,
+    at,
+    group_histories,
+    numbered_lines,
+    split_fields,
+)
 
 ACTIONS = {"pv": "view", "cart": "cart", "fav": "favourite", "buy": "purchase"}
 HEADER = "user_id,item_id,category_id,behavior_type,timestamp"

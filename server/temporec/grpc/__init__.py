@@ -1,9 +1,16 @@
-"""The gRPC transport: the temporec.v1.Recommender servicer, health and reflection.
+"""The gRPC transport: everything about RPCs, over a built ``temporec.serving``
+service. No module here imports torch or reads a tensor.
 
-``serve(config)`` runs a server until SIGTERM/SIGINT; ``TemporecServer`` is the same
-server for in-process use (tests, embedding in another asyncio program).
+    server        TemporecServer: services, ports, health, reloads, graceful stop; serve()
+    servicer      the temporec.v1.Recommender servicer
+    admin         the temporec.v1.Admin servicer (reloads), guarded by its own tokens
+    translate     protobuf <-> the core's types
+    status        the one map from core exceptions to status codes
+    interceptors  request ids, access log, metrics, concurrency limit, drain
+    security      TLS, mutual TLS, bearer tokens
 """
 
-from temporec.grpc.server import RecommenderServicer, TemporecServer, build_server, build_service, serve
+from temporec.grpc.server import TemporecServer, build_server, serve
+from temporec.grpc.servicer import RecommenderServicer
 
-__all__ = ["RecommenderServicer", "TemporecServer", "build_server", "build_service", "serve"]
+__all__ = ["RecommenderServicer", "TemporecServer", "build_server", "serve"]

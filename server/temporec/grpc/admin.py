@@ -12,17 +12,16 @@ which leaves ``/temporec.v1.Admin/`` to this servicer.)
 
 from __future__ import annotations
 
-import hmac
 from collections.abc import Awaitable, Callable
 
 import grpc
 
-from temporec.config import ServerConfig
 from temporec.grpc import translate
 from temporec.grpc.interceptors import metadata_values
-from temporec.grpc.security import AUTHORIZATION_KEY, digest, tokens_from
+from temporec.grpc.security import AUTHORIZATION_KEY, bearer_token, digest, token_matches, tokens_from
 from temporec.grpc.status import grpc_errors
-from temporec.service import ReloadResult
+from temporec.serving.config import ServerConfig
+from temporec.serving.service import ReloadResult
 from temporec.v1 import admin_pb2, admin_pb2_grpc
 
 ADMIN_SERVICE_NAME = admin_pb2.DESCRIPTOR.services_by_name["Admin"].full_name
@@ -60,14 +59,11 @@ class AdminServicer(admin_pb2_grpc.AdminServicer):
         """End the call unless it carries one of the admin tokens."""
         if not self._digests:
             await context.abort(grpc.StatusCode.PERMISSION_DENIED, HOW_TO_ENABLE)
-        values = metadata_values(context.invocation_metadata(), AUTHORIZATION_KEY)
-        scheme, _, token = values[0].partition(" ") if len(values) == 1 else ("", "", "")
-        if scheme.lower() != "bearer" or not token.strip():
+        token = bearer_token(metadata_values(context.invocation_metadata(), AUTHORIZATION_KEY))
+        if token is None:
             await context.abort(
                 grpc.StatusCode.UNAUTHENTICATED,
                 "authorization: send exactly one metadata value 'authorization: Bearer <admin token>'",
             )
-        presented = digest(token.strip())
-        # Compare with every token, each in constant time: no early exit to time.
-        if not any([hmac.compare_digest(presented, known) for known in self._digests]):
+        if not token_matches(token, self._digests):
             await context.abort(grpc.StatusCode.PERMISSION_DENIED, "authorization: this token is not an admin token")

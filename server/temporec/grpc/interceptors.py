@@ -1,5 +1,6 @@
 """grpc.aio server interceptors for every call: request ids and access logs, metrics, the
-limit on concurrent calls, and refusing request messages that do not decode.
+limit on concurrent calls, refusing request messages that do not decode, and the drain
+that starts a graceful stop.
 
 ``temporec.grpc.security.call_interceptors`` installs them outermost first: ``CallLog``,
 (``CallMetrics``,) bearer-token authentication, ``ConcurrencyLimit``,
@@ -167,9 +168,10 @@ class CallLog(grpc.aio.ServerInterceptor):
 
 
 class CallMetrics(grpc.aio.ServerInterceptor):
-    """Hands every finished unary call to ``recorder.record_call(method, request,
-    response, code, seconds)`` (``temporec.metrics.ServerMetrics``). Streams (health
-    Watch, reflection) and unknown methods are not counted."""
+    """Hands every finished unary call to ``recorder.record_call`` (``temporec.serving.
+    metrics.ServerMetrics``): its method, domain and head (from the request and the
+    response), status code, seconds and Recommend's stage timings. Streams (health Watch,
+    reflection) and unknown methods are not counted."""
 
     def __init__(self, recorder):
         self.recorder = recorder
@@ -183,8 +185,11 @@ class CallMetrics(grpc.aio.ServerInterceptor):
     @contextlib.asynccontextmanager
     async def measure(self, call: Call):
         def record(code: grpc.StatusCode, seconds: float) -> None:
-            method = call.method.rpartition("/")[2]
-            self.recorder.record_call(method, call.request, call.response, code, seconds)
+            request, response = call.request, call.response
+            domain = getattr(request, "domain", "")
+            head = getattr(response, "head", "") or getattr(request, "head", "")
+            stages = {timing.stage: timing.milliseconds for timing in getattr(response, "timings", ())}
+            self.recorder.record_call(call.method.rpartition("/")[2], domain, head, code.name, seconds, stages)
 
         async with reporting_end(call, record):
             yield
@@ -370,3 +375,38 @@ class MalformedRequests(grpc.aio.ServerInterceptor):
                 grpc.StatusCode.INVALID_ARGUMENT, f"{name}: the request message does not decode: {call.request.error}"
             )
         yield
+
+
+class Drain(grpc.aio.ServerInterceptor):
+    """Graceful shutdown's first step. Once ``drain`` starts, a new call ends at once
+    with UNAVAILABLE, so that its client retries (on another replica), while the calls in
+    flight finish; gRPC's own stop would cancel new calls on open connections instead.
+    Health and reflection stay open."""
+
+    def __init__(self):
+        self.draining = False
+        self.in_flight = 0  # only touched on the server's event loop
+
+    async def intercept_service(self, continuation, details: grpc.HandlerCallDetails):
+        handler = await continuation(details)
+        if handler is None or is_always_open(details.method):
+            return handler
+        if self.draining:
+            return refusal(handler, grpc.StatusCode.UNAVAILABLE, "the server is shutting down; retry on another server")
+        return wrap(handler, details.method, self._counted)
+
+    @contextlib.asynccontextmanager
+    async def _counted(self, call: Call):
+        self.in_flight += 1
+        try:
+            yield
+        finally:
+            self.in_flight -= 1
+
+    async def drain(self, timeout: float) -> None:
+        """Refuse new calls; return when no call is in flight, or after ``timeout`` seconds."""
+        self.draining = True
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while self.in_flight and loop.time() < deadline:
+            await asyncio.sleep(0.02)

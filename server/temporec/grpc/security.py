@@ -23,7 +23,6 @@ from pathlib import Path
 
 import grpc
 
-from temporec.config import ConfigError, ServerConfig
 from temporec.grpc.interceptors import (
     CallLog,
     ConcurrencyLimit,
@@ -32,6 +31,7 @@ from temporec.grpc.interceptors import (
     metadata_values,
     refusal,
 )
+from temporec.serving.config import ConfigError, ServerConfig
 
 log = logging.getLogger(__name__)
 
@@ -161,18 +161,26 @@ class BearerTokenAuth(grpc.aio.ServerInterceptor):
         The messages never repeat what the caller sent."""
         if not values:
             return "authorization: send the metadata 'authorization: Bearer <token>'"
-        scheme, _, token = values[0].partition(" ")
-        if len(values) > 1 or scheme.lower() != "bearer" or not token.strip():
+        token = bearer_token(values)
+        if token is None:
             return "authorization: expected exactly one value of the form 'Bearer <token>'"
-        if not self.known(token.strip()):
+        if not token_matches(token, self._digests):
             return "authorization: the bearer token is not valid for this server"
         return None
 
-    def known(self, token: str) -> bool:
-        presented = digest(token)
-        # Compare with every token, in constant time each: no early exit to time.
-        matches = [hmac.compare_digest(presented, known) for known in self._digests]
-        return any(matches)
+
+def bearer_token(values: list[str]) -> str | None:
+    """The token of exactly one ``authorization`` value of the form ``Bearer <token>``."""
+    if len(values) != 1:
+        return None
+    scheme, _, token = values[0].partition(" ")
+    return token.strip() if scheme.lower() == "bearer" and token.strip() else None
+
+
+def token_matches(token: str, digests: list[bytes]) -> bool:
+    presented = digest(token)
+    # Compare with every token, in constant time each: no early exit to time.
+    return any([hmac.compare_digest(presented, known) for known in digests])
 
 
 def auth_interceptor(config: ServerConfig) -> BearerTokenAuth | None:

@@ -1,4 +1,5 @@
-"""The grpc.aio server: a thin translation layer over ``RecommenderService``.
+"""The grpc.aio server around a built ``RecommenderService``: its services, ports,
+health, metrics endpoint, reloads and graceful stop.
 
 Besides ``temporec.v1.Recommender`` it serves the standard ``grpc.health.v1.Health``
 (NOT_SERVING while models load and during shutdown, SERVING in between) and server
@@ -11,7 +12,6 @@ while requests that need no encoder are still served.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import signal
 from typing import Callable, Sequence
@@ -20,18 +20,15 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
-from temporec.config import ServerConfig
-from temporec.errors import FailedPrecondition, Unavailable
-from temporec.grpc import translate
+from temporec.contract.errors import FailedPrecondition
 from temporec.grpc.admin import ADMIN_SERVICE_NAME, AdminServicer, load_admin_tokens
-from temporec.grpc.interceptors import Call, CallMetrics, is_always_open, refusal, wrap
+from temporec.grpc.interceptors import CallMetrics, Drain
 from temporec.grpc.security import call_interceptors, server_credentials
-from temporec.grpc.status import grpc_errors
-from temporec.metrics import ServerMetrics
-from temporec.plugins import Registry, load_registry
-from temporec.service import RecommenderService, ReloadResult
-from temporec.v1 import recommender_pb2, recommender_pb2_grpc
-from temporec.v1 import admin_pb2_grpc
+from temporec.grpc.servicer import RecommenderServicer
+from temporec.serving import RecommenderService, ReloadResult
+from temporec.serving.config import ServerConfig
+from temporec.serving.metrics import ServerMetrics
+from temporec.v1 import admin_pb2_grpc, recommender_pb2, recommender_pb2_grpc
 
 log = logging.getLogger(__name__)
 
@@ -44,76 +41,6 @@ ENCODER_HEALTH_INTERVAL = 1.0  # seconds between encoder health checks
 def encoder_health_name(encoder: str) -> str:
     """The health-service name that reports the encoder ``encoder``."""
     return f"{SERVICE_NAME}/encoder/{encoder}"
-
-
-class RecommenderServicer(recommender_pb2_grpc.RecommenderServicer):
-    """Translates each call to the service; the call's deadline becomes its timeout,
-    capped by ``max_request_seconds`` so that no call waits forever on a hung plugin."""
-
-    def __init__(self, service: RecommenderService, max_request_seconds: float | None = None):
-        self.service = service
-        self.max_request_seconds = max_request_seconds
-
-    def _timeout(self, context: grpc.aio.ServicerContext) -> float | None:
-        """The call's time limit: the client's deadline or the server's ceiling, the shorter."""
-        remaining = context.time_remaining()
-        if self.max_request_seconds is None:
-            return remaining
-        return self.max_request_seconds if remaining is None else min(remaining, self.max_request_seconds)
-
-    @grpc_errors
-    async def Recommend(self, request, context):
-        if not self.service.ready():
-            raise Unavailable("the server is still loading its models; retry when its health is SERVING")
-        query = translate.query_from_proto(request)
-        recommendation = await self.service.recommend(query, timeout=self._timeout(context))
-        return translate.recommendation_to_proto(recommendation)
-
-    @grpc_errors
-    async def ListComponents(self, request, context):
-        return translate.components_to_proto(self.service.components())
-
-    @grpc_errors
-    async def Encode(self, request, context):
-        encoder, vectors = await self.service.encode(
-            list(request.texts), request.encoder, timeout=self._timeout(context)
-        )
-        return translate.embeddings_to_proto(encoder, vectors)
-
-
-class Drain(grpc.aio.ServerInterceptor):
-    """Graceful shutdown's first step. Once ``drain`` starts, a new call ends at once
-    with UNAVAILABLE, so that its client retries (on another replica), while the calls in
-    flight finish; gRPC's own stop would cancel new calls on open connections instead.
-    Health and reflection stay open."""
-
-    def __init__(self):
-        self.draining = False
-        self.in_flight = 0  # only touched on the server's event loop
-
-    async def intercept_service(self, continuation, details: grpc.HandlerCallDetails):
-        handler = await continuation(details)
-        if handler is None or is_always_open(details.method):
-            return handler
-        if self.draining:
-            return refusal(handler, grpc.StatusCode.UNAVAILABLE, "the server is shutting down; retry on another server")
-        return wrap(handler, details.method, self._counted)
-
-    @contextlib.asynccontextmanager
-    async def _counted(self, call: Call):
-        self.in_flight += 1
-        try:
-            yield
-        finally:
-            self.in_flight -= 1
-
-    async def drain(self, timeout: float) -> None:
-        """Refuse new calls; return when no call is in flight, or after ``timeout`` seconds."""
-        self.draining = True
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout
-        while self.in_flight and loop.time() < deadline:
-            await asyncio.sleep(0.02)
 
 
 def build_server(
@@ -219,29 +146,15 @@ class TemporecServer:
             await asyncio.sleep(ENCODER_HEALTH_INTERVAL)
 
 
-def build_service(config: ServerConfig, registry: Registry | None = None) -> RecommenderService:
-    """The service a configuration describes; ``registry`` defaults to the installed plugins."""
-    return RecommenderService(
-        registry if registry is not None else load_registry(),
-        config.models_dir,
-        encoder_options=config.encoders,
-        encoder_substitutes=config.encoder_substitutes,
-        default_encoder=config.default_encoder,
-        limits=config.limits,
-        device=config.device,
-    )
-
-
 async def serve(
+    service: RecommenderService,
     config: ServerConfig,
-    registry: Registry | None = None,
     on_ready: Callable[[TemporecServer], None] | None = None,
 ) -> None:
-    """Serve until SIGTERM or SIGINT, then shut down gracefully; SIGHUP reloads the
-    models. ``registry`` defaults to the installed plugins; ``on_ready`` is called once
-    the models are loaded. Signal handlers need the main thread; elsewhere use
-    ``TemporecServer`` directly."""
-    server = TemporecServer(build_service(config, registry), config)
+    """Serve ``service`` until SIGTERM or SIGINT, then shut down gracefully; SIGHUP
+    reloads the models. ``on_ready`` is called once the models are loaded. Signal
+    handlers need the main thread; elsewhere use ``TemporecServer`` directly."""
+    server = TemporecServer(service, config)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):

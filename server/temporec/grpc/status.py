@@ -7,7 +7,7 @@ import logging
 
 import grpc
 
-from temporec.errors import (
+from temporec.contract.errors import (
     FailedPrecondition,
     InvalidArgument,
     NotFound,

@@ -9,16 +9,17 @@ against the domain's declared ``request_options``.
 from __future__ import annotations
 
 import dataclasses
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from temporec.errors import InvalidArgument
-from temporec.options import option_text
-from temporec.service import ComponentInfo, Components, ModelInfo
-from temporec.types import Contribution, Event, HandOff, Query, Recommendation, ScoredItem
+from temporec.contract.errors import InvalidArgument
+from temporec.contract.types import (
+    Event,
+    Query,
+    Recommendation,
+    ScoredItem,
+)
+from temporec.serving.records import ComponentInfo, Components, ModelInfo
 from temporec.v1 import recommender_pb2 as pb
-
-if TYPE_CHECKING:
-    import torch
 
 ONEOF = "domain_options"
 SUFFIX = "_options"
@@ -30,12 +31,6 @@ TYPED_OPTIONS = {
 
 def event_from_proto(event: pb.Event) -> Event:
     return Event(event.item_id, event.action, event.timestamp_ms / 1000, event.text)
-
-
-def event_to_proto(event: Event) -> pb.Event:
-    return pb.Event(
-        item_id=event.item_id, action=event.action, timestamp_ms=round(event.timestamp * 1000), text=event.text
-    )
 
 
 def query_from_proto(request: pb.RecommendRequest) -> Query:
@@ -73,33 +68,6 @@ def options_from_proto(request: pb.RecommendRequest) -> dict[str, Any] | None:
     return {field.name: list(value) if field.is_repeated else value for field, value in fields}
 
 
-def query_to_proto(query: Query) -> pb.RecommendRequest:
-    return pb.RecommendRequest(
-        domain=query.domain,
-        head=query.head,
-        encoder=query.encoder,
-        user_id=query.user_id,
-        history=[event_to_proto(event) for event in query.history],
-        candidate_item_ids=query.candidates,
-        k=query.k,
-        allow_repeats=query.allow_repeats,
-        explain=query.explain,
-        explain_events=query.explain_events,
-        **options_to_proto(query.domain, query.options),
-    )
-
-
-def options_to_proto(domain: str, options: object | None) -> dict[str, Any]:
-    """RecommendRequest fields for ``options`` (a dataclass or a mapping): the domain's
-    typed message when it has one, else ``plugin_options`` as text."""
-    if options is None:
-        return {}
-    values = dataclasses.asdict(options) if dataclasses.is_dataclass(options) else dict(options)
-    if domain in TYPED_OPTIONS:
-        return {TYPED_OPTIONS[domain]: values}
-    return {"plugin_options": {name: option_text(value) for name, value in values.items()}}
-
-
 def recommendation_to_proto(recommendation: Recommendation) -> pb.RecommendResponse:
     hand_off = recommendation.hand_off
     return pb.RecommendResponse(
@@ -119,33 +87,6 @@ def recommendation_to_proto(recommendation: Recommendation) -> pb.RecommendRespo
 def item_to_proto(item: ScoredItem) -> pb.RecommendedItem:
     contributions = [pb.Contribution(**dataclasses.asdict(c)) for c in item.contributions]
     return pb.RecommendedItem(item_id=item.item_id, score=item.score, text=item.text, contributions=contributions)
-
-
-def item_from_proto(item: pb.RecommendedItem) -> ScoredItem:
-    contributions = [Contribution(c.history_index, c.item_id, c.weight) for c in item.contributions]
-    return ScoredItem(item.item_id, item.score, item.text, contributions)
-
-
-def recommendation_from_proto(response: pb.RecommendResponse) -> Recommendation:
-    return Recommendation(
-        items=[item_from_proto(i) for i in response.items],
-        domain=response.domain,
-        head=response.head,
-        encoder=response.encoder,
-        model_version=response.model_version,
-        cold_start=response.cold_start,
-        candidate_source=response.candidate_source,
-        rules_applied=list(response.rules_applied),
-        timings_ms={t.stage: t.milliseconds for t in response.timings},
-        hand_off=hand_off_from_proto(response),
-    )
-
-
-def hand_off_from_proto(response: pb.RecommendResponse) -> HandOff | None:
-    if not response.HasField("hand_off"):
-        return None
-    hand_off = response.hand_off
-    return HandOff(hand_off.recommended, hand_off.confidence, hand_off.threshold, hand_off.reason)
 
 
 def component_to_proto(info: ComponentInfo) -> pb.Component:
@@ -176,8 +117,9 @@ def components_to_proto(components: Components) -> pb.ListComponentsResponse:
     )
 
 
-def embeddings_to_proto(encoder: str, vectors: "torch.Tensor") -> pb.EncodeResponse:
-    """``vectors`` is an (n, dim) tensor, one row per text."""
+def embeddings_to_proto(encoder: str, vectors: Any) -> pb.EncodeResponse:
+    """``vectors``: (n, dim), one row per text, as the service returns them (``.tolist()``,
+    ``.shape``); the transport reads no tensor otherwise."""
     return pb.EncodeResponse(
         embeddings=[pb.Embedding(values=row) for row in vectors.tolist()],
         encoder=encoder,

@@ -1,21 +1,18 @@
-"""Training and leave-one-out evaluation of sequential recommenders.
+"""Training and offline evaluation of sequential recommenders.
 
-train(dataset, head_cls, text_embeddings, domain=..., encoder_name=..., encoder_model_id=...,
-      out_dir=..., config=TrainConfig(...)) -> artifact path
-evaluate_artifact(path, data=None) -> Report (model and popularity metrics)
-with_items(config, "text" | "ids" | "hybrid") -> TrainConfig
-hold_out_items(dataset, fraction) | without_items(dataset, items) -> ColdStartSplit
-evaluate_cold_start(model, dataset, split, actions, max_len) -> cold and warm metrics
+    next_item        train(): next-item prediction with a head; build_model, training_manifest
+    leave_one_out    evaluate_artifact(): each user's last event the test, popularity beside
+    protocols        the fields' evaluation protocols (next item, impressions, replies),
+                     every ranker a Scorer, baselines side by side
+    cold_start       item representations and items held out of training
+    splits, losses, ranking_metrics   the pieces the above are made of
+
+``train_request`` and ``eval_request`` build what ``Domain.train`` and ``Domain.evaluate``
+take (``temporec.contract.training``).
 """
 
-from temporec.training.evaluate import (
-    Report,
-    evaluate_all,
-    evaluate_artifact,
-    evaluate_model,
-    evaluate_popularity,
-)
-from temporec.training.experiments import (
+from temporec.contract.training import EvalRequest, Report, TrainConfig, TrainRequest
+from temporec.training.cold_start import (
     ITEM_REPRESENTATIONS,
     ColdStartSplit,
     evaluate_cold_start,
@@ -23,20 +20,84 @@ from temporec.training.experiments import (
     with_items,
     without_items,
 )
-from temporec.training.train import TrainConfig, train
+from temporec.training.leave_one_out import (
+    eval_request,
+    evaluate_all,
+    evaluate_artifact,
+    evaluate_model,
+    evaluate_popularity,
+    restrict_to_catalog,
+)
+from temporec.training.next_item import (
+    SCHEDULES,
+    build_model,
+    train,
+    train_request,
+    training_manifest,
+)
+from temporec.training.protocols import (
+    BM25,
+    ImpressionCase,
+    NextItemCase,
+    ReplyCase,
+    Scorer,
+    TextVectors,
+    artifact_scorer,
+    bm25_scorer,
+    embedding_scorer,
+    evaluate_impressions,
+    evaluate_next_item,
+    evaluate_replies,
+    event_text,
+    flat_metrics,
+    frozen_item_embeddings,
+    model_scorer,
+    popularity_scorer,
+    recent_scorer,
+    rule_mask,
+)
+from temporec.training.splits import MIN_EVENTS
 
 __all__ = [
+    "BM25",
     "ITEM_REPRESENTATIONS",
+    "MIN_EVENTS",
+    "SCHEDULES",
     "ColdStartSplit",
+    "EvalRequest",
+    "ImpressionCase",
+    "NextItemCase",
     "Report",
+    "ReplyCase",
+    "Scorer",
+    "TextVectors",
     "TrainConfig",
+    "TrainRequest",
+    "artifact_scorer",
+    "bm25_scorer",
+    "build_model",
+    "embedding_scorer",
+    "eval_request",
     "evaluate_all",
     "evaluate_artifact",
     "evaluate_cold_start",
+    "evaluate_impressions",
     "evaluate_model",
+    "evaluate_next_item",
     "evaluate_popularity",
+    "evaluate_replies",
+    "event_text",
+    "flat_metrics",
+    "frozen_item_embeddings",
     "hold_out_items",
+    "model_scorer",
+    "popularity_scorer",
+    "recent_scorer",
+    "restrict_to_catalog",
+    "rule_mask",
     "train",
+    "train_request",
+    "training_manifest",
     "with_items",
     "without_items",
 ]

@@ -18,10 +18,10 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from temporec.contract.errors import allowed
+from temporec.contract.types import Dataset
 from temporec.data import DataError
-from temporec.errors import allowed
-from temporec.model import EventBatch, gap_buckets
-from temporec.types import Dataset
+from temporec.model.recommender import EventBatch, gap_buckets
 
 HOLDOUT = {"test": 1, "valid": 2}  # split -> how many events from the end its target is
 MIN_EVENTS = 3

@@ -9,6 +9,11 @@
   ``nvidia-pytriton`` wheel bundles (Python backend only, runs on a CPU), by pid, for tests
   and local use.
 - ``temporec.triton.backends``: the ``model.py`` sources that run inside Triton.
+- ``temporec.triton.metrics``: ``time_triton_request``, the histogram of calls to Triton.
 
 The client side is the ``triton`` encoder plugin (``temporec_plugins.encoders.triton``).
 """
+
+from temporec.triton.metrics import time_triton_request
+
+__all__ = ["time_triton_request"]

@@ -13,7 +13,7 @@ from pathlib import Path
 from google.protobuf import text_format
 from tritonclient.grpc import model_config_pb2 as mc
 
-from temporec.errors import InvalidArgument, allowed
+from temporec.contract.errors import InvalidArgument, allowed
 
 CONFIG_FILE = "config.pbtxt"
 INSTANCE_KINDS = {"cpu": mc.ModelInstanceGroup.KIND_CPU, "gpu": mc.ModelInstanceGroup.KIND_GPU}
@@ -23,7 +23,7 @@ TENSORRT_PRECISIONS = ("fp16", "fp32")
 TEXT, EMBEDDING = "TEXT", "EMBEDDING"
 INPUT_IDS, ATTENTION_MASK, HIDDEN = "input_ids", "attention_mask", "last_hidden_state"
 #: Config parameters the ``triton`` encoder reads: its vector space and token budget.
-MODEL_ID_PARAMETER, MAX_LENGTH_PARAMETER = "temporec_model_id", "max_length"
+MODEL_ID_PARAMETER = "temporec_model_id"
 
 
 @dataclass

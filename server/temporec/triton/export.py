@@ -33,7 +33,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from temporec.errors import FailedPrecondition, InvalidArgument, allowed
+from temporec.contract.errors import FailedPrecondition, InvalidArgument, allowed
 from temporec.triton import configs
 from temporec.triton.configs import Serving
 
@@ -95,7 +95,7 @@ class Encoder:
         from transformers import AutoModel, AutoTokenizer
         from transformers.utils import logging as hf_logging
 
-        from temporec_plugins.encoders.local import DEFAULT_MODEL_ID, resolve_source
+        from temporec.model.pretrained import DEFAULT_MODEL_ID, resolve_source
 
         source = resolve_source(model)
         if not sys.stderr.isatty():
@@ -110,7 +110,7 @@ class Encoder:
     @torch.inference_mode()
     def embed(self, texts: list[str], max_length: int) -> np.ndarray:
         """Reference embeddings, computed as the ``local`` encoder computes them."""
-        from temporec_plugins.encoders.local import mean_pool
+        from temporec.model.pretrained import mean_pool
 
         tokens = self.tokenizer(texts, padding=True, truncation=True, max_length=max_length, return_tensors="pt")
         hidden = self.model(**tokens).last_hidden_state
@@ -344,7 +344,7 @@ def onnx_max_error(path: Path, encoder: Encoder, max_length: int) -> float:
     computes them as the local encoder does. The embeddings are pooled the same way."""
     import onnxruntime
 
-    from temporec_plugins.encoders.local import mean_pool
+    from temporec.model.pretrained import mean_pool
 
     texts = list(SAMPLE_TEXTS)
     tokens = encoder.tokenizer(texts, padding="max_length", truncation=True, max_length=max_length, return_tensors="np")

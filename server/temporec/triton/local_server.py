@@ -30,7 +30,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from temporec.errors import FailedPrecondition, Unavailable
+from temporec.contract.errors import FailedPrecondition, Unavailable
 
 LOG_TAIL = 40  # lines of the server log quoted in errors
 

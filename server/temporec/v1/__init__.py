@@ -9,7 +9,12 @@ that both ``from temporec.v1 import recommender_pb2`` and
 
 import sys
 
-from temporec_client.v1 import admin_pb2, admin_pb2_grpc, recommender_pb2, recommender_pb2_grpc
+from temporec_client.v1 import (
+    admin_pb2,
+    admin_pb2_grpc,
+    recommender_pb2,
+    recommender_pb2_grpc,
+)
 
 for _module in (admin_pb2, admin_pb2_grpc, recommender_pb2, recommender_pb2_grpc):
     sys.modules[f"{__name__}.{_module.__name__.rpartition('.')[2]}"] = _module

@@ -19,7 +19,7 @@ from itertools import pairwise
 import torch
 
 import temporec
-from temporec.errors import InvalidArgument
+from temporec import InvalidArgument
 
 EMPTY = "\x00empty"  # the feature of a text without words, so that its vector has length 1
 

@@ -22,10 +22,8 @@ from pathlib import Path
 import torch
 
 import temporec
+from temporec import Catalog, Dataset, Event, Query, allowed, read_options
 from temporec.data import DataError
-from temporec.errors import allowed
-from temporec.options import read_options
-from temporec.types import Catalog, Dataset, Event, Query
 
 ACTIONS = ("play", "finish", "skip")
 EPISODE_FIELDS = ("episode_id", "show", "title")

@@ -1,0 +1,224 @@
+"""The ``news`` domain: articles clicked from impressions (lists of articles shown).
+
+Data: MIND-format directories (``temporec_plugins.domains.news.reader``): MIND itself, or NeMig, which
+has no impression times (an impression is then dated by its newest candidate's
+publication date, and a history click by its article's). Articles are short-lived, so
+models are trained on their text alone (``training_config``: no id embeddings, which
+would stay untrained for every article published after training), and the time gap
+between clicks enters every event.
+
+Split: with MIND's parts (``*_train``, ``*_dev``) the dev impressions are the test; else
+each user's last impression is, and the earlier ones are training data. A user's
+training history is the impression's history, then the clicks of the training
+impressions in order. ``load_dataset`` returns those histories (clicks only), so
+``temporec train --domain news`` never sees a test impression.
+
+Rules: clicked articles are not offered again (the base rule); when the candidates come
+from the catalog rather than the request (an impression list), articles published more
+than ``max_age_days`` before the newest event of the history are left out
+(``exclude_stale``; catalogs with a ``published`` feature).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from temporec import (
+    Catalog,
+    Dataset,
+    Domain,
+    EvalRequest,
+    Event,
+    Query,
+    Report,
+    hookimpl,
+)
+from temporec.data import DataError
+from temporec.training import (
+    ImpressionCase,
+    Scorer,
+    TrainConfig,
+    artifact_scorer,
+    bm25_scorer,
+    embedding_scorer,
+    evaluate_impressions,
+    event_text,
+    flat_metrics,
+    frozen_item_embeddings,
+    popularity_scorer,
+)
+from temporec_plugins.domains.news.reader import Impression, NewsData, load_news
+
+CLICK = "click"
+DAY = 86_400.0
+
+
+@dataclass
+class NewsOptions:
+    """What a news request may ask for."""
+
+    max_age_days: float = 7.0  # catalog candidates: at most this old (0: any age)
+
+
+@dataclass
+class NewsSplit:
+    """Training histories (clicks, oldest first) and the test impressions."""
+
+    train: dict[str, list[Event]]
+    test: list[ImpressionCase]
+
+
+class NewsDomain(Domain):
+    name = "news"
+    description = "News: the next article clicked, from a click history (MIND-format impressions)."
+    actions = (CLICK, "impression")
+    default_head = "lstm"
+    request_options = NewsOptions
+    #: shown-but-not-clicked events are signals, never targets
+    target_weights = {"impression": 0.0}
+
+    def load_dataset(self, path: str) -> Dataset:
+        """The training click histories of the MIND-format data at ``path``."""
+        data = load_news(path)
+        return Dataset(data.name, data.catalog, self.split(data).train)
+
+    def load_news(self, path: str | Path) -> NewsData:
+        return load_news(path)
+
+    def training_config(self, dataset: Dataset, config: TrainConfig | None = None) -> TrainConfig:
+        """``config`` without id embeddings (articles are recommended when new), with
+        the news target weights."""
+        config = config or TrainConfig()
+        return replace(config, use_ids=False, target_weights=config.target_weights or dict(self.target_weights))
+
+    def apply_rules(self, query: Query, history: list[int], catalog: Catalog, allowed: torch.Tensor) -> list[str]:
+        rules = super().apply_rules(query, history, catalog, allowed)
+        options: NewsOptions = query.options
+        newest = max((e.timestamp for e in query.history), default=0.0)
+        published = catalog.features.get("published")
+        if query.candidates or not (options.max_age_days and newest and published):
+            return rules
+        oldest = newest - options.max_age_days * DAY
+        stale = torch.tensor([bool(p) and float(p) < oldest for p in published])
+        if (allowed & stale).any():
+            allowed &= ~stale
+            rules.append("exclude_stale")
+        return rules
+
+    # -- split and evaluation ----------------------------------------------------------
+
+    def split(self, data: NewsData) -> NewsSplit:
+        """Training histories and test impressions (see the module's docstring)."""
+        published = _published(data.catalog)
+        by_user: dict[str, list[Impression]] = {}
+        for impression in data.impressions:
+            by_user.setdefault(impression.user, []).append(impression)
+        has_parts = any(i.part == "dev" for i in data.impressions)
+        train, test = {}, []
+        for user, impressions in by_user.items():
+            impressions.sort(key=_order)
+            if has_parts:
+                earlier = [i for i in impressions if i.part == "train"]
+                tested = [i for i in impressions if i.part == "dev"]
+            else:
+                earlier, tested = impressions[:-1], impressions[-1:]
+            events = _clicks(earlier, published) if earlier else _history(tested[0], published) if tested else []
+            if events:
+                train[user] = events
+            for impression in tested:
+                history = events or _history(impression, published)
+                test.append(ImpressionCase(history, impression.candidates, impression.labels))
+        return NewsSplit(train, test)
+
+    def baselines(
+        self, data: NewsData, split: NewsSplit, item_embeddings: torch.Tensor | None = None
+    ) -> dict[str, Scorer]:
+        """Popularity (training clicks), recency (newest article first, when the data has
+        dates), BM25 of the history's texts, and the frozen encoder's cosine similarity
+        (when ``item_embeddings`` are given)."""
+        catalog = data.catalog
+        counts = np.bincount(
+            [catalog.index[e.item_id] for h in split.train.values() for e in h], minlength=len(catalog)
+        )
+        rankers = {"popularity": popularity_scorer(torch.from_numpy(counts).float())}
+        published = _published(catalog)
+        if any(published.values()):
+            rankers["recency"] = popularity_scorer(torch.tensor([published.get(i, 0.0) for i in catalog.item_ids]))
+        text = event_text(catalog)
+        rankers["bm25"] = bm25_scorer(catalog, lambda history: " ".join(text(e) for e in history))
+        if item_embeddings is not None:
+            rankers["frozen-encoder"] = embedding_scorer(item_embeddings, catalog, decay=0.8)
+        return rankers
+
+    # -- evaluation (``temporec eval``; training is the default ``Domain.train``) ---------
+
+    def evaluate(self, request: EvalRequest) -> Report:
+        """Score each test impression's candidates (see ``split``) as MIND does: AUC,
+        MRR, nDCG@5 and nDCG@10 of the model and of the ``baselines``, over the
+        impressions with both a click and a non-click. Article ids outside the model's
+        catalog leave histories and impressions (counted as dropped events)."""
+        model = request.model
+        news, dropped = _within(self.load_news(request.data), model.catalog)
+        split = self.split(news)
+        head = model.manifest.head
+        rankers = {head: artifact_scorer(model), **self.baselines(news, split, frozen_item_embeddings(model))}
+        results, skipped = evaluate_impressions(rankers, split.test, news.catalog)
+        if not results[head]:
+            raise DataError(f"{news.name}: no test impression has both a click and a non-click")
+        fingerprint = model.manifest.data_fingerprint
+        same = Dataset(news.name, news.catalog, split.train).fingerprint() == fingerprint
+        metrics = flat_metrics(results, head, "test")
+        return Report(str(model.path), head, news.name, fingerprint, same, len(split.test) - skipped, dropped, metrics)
+
+
+def _within(data: NewsData, catalog: Catalog) -> tuple[NewsData, int]:
+    """``data`` over ``catalog`` (a model's): ids it lacks leave the histories and the
+    impressions; also returns how many were left out."""
+    impressions, dropped = [], 0
+    for impression in data.impressions:
+        history = [item for item in impression.history if item in catalog.index]
+        pairs = zip(impression.candidates, impression.labels)
+        shown = [(item, label) for item, label in pairs if item in catalog.index]
+        dropped += len(impression.history) - len(history) + len(impression.candidates) - len(shown)
+        candidates, labels = [item for item, _ in shown], [label for _, label in shown]
+        impressions.append(replace(impression, history=history, candidates=candidates, labels=labels))
+    return NewsData(data.name, catalog, impressions, data.dropped, data.layout), dropped
+
+
+def _published(catalog: Catalog) -> dict[str, float]:
+    values = catalog.features.get("published", [])
+    return {item: float(value) for item, value in zip(catalog.item_ids, values) if value}
+
+
+def _order(impression: Impression) -> tuple:
+    """Impressions in time, then id order (numerically when ids are numbers)."""
+    key = impression.id
+    return (impression.time, int(key) if key.isdigit() else 0, key)
+
+
+def _history(impression: Impression, published: dict[str, float]) -> list[Event]:
+    """The impression's history as click events, dated by publication where known (then
+    sorted by it, so that times never go back)."""
+    events = [Event(item, CLICK, published.get(item, 0.0)) for item in impression.history]
+    return sorted(events, key=lambda e: e.timestamp)
+
+
+def _clicks(impressions: list[Impression], published: dict[str, float]) -> list[Event]:
+    """The first impression's history, then every impression's clicks, in order; an
+    impression without a time is dated by its newest candidate (never earlier than the
+    event before)."""
+    events = _history(impressions[0], published)
+    for impression in impressions:
+        time = impression.time or max((published.get(c, 0.0) for c in impression.candidates), default=0.0)
+        time = max(time, events[-1].timestamp if events else 0.0)
+        events += [Event(item, CLICK, time) for item in impression.clicked]
+    return events
+
+
+@hookimpl
+def register_domains(register):
+    register(NewsDomain)

@@ -1,0 +1,111 @@
+"""What a domain receives and returns when ``temporec train`` and ``temporec eval`` call it.
+
+``Domain.train(request)`` and ``Domain.evaluate(request)`` each take one request object.
+Besides the user's choices, a request carries the standard procedure that temporec's
+training layer provides (``fit``, ``leave_one_out``): the default ``Domain`` methods call
+it, and a domain that reads its data its own way can call it on the ``Dataset`` it built.
+The contract names these procedures but does not import them, so the plugin contract
+stays below the training layer.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from temporec.contract.encoders import Encoder
+from temporec.contract.types import Dataset
+
+if TYPE_CHECKING:  # annotations only: the model layer sits above the contract
+    from temporec.contract.heads import Head
+    from temporec.model.artifacts import LoadedModel
+
+
+@dataclass
+class TrainConfig:
+    dim: int = 64
+    max_len: int = 50
+    epochs: int = 20
+    batch_size: int = 128
+    lr: float = 1e-3
+    weight_decay: float = 0.01
+    schedule: str = "constant"  # or "cosine": decay to 0 over the run (``Schedule``)
+    warmup_steps: int = 0  # optimizer steps of linear warm-up to ``lr``
+    dropout: float = 0.2
+    patience: int = 3  # epochs without a better validation NDCG@10 before stopping
+    seed: int = 0
+    use_text: bool = True
+    use_ids: bool = True
+    head_options: dict[str, Any] = field(default_factory=dict)
+    negatives: int = 0  # 0: full softmax over the catalog; else sampled negatives per batch
+    similarity: str = "dot"  # "dot" or "cosine" (temporec.model.recommender.SIMILARITIES)
+    temperature: float = 1.0  # divides cosine scores; 0.05 is HSTU's
+    grad_clip: float = 5.0
+    eval_batch_size: int = 256
+    device: str = ""  # empty or "auto": CUDA when present, else the CPU
+    time_budget_s: float = 0.0  # > 0: stop training (mid-epoch) once this many seconds are spent
+    threads: int = 0  # CPU threads for torch; 0: one per available core
+    length_buckets: bool = True  # batch windows of similar lengths together (less padding, faster)
+    item_features: list[str] = field(default_factory=list)  # categorical catalog features to embed
+    # action -> weight in [0, 1] of its events as targets (others 1): each such target enters
+    # a step's loss with that probability, an unbiased weighting that suits every loss
+    target_weights: dict[str, float] = field(default_factory=dict)
+
+    def key_fields(self) -> dict[str, Any]:
+        """What determines each epoch's weights: not the device, nor how long a run may
+        last (a killed run can be resumed with more epochs or time)."""
+        lasting = ("device", "eval_batch_size", "epochs", "patience", "time_budget_s", "threads")
+        return {k: v for k, v in asdict(self).items() if k not in lasting}
+
+
+@dataclass
+class Report:
+    """What ``evaluate_artifact`` measured, and on what."""
+
+    model: str
+    head: str
+    data: str
+    data_fingerprint: str
+    same_data_as_training: bool
+    users: int
+    dropped_events: int  # events whose items the model's catalog lacks
+    metrics: dict[str, float] = field(default_factory=dict)
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), indent=2)
+
+
+@dataclass
+class TrainRequest:
+    """``temporec train``: train ``head`` for a domain on the data at ``data``."""
+
+    data: str
+    head: type[Head]
+    encoder: Encoder  # embeds the item texts (through the cache in ``cache_dir``)
+    config: TrainConfig
+    out_dir: Path
+    #: the standard next-item training of ``head`` on a dataset read by the domain, with
+    #: the given settings; returns the saved artifact's directory
+    fit: Callable[[Dataset, TrainConfig], Path]
+    cache_dir: str | os.PathLike | None = None
+
+
+@dataclass
+class EvalRequest:
+    """``temporec eval``: measure ``model``, trained for a domain, on the data at ``data``."""
+
+    model: LoadedModel
+    data: str
+    #: the model's encoder, started on the first call (that takes seconds): call it only to
+    #: embed texts the model does not hold
+    open_encoder: Callable[[], Encoder]
+    #: the standard leave-one-out evaluation of ``model`` on a dataset, with the popularity
+    #: baseline side by side (each user's last event the test, the one before it the
+    #: validation target)
+    leave_one_out: Callable[[Dataset], Report]
+    batch_size: int = 256  # users per matmul
+    cache_dir: str | os.PathLike | None = None

@@ -1,0 +1,46 @@
+"""The ``temporec.v1.Recommender`` servicer: each call translated to the service and back."""
+
+from __future__ import annotations
+
+import grpc
+
+from temporec.contract.errors import Unavailable
+from temporec.grpc import translate
+from temporec.grpc.status import grpc_errors
+from temporec.serving import RecommenderService
+from temporec.v1 import recommender_pb2_grpc
+
+
+class RecommenderServicer(recommender_pb2_grpc.RecommenderServicer):
+    """Translates each call to the service; the call's deadline becomes its timeout,
+    capped by ``max_request_seconds`` so that no call waits forever on a hung plugin."""
+
+    def __init__(self, service: RecommenderService, max_request_seconds: float | None = None):
+        self.service = service
+        self.max_request_seconds = max_request_seconds
+
+    def _timeout(self, context: grpc.aio.ServicerContext) -> float | None:
+        """The call's time limit: the client's deadline or the server's ceiling, the shorter."""
+        remaining = context.time_remaining()
+        if self.max_request_seconds is None:
+            return remaining
+        return self.max_request_seconds if remaining is None else min(remaining, self.max_request_seconds)
+
+    @grpc_errors
+    async def Recommend(self, request, context):
+        if not self.service.ready():
+            raise Unavailable("the server is still loading its models; retry when its health is SERVING")
+        query = translate.query_from_proto(request)
+        recommendation = await self.service.recommend(query, timeout=self._timeout(context))
+        return translate.recommendation_to_proto(recommendation)
+
+    @grpc_errors
+    async def ListComponents(self, request, context):
+        return translate.components_to_proto(self.service.components())
+
+    @grpc_errors
+    async def Encode(self, request, context):
+        encoder, vectors = await self.service.encode(
+            list(request.texts), request.encoder, timeout=self._timeout(context)
+        )
+        return translate.embeddings_to_proto(encoder, vectors)

@@ -1,0 +1,201 @@
+"""Model artifacts: one directory per trained model.
+
+    manifest.json     what the model is: domain, head, encoder, data fingerprint, metrics,
+                      and the sha256 of every other file
+    model.safetensors the weights (with the frozen item text embeddings) and item popularity
+    catalog.jsonl     the items the model scores: {"item_id", "text", features...} per line
+
+No pickles: loading an artifact runs no code from it. Writing is atomic (a temporary
+directory renamed into place), so a killed training run never leaves half a model where
+a server loads from.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import shutil
+import tempfile
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file, save_file
+
+from temporec.contract.errors import FailedPrecondition
+from temporec.contract.types import Catalog
+from temporec.model.recommender import SequenceRecommender
+
+FORMAT = 1
+MANIFEST, WEIGHTS, CATALOG = "manifest.json", "model.safetensors", "catalog.jsonl"
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Manifest:
+    domain: str
+    head: str
+    encoder: str  # registered encoder name
+    encoder_model_id: str  # the vector space of the stored text embeddings
+    dim: int
+    max_len: int
+    actions: list[str]
+    head_options: dict = field(default_factory=dict)
+    use_text: bool = True
+    use_ids: bool = True
+    item_features: list[str] = field(default_factory=list)  # categorical catalog features embedded
+    dropout: float = 0.1
+    similarity: str = "dot"  # how states score items (temporec.model.recommender.SIMILARITIES)
+    temperature: float = 1.0
+    data_name: str = ""  # where the training data came from (a path for data read from disk)
+    data_fingerprint: str = ""
+    training: dict = field(default_factory=dict)  # the training settings (TrainConfig)
+    metrics: dict[str, float] = field(default_factory=dict)
+    version: str = ""  # set by save_model when empty
+    created: str = ""
+    format: int = FORMAT
+    files: dict[str, str] = field(default_factory=dict)  # name -> sha256
+
+    @property
+    def key(self) -> tuple[str, str, str]:
+        return (self.domain, self.head, self.encoder)
+
+
+@dataclass
+class LoadedModel:
+    manifest: Manifest
+    model: SequenceRecommender
+    catalog: Catalog
+    popularity: torch.Tensor  # (n_items,) interaction counts in the training data
+    path: Path
+
+    @property
+    def version(self) -> str:
+        return self.manifest.version
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _write_catalog(path: Path, catalog: Catalog) -> None:
+    with open(path, "w", encoding="utf-8") as f:
+        for i, (item, text) in enumerate(zip(catalog.item_ids, catalog.texts)):
+            row = {"item_id": item, "text": text}
+            row.update({name: values[i] for name, values in catalog.features.items()})
+            f.write(json.dumps(row, ensure_ascii=False) + "\n")
+
+
+def _read_catalog(path: Path) -> Catalog:
+    ids, texts, features = [], [], {}
+    with open(path, encoding="utf-8") as f:
+        for row in map(json.loads, f):
+            ids.append(row.pop("item_id"))
+            texts.append(row.pop("text"))
+            for name, value in row.items():
+                features.setdefault(name, []).append(value)
+    return Catalog(ids, texts, features)
+
+
+def save_model(
+    root: str | os.PathLike,
+    manifest: Manifest,
+    model: SequenceRecommender,
+    catalog: Catalog,
+    popularity: torch.Tensor,
+) -> Path:
+    """Write an artifact under ``root`` as ``<domain>-<head>-<version>`` and return its path."""
+    root = Path(root)
+    root.mkdir(parents=True, exist_ok=True)
+    manifest.created = manifest.created or time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    manifest.version = manifest.version or f"{time.strftime('%Y%m%d%H%M%S', time.gmtime())}-{manifest.data_fingerprint[:8]}"
+    final = root / f"{manifest.domain}-{manifest.head}-{manifest.version}"
+    staging = Path(tempfile.mkdtemp(prefix=".partial-", dir=root))
+    try:
+        tensors = {f"model.{k}": v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+        tensors["popularity"] = popularity.float().cpu().contiguous()
+        save_file(tensors, staging / WEIGHTS)
+        _write_catalog(staging / CATALOG, catalog)
+        manifest.files = {name: _sha256(staging / name) for name in (WEIGHTS, CATALOG)}
+        (staging / MANIFEST).write_text(json.dumps(asdict(manifest), indent=2) + "\n")
+        if final.exists():
+            shutil.rmtree(final)
+        os.replace(staging, final)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return final
+
+
+def read_manifest(path: str | os.PathLike) -> Manifest:
+    path = Path(path)
+    try:
+        data = json.loads((path / MANIFEST).read_text())
+        if data.get("format") != FORMAT:
+            raise FailedPrecondition(f"{path}: artifact format {data.get('format')!r}, this server reads {FORMAT}")
+        return Manifest(**data)
+    except (OSError, ValueError, TypeError) as exc:
+        raise FailedPrecondition(f"{path}: unreadable manifest: {exc}") from exc
+
+
+def load_model(path: str | os.PathLike, heads: dict[str, type]) -> LoadedModel:
+    """Load one artifact, checking file checksums; ``heads`` maps head names to classes.
+    A corrupt, truncated or incompatible artifact raises FailedPrecondition naming it."""
+    path = Path(path)
+    manifest = read_manifest(path)
+    unlisted = sorted({WEIGHTS, CATALOG} - set(manifest.files))
+    if unlisted:
+        raise FailedPrecondition(f"{path}: {MANIFEST} lists no checksum for {', '.join(unlisted)}")
+    for name, expected in manifest.files.items():
+        if not (path / name).is_file() or _sha256(path / name) != expected:
+            raise FailedPrecondition(f"{path}: {name} is missing or does not match its checksum")
+    if manifest.head not in heads:
+        raise FailedPrecondition(f"{path}: head {manifest.head!r} is not installed (installed: {sorted(heads)})")
+    try:
+        return _build(path, manifest, heads[manifest.head])
+    except FailedPrecondition:
+        raise
+    except Exception as exc:  # weights that do not fit the manifest, options the head refuses, ...
+        raise FailedPrecondition(f"{path}: incompatible artifact: {type(exc).__name__}: {exc}") from exc
+
+
+def _build(path: Path, manifest: Manifest, head_class: type) -> LoadedModel:
+    """The model an artifact describes, from files whose checksums were verified."""
+    tensors = load_file(path / WEIGHTS)
+    state = {k[len("model."):]: v for k, v in tensors.items() if k.startswith("model.")}
+    head = head_class(manifest.dim, manifest.max_len, **manifest.head_options)
+    model = SequenceRecommender(
+        head,
+        state["text_embeddings"],
+        n_actions=len(manifest.actions),
+        use_text=manifest.use_text,
+        use_ids=manifest.use_ids,
+        dropout=manifest.dropout,
+        item_features={name: state[f"item_features.{name}.values"] for name in manifest.item_features},
+        similarity=manifest.similarity,
+        temperature=manifest.temperature,
+    )
+    model.load_state_dict(state)
+    model.eval()
+    catalog, popularity = _read_catalog(path / CATALOG), tensors["popularity"]
+    if not len(catalog) == model.n_items == len(popularity):
+        raise FailedPrecondition(
+            f"{path}: {CATALOG} has {len(catalog)} items, the weights {model.n_items}, the popularity {len(popularity)}"
+        )
+    return LoadedModel(manifest, model, catalog, popularity, path)
+
+
+def find_artifacts(root: str | os.PathLike) -> list[Path]:
+    """Artifact directories directly under ``root`` (staging directories excluded)."""
+    root = Path(root)
+    if not root.is_dir():
+        return []
+    return sorted(p for p in root.iterdir() if (p / MANIFEST).is_file() and not p.name.startswith("."))

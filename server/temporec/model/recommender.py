@@ -1,0 +1,208 @@
+"""The sequential recommender: item tower + event embedding + a temporal head.
+
+    item vector  = W · text_embedding(item)  (+ id embedding, when the model has ids)
+                                             (+ one embedding per categorical feature)
+    event vector = item vector + action embedding + time-gap embedding
+    user state   = head(event vectors)[-1]           (left-padded batches)
+    score(item)  = user state · item vector          (similarity "dot")
+                 = cos(user state, item vector) / τ  (similarity "cosine", temperature τ)
+
+The text embeddings come from a frozen LLM encoder and are stored in the model, so a
+trained model scores its catalog without calling the encoder; an item outside the catalog
+is represented from its text alone.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from temporec.contract.heads import Head, HeadOutput
+
+GAP_BUCKETS = 32  # bucket 0: unknown gap; then one bucket per doubling of seconds
+SIMILARITIES = ("dot", "cosine")
+
+
+def gap_buckets(timestamps: torch.Tensor) -> torch.Tensor:
+    """Bucket the log2 gap to the previous event, per position; 0 where unknown."""
+    previous = F.pad(timestamps[..., :-1], (1, 0))
+    gaps = (timestamps - previous).clamp(min=0)
+    known = (timestamps > 0) & (previous > 0)
+    buckets = 1 + torch.log2(1 + gaps.double()).floor().long().clamp(max=GAP_BUCKETS - 2)
+    return torch.where(known, buckets, torch.zeros_like(buckets))
+
+
+@dataclass
+class EventBatch:
+    """A left-padded batch of histories as tensors (see ``temporec.contract.heads``)."""
+
+    items: torch.Tensor  # (B, L) long: catalog index, or -1 for an item known only by text
+    actions: torch.Tensor  # (B, L) long: index into the model's action vocabulary
+    gaps: torch.Tensor  # (B, L) long: time-gap bucket (``gap_buckets``)
+    mask: torch.Tensor  # (B, L) bool: False on padding
+    texts: torch.Tensor | None = None  # (B, L, E): text embeddings where items == -1
+
+    @classmethod
+    def from_histories(
+        cls,
+        items: list[list[int]],
+        actions: list[list[int]],
+        timestamps: list[list[float]],
+        max_len: int,
+        texts: list[list[torch.Tensor | None]] | None = None,
+    ) -> "EventBatch":
+        """Left-pad per-user histories (oldest first), keeping each one's last ``max_len``
+        events. ``texts[b][t]`` is the text embedding of an event whose item is -1."""
+        lengths = [min(len(h), max_len) for h in items]
+        width = max(lengths, default=0) or 1
+        size = (len(items), width)
+        item_t = torch.zeros(size, dtype=torch.long)
+        action_t = torch.zeros(size, dtype=torch.long)
+        time_t = torch.zeros(size, dtype=torch.float64)
+        text_t = None
+        for b, n in enumerate(lengths):
+            if n == 0:
+                continue
+            item_t[b, -n:] = torch.as_tensor(items[b][-n:])
+            action_t[b, -n:] = torch.as_tensor(actions[b][-n:])
+            time_t[b, -n:] = torch.as_tensor(timestamps[b][-n:], dtype=torch.float64)
+            for t, vector in enumerate((texts[b] if texts else [])[-n:]):
+                if vector is not None:
+                    if text_t is None:
+                        text_t = torch.zeros(*size, vector.shape[-1])
+                    text_t[b, width - n + t] = vector
+        mask = torch.arange(width).expand(size) >= (width - torch.as_tensor(lengths)).unsqueeze(1)
+        return cls(item_t, action_t, gap_buckets(time_t), mask, text_t)
+
+    def to(self, device) -> "EventBatch":
+        move = lambda t: None if t is None else t.to(device)  # noqa: E731
+        return EventBatch(*(move(t) for t in (self.items, self.actions, self.gaps, self.mask, self.texts)))
+
+
+class ItemFeature(nn.Module):
+    """One categorical item feature (e.g. a shop's category): each catalog item's value
+    index and an embedding per value, so that rarely seen items share what their value
+    learned."""
+
+    def __init__(self, values: torch.Tensor, dim: int):
+        super().__init__()
+        self.register_buffer("values", values.long().contiguous())
+        self.embedding = nn.Embedding(int(values.max()) + 1 if values.numel() else 1, dim)
+        nn.init.normal_(self.embedding.weight, std=1 / math.sqrt(dim))
+
+    def forward(self, index: torch.Tensor | None = None) -> torch.Tensor:
+        """Embeddings of catalog items ``index`` (all items when None)."""
+        return self.embedding(self.values if index is None else self.values[index])
+
+
+class SequenceRecommender(nn.Module):
+    def __init__(
+        self,
+        head: Head,
+        text_embeddings: torch.Tensor,
+        n_actions: int,
+        use_text: bool = True,
+        use_ids: bool = True,
+        dropout: float = 0.1,
+        item_features: dict[str, torch.Tensor] | None = None,
+        similarity: str = "dot",
+        temperature: float = 1.0,
+    ):
+        """``item_features``: categorical catalog features, name -> (n_items,) value
+        indices (0..values-1); each value gets an embedding, added to the item vector.
+        ``similarity``: how a user state scores an item, "dot" or "cosine" (divided by
+        ``temperature``: a sharp softmax over unit vectors, as HSTU trains)."""
+        super().__init__()
+        if not (use_text or use_ids or item_features):
+            raise ValueError("an item representation needs text, ids or categorical features")
+        if similarity not in SIMILARITIES:
+            raise ValueError(f"similarity {similarity!r}; allowed: {', '.join(SIMILARITIES)}")
+        if temperature <= 0:
+            raise ValueError(f"temperature {temperature}; must be above 0")
+        self.similarity, self.temperature = similarity, float(temperature)
+        n_items, text_dim = text_embeddings.shape
+        dim = head.dim
+        self.head = head
+        self.use_text, self.use_ids = use_text, use_ids
+        # A fresh copy, never a view: safetensors hands out tensors at 8-byte offsets of one
+        # buffer, and BLAS (MKL on x86) picks its kernel, and so its summation order, by the
+        # alignment of its inputs. Torch's own allocations are 64-byte aligned, so a trained
+        # model and the same model loaded from disk compute bit for bit alike.
+        self.register_buffer("text_embeddings", text_embeddings.to(torch.float32, copy=True).contiguous())
+        self.text_proj = nn.Linear(text_dim, dim) if use_text else None
+        self.item_ids = nn.Embedding(n_items, dim) if use_ids else None
+        if self.item_ids is not None and use_text:
+            # Beside text, an id embedding is a learned correction that starts at zero: an
+            # item never seen in training keeps none, and is represented by its text alone.
+            nn.init.zeros_(self.item_ids.weight)
+        elif self.item_ids is not None:
+            nn.init.normal_(self.item_ids.weight, std=1 / math.sqrt(dim))
+        self.item_features = nn.ModuleDict(
+            {name: ItemFeature(values, dim) for name, values in sorted((item_features or {}).items())}
+        )
+        self.actions = nn.Embedding(max(n_actions, 1), dim)
+        self.gaps = nn.Embedding(GAP_BUCKETS, dim)
+        # As small as the item vectors: at torch's default N(0, 1) they drown an item's
+        # projected text (a few hundredths per coordinate) and text-only models never learn.
+        for table in (self.actions, self.gaps):
+            nn.init.normal_(table.weight, std=1 / math.sqrt(dim))
+        self.dropout = nn.Dropout(dropout)
+
+    @property
+    def n_items(self) -> int:
+        return self.text_embeddings.shape[0]
+
+    def item_vectors(self, index: torch.Tensor | None = None) -> torch.Tensor:
+        """Vectors of catalog items ``index`` (all items when None): (..., dim)."""
+        parts = []
+        if self.use_text:
+            text = self.text_embeddings if index is None else self.text_embeddings[index]
+            parts.append(self.text_proj(text))
+        if self.use_ids:
+            parts.append(self.item_ids.weight if index is None else self.item_ids(index))
+        parts.extend(feature(index) for feature in self.item_features.values())
+        return parts[0] if len(parts) == 1 else torch.stack(parts).sum(0)
+
+    def text_vectors(self, texts: torch.Tensor) -> torch.Tensor:
+        """Vectors of items known only by their text embeddings."""
+        if not self.use_text:
+            raise ValueError("this model has no text tower: it cannot use items outside its catalog")
+        return self.text_proj(texts)
+
+    def event_vectors(self, batch: EventBatch, item_table: torch.Tensor | None = None) -> torch.Tensor:
+        """(B, L, dim) event vectors. ``item_table``: ``item_vectors()`` already computed
+        (training computes it once per step for the loss and reuses it here)."""
+        known = batch.items.clamp(min=0)
+        items = self.item_vectors(known) if item_table is None else item_table[known]
+        if batch.texts is not None:
+            outside = (batch.items < 0).unsqueeze(-1)
+            items = torch.where(outside, self.text_vectors(batch.texts), items)
+        events = items + self.actions(batch.actions) + self.gaps(batch.gaps)
+        return self.dropout(events) * batch.mask.unsqueeze(-1)
+
+    def forward(self, batch: EventBatch, item_table: torch.Tensor | None = None) -> HeadOutput:
+        return self.head(self.event_vectors(batch, item_table), batch.mask)
+
+    def scoring_states(self, states: torch.Tensor) -> torch.Tensor:
+        """Head states as the left side of the score (unit length / τ for "cosine")."""
+        return F.normalize(states, dim=-1) / self.temperature if self.similarity == "cosine" else states
+
+    def scoring_items(self, vectors: torch.Tensor) -> torch.Tensor:
+        """Item vectors as the right side of the score (unit length for "cosine")."""
+        return F.normalize(vectors, dim=-1) if self.similarity == "cosine" else vectors
+
+    def candidate_vectors(self, index: torch.Tensor | None = None) -> torch.Tensor:
+        """Catalog items ``index`` (all when None) as scored: ``user_states @ candidate_vectors().T``."""
+        return self.scoring_items(self.item_vectors(index))
+
+    def user_states(self, batch: EventBatch) -> torch.Tensor:
+        """(B, dim): the predicted next item after each history, ready to score."""
+        return self.scoring_states(self(batch).states[:, -1])
+
+    def scores(self, batch: EventBatch) -> torch.Tensor:
+        """(B, n_items): one matmul for the whole batch."""
+        return self.user_states(batch) @ self.candidate_vectors().T

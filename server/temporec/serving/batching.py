@@ -1,0 +1,174 @@
+"""One served model: its item vectors, its own thread, and the worker that coalesces
+concurrent queries. While one batch runs, new queries queue up and the next forward pass
+takes them all: one head forward, one matmul and one top-k for the batch.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+
+import torch
+
+from temporec.contract.errors import PluginError, plugin_call
+from temporec.contract.types import Contribution, Query
+from temporec.model.artifacts import LoadedModel
+from temporec.model.recommender import EventBatch
+
+
+@dataclass
+class Prepared:
+    """A validated query, mapped onto one model's catalog."""
+
+    query: Query
+    items: list[int]
+    actions: list[int]
+    timestamps: list[float]
+    texts: list[torch.Tensor | None] | None
+    allowed: torch.Tensor  # (n_items,) bool
+    rules: list[str]
+    timings_ms: dict[str, float]
+    explain_events: int = 0  # how many of the most recent events to weigh; 0: no explanation
+
+
+@dataclass
+class Ranked:
+    """A prepared query's answer from its model."""
+
+    indices: list[int]  # catalog rows, best first
+    scores: list[float]
+    allowed_scores: torch.Tensor  # (n_items,) the ranking scores, -inf where forbidden
+    contributions: list[list[Contribution]] = field(default_factory=list)  # per item, when explained
+
+
+class ServingModel:
+    """A loaded model with its precomputed item vectors and its request coalescer."""
+
+    def __init__(self, loaded: LoadedModel, device: torch.device):
+        self.loaded = loaded
+        self.device = device
+        self.model = loaded.model.to(device).eval()
+        with torch.inference_mode():
+            self.item_vectors = self.model.candidate_vectors()
+        self.popularity = loaded.popularity.to(device)
+        self._queue: asyncio.Queue | None = None
+        self._worker: asyncio.Task | None = None
+        # The model's own thread: a head that hangs holds this one, not a thread other
+        # models need (a Python thread cannot be killed; see docs/operations.md).
+        self._executor = ThreadPoolExecutor(1, thread_name_prefix="temporec-" + "-".join(loaded.manifest.key))
+        self._retired = False
+
+    def retire(self) -> None:
+        """A reload replaced this model: its worker ends once the calls that chose it are
+        answered, and the model is freed with the last of them."""
+        self._retired = True
+        if self._queue is not None:
+            self._queue.put_nowait(None)  # wakes an idle worker to notice
+
+    def shutdown(self) -> None:
+        """Stop the worker and the thread (server shutdown)."""
+        if self._worker:
+            self._worker.cancel()
+        self._executor.shutdown(wait=False, cancel_futures=True)
+
+    async def rank(self, prepared: Prepared) -> Ranked:
+        loop = asyncio.get_running_loop()
+        if self._worker is None or self._worker.done() or self._worker.get_loop() is not loop:
+            self._queue = asyncio.Queue()
+            # A context of its own: the worker serves many calls, so no call's request id is its.
+            self._worker = asyncio.create_task(self._serve_batches(), context=contextvars.Context())
+        future = loop.create_future()
+        self._queue.put_nowait((prepared, future))
+        return await future
+
+    async def _serve_batches(self) -> None:
+        loop = asyncio.get_running_loop()
+        while not (self._retired and self._queue.empty()):
+            batch = [await self._queue.get()]
+            while not self._queue.empty():
+                batch.append(self._queue.get_nowait())
+            batch = [item for item in batch if item is not None and not item[1].cancelled()]
+            if not batch:
+                continue
+            try:
+                results = await loop.run_in_executor(self._executor, self._rank_batch, [p for p, _ in batch])
+            except Exception as exc:
+                results = [exc] * len(batch)
+            for (_, future), result in zip(batch, results):
+                if future.done():
+                    continue
+                if isinstance(result, Exception):
+                    future.set_exception(result)
+                else:
+                    future.set_result(result)
+
+    def _rank_batch(self, batch: list[Prepared]) -> list[Ranked]:
+        started = time.perf_counter()
+        with torch.inference_mode():
+            events = EventBatch.from_histories(
+                [p.items for p in batch],
+                [p.actions for p in batch],
+                [p.timestamps for p in batch],
+                self.model.head.max_len,
+                [p.texts or [] for p in batch] if any(p.texts for p in batch) else None,
+            ).to(self.device)
+            states = self._user_states(events)
+            head_done = time.perf_counter()
+            scores = states @ self.item_vectors.T
+            results = self._top_k(scores, batch)
+        scored = time.perf_counter()
+        for p, ranked in zip(batch, results):
+            p.timings_ms["head"] = (head_done - started) * 1000
+            p.timings_ms["score"] = (scored - head_done) * 1000
+            if p.explain_events and ranked.indices:
+                explained = time.perf_counter()
+                ranked.contributions = self._explain(p, ranked.indices)
+                p.timings_ms["explain"] = (time.perf_counter() - explained) * 1000
+        return results
+
+    def _user_states(self, events: EventBatch) -> torch.Tensor:
+        """The head's states for ``events``, checked: one finite row per history."""
+        head = self.loaded.manifest.head
+        states = plugin_call(f"head {head!r}", self.model.user_states, events)
+        if states.shape != (events.items.shape[0], self.item_vectors.shape[1]) or not torch.isfinite(states).all():
+            raise PluginError(f"head {head!r} returned unusable states (shape {tuple(states.shape)} or non-finite values)")
+        return states
+
+    def _explain(self, prepared: Prepared, items: list[int]) -> list[list[Contribution]]:
+        """Occlusion, per item: each of the most recent ``explain_events`` events weighs
+        score(item | history) - score(item | history without the event), from one
+        forward pass over the history and its leave-one-out copies. Works with any head."""
+        length = len(prepared.items)
+        weighed = range(length - min(prepared.explain_events, length, self.model.head.max_len), length)
+        columns = [prepared.items, prepared.actions, prepared.timestamps, prepared.texts or [None] * length]
+        rows = [[column] + [column[:t] + column[t + 1 :] for t in weighed] for column in columns]
+        with torch.inference_mode():
+            events = EventBatch.from_histories(*rows[:3], self.model.head.max_len, rows[3] if prepared.texts else None)
+            scores = self._user_states(events.to(self.device)) @ self.item_vectors[items].T  # (1 + events, items)
+            weights = (scores[0] - scores[1:]).T.tolist()
+        history = prepared.query.history
+        return [
+            sorted((Contribution(t, history[t].item_id, w) for t, w in zip(weighed, row)), key=lambda c: -c.weight)
+            for row in weights
+        ]
+
+    def cold_start(self, prepared: Prepared) -> Ranked:
+        """Popularity ranking for an empty history."""
+        started = time.perf_counter()
+        result = self._top_k(self.popularity.unsqueeze(0), [prepared])[0]
+        prepared.timings_ms["score"] = (time.perf_counter() - started) * 1000
+        return result
+
+    def _top_k(self, scores: torch.Tensor, batch: list[Prepared]) -> list[Ranked]:
+        allowed_rows = torch.stack([p.allowed for p in batch]).to(scores.device)
+        scores = scores.float().masked_fill(~allowed_rows, float("-inf"))
+        k = min(max(p.query.k for p in batch), scores.shape[1])
+        values, indices = scores.topk(k, dim=1)
+        results = []
+        for p, row, row_values, row_indices in zip(batch, scores, values.tolist(), indices.tolist()):
+            keep = [i for i, v in enumerate(row_values[: p.query.k]) if v != float("-inf")]
+            results.append(Ranked([row_indices[i] for i in keep], [row_values[i] for i in keep], row))
+        return results

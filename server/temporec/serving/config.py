@@ -1,0 +1,228 @@
+"""Server configuration: defaults, then a TOML file, then environment variables, then
+command-line flags; each later source overrides the earlier ones.
+
+Example ``temporec.toml``::
+
+    host = "0.0.0.0"
+    port = 50051
+    models_dir = "models"        # relative paths are relative to this file
+    default_encoder = "local"
+    device = "auto"              # "auto", "cpu", "cuda", "cuda:1", ...
+    max_message_bytes = 4194304  # larger requests fail with RESOURCE_EXHAUSTED
+    grace_seconds = 10           # in-flight calls may finish this long after SIGTERM
+    max_request_seconds = 30     # server-side deadline of a call whose client sets none
+    metrics_port = 9100          # Prometheus metrics at http://host:9100/metrics (0: off)
+    admin_tokens_file = "admin-tokens"  # Admin service tokens, one a line
+    tls_cert = "server.pem"      # TLS (docs/security.md); with tls_client_ca: mutual TLS
+    tls_key = "server.key"
+    tokens_file = "tokens"       # bearer tokens, one a line (or TEMPOREC_TOKENS=a,b)
+    max_concurrent_rpcs = 64     # calls past it fail with RESOURCE_EXHAUSTED
+    log_format = "text"          # or "json": one object per line, with the request id
+    log_level = "info"
+
+    [encoders.local]             # keyword options of the encoder named "local"
+    batch_size = 32
+
+    [limits]                     # per-request limits
+    max_k = 1000
+
+    [encoder_substitutes]        # serve models trained with "local" through "triton"
+    local = "triton"             # (the two must produce the same vector space)
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping
+
+import tomllib
+
+from temporec.contract.errors import TemporecError, allowed
+from temporec.contract.types import Limits
+
+LOG_LEVELS = ("debug", "info", "warning", "error")
+LOG_FORMATS = ("text", "json")
+#: File settings that a TOML file may give relative to itself.
+SECURITY_FILES = ("tls_cert", "tls_key", "tls_client_ca", "tokens_file")
+
+
+class ConfigError(TemporecError):
+    """A configuration value is missing, unknown or of the wrong type."""
+
+
+@dataclass
+class ServerConfig:
+    host: str = "0.0.0.0"
+    port: int = 50051  # 0: pick a free port
+    models_dir: str = "models"
+    default_encoder: str = "local"
+    encoders: dict[str, dict[str, Any]] = field(default_factory=dict)
+    encoder_substitutes: dict[str, str] = field(default_factory=dict)
+    device: str = "auto"
+    limits: Limits = field(default_factory=Limits)
+    max_message_bytes: int = 4 * 1024 * 1024
+    grace_seconds: float = 10.0
+    log_level: str = "info"
+    max_request_seconds: float = 30.0  # a call without a (shorter) client deadline ends after this
+    metrics_port: int = 0  # Prometheus metrics over HTTP on this port; 0: off
+    admin_tokens_file: str = ""  # tokens for the Admin service, one a line; see docs/operations.md
+    admin_tokens: str = field(default="", repr=False)  # comma separated; a secret: never shown
+    # Security and load (docs/security.md): TLS when tls_cert and tls_key are set, mutual
+    # TLS when tls_client_ca is too; bearer tokens from tokens_file and/or tokens.
+    tls_cert: str = ""
+    tls_key: str = ""
+    tls_client_ca: str = ""
+    tokens_file: str = ""
+    tokens: str = field(default="", repr=False)  # comma separated; a secret: never shown
+    max_concurrent_rpcs: int = 64  # calls past it end with RESOURCE_EXHAUSTED
+    log_format: str = "text"
+
+
+TABLES = ("encoders", "encoder_substitutes", "limits")
+SCALARS = tuple(f.name for f in dataclasses.fields(ServerConfig) if f.name not in TABLES)
+LIMITS = tuple(f.name for f in dataclasses.fields(Limits))
+
+#: Environment variable -> (section, field); section "" is the top level.
+ENVIRONMENT = {
+    **{f"TEMPOREC_{name.upper()}": ("", name) for name in SCALARS},
+    **{f"TEMPOREC_{name.upper()}": ("limits", name) for name in LIMITS},
+}
+CONFIG_FILE_VARIABLE = "TEMPOREC_CONFIG"
+
+
+def load_config(
+    path: str | os.PathLike | None = None,
+    env: Mapping[str, str] | None = None,
+    overrides: Mapping[str, Any] | None = None,
+) -> ServerConfig:
+    """Build the configuration from defaults, the TOML file at ``path`` (default: the file
+    named by ``TEMPOREC_CONFIG``, if any), ``env`` (default: ``os.environ``) and
+    ``overrides`` (field -> value, e.g. from command-line flags; None values are ignored)."""
+    env = os.environ if env is None else env
+    config = ServerConfig()
+    path = path or env.get(CONFIG_FILE_VARIABLE)
+    if path:
+        apply_toml(config, Path(path))
+    apply_environment(config, env)
+    for name, value in (overrides or {}).items():
+        if value is not None:
+            _set(config, "", name, value, "command line")
+    validate(config)
+    return config
+
+
+def apply_toml(config: ServerConfig, path: Path) -> None:
+    """Apply a TOML file; relative ``models_dir``, ``admin_tokens_file`` and
+    ``SECURITY_FILES`` are taken relative to the file."""
+    try:
+        with open(path, "rb") as f:
+            data = tomllib.load(f)
+    except OSError as exc:
+        raise ConfigError(f"config file {path}: cannot read it: {exc.strerror}") from exc
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"config file {path}: invalid TOML: {exc}") from exc
+    where = f"config file {path}"
+    known = (*SCALARS, *TABLES)
+    for key, value in data.items():
+        if key == "encoders":
+            config.encoders = _encoder_tables(value, where)
+        elif key == "encoder_substitutes":
+            config.encoder_substitutes = _substitutes(value, where)
+        elif key == "limits":
+            _check_table(value, where, "limits")
+            for name, limit in value.items():
+                _check_key(name, LIMITS, where, "limits.")
+                _set(config, "limits", name, limit, where)
+        else:
+            _check_key(key, known, where)
+            _set(config, "", key, value, where)
+    if "models_dir" in data and not Path(config.models_dir).is_absolute():
+        config.models_dir = str(path.parent / config.models_dir)
+    if data.get("admin_tokens_file") and not Path(config.admin_tokens_file).is_absolute():
+        config.admin_tokens_file = str(path.parent / config.admin_tokens_file)
+    for name in SECURITY_FILES:
+        if data.get(name) and not Path(getattr(config, name)).is_absolute():
+            setattr(config, name, str(path.parent / getattr(config, name)))
+
+
+def apply_environment(config: ServerConfig, env: Mapping[str, str]) -> None:
+    for variable, (section, name) in ENVIRONMENT.items():
+        if variable in env:
+            _set(config, section, name, env[variable], f"environment variable {variable}")
+
+
+def validate(config: ServerConfig) -> None:
+    if not 0 <= config.port <= 65535:
+        raise ConfigError(f"port: must be between 0 and 65535, got {config.port}")
+    if config.max_message_bytes < 1:
+        raise ConfigError(f"max_message_bytes: must be positive, got {config.max_message_bytes}")
+    if config.grace_seconds < 0:
+        raise ConfigError(f"grace_seconds: must not be negative, got {config.grace_seconds}")
+    if config.max_request_seconds <= 0:
+        raise ConfigError(f"max_request_seconds: must be positive, got {config.max_request_seconds}")
+    if not 0 <= config.metrics_port <= 65535:
+        raise ConfigError(f"metrics_port: must be between 0 (off) and 65535, got {config.metrics_port}")
+    if config.max_concurrent_rpcs < 1:
+        raise ConfigError(f"max_concurrent_rpcs: must be positive, got {config.max_concurrent_rpcs}")
+    config.log_format = config.log_format.lower()
+    if config.log_format not in LOG_FORMATS:
+        raise ConfigError(f"log_format: {config.log_format!r} is not allowed; allowed: {allowed(LOG_FORMATS)}")
+    config.log_level = config.log_level.lower()
+    if config.log_level not in LOG_LEVELS:
+        raise ConfigError(f"log_level: {config.log_level!r} is not allowed; allowed: {allowed(LOG_LEVELS)}")
+    for name in LIMITS:
+        if getattr(config.limits, name) < 1:
+            raise ConfigError(f"limits.{name}: must be positive, got {getattr(config.limits, name)}")
+
+
+def _encoder_tables(value: Any, where: str) -> dict[str, dict[str, Any]]:
+    _check_table(value, where, "encoders")
+    for name, options in value.items():
+        _check_table(options, where, f"encoders.{name}")
+    return {name: dict(options) for name, options in value.items()}
+
+
+def _substitutes(value: Any, where: str) -> dict[str, str]:
+    _check_table(value, where, "encoder_substitutes")
+    for trained, serving in value.items():
+        if not isinstance(serving, str) or not serving:
+            raise ConfigError(f"{where}: encoder_substitutes.{trained} must be an encoder name, got {serving!r}")
+    return dict(value)
+
+
+def _check_table(value: Any, where: str, key: str) -> None:
+    if not isinstance(value, dict):
+        raise ConfigError(f"{where}: {key} must be a table ([{key}]), got {value!r}")
+
+
+def _check_key(key: str, known: tuple[str, ...], where: str, prefix: str = "") -> None:
+    if key not in known:
+        raise ConfigError(f"{where}: unknown key {prefix + key!r}; allowed: {allowed(prefix + k for k in known)}")
+
+
+def _set(config: ServerConfig, section: str, name: str, value: Any, where: str) -> None:
+    """Set one field, converting ``value`` to the type of the field's default."""
+    target = config.limits if section else config
+    label = f"{section}.{name}" if section else name
+    if not hasattr(target, name) or name in TABLES:
+        raise ConfigError(f"{where}: unknown setting {label!r}")
+    setattr(target, name, _convert(value, type(getattr(target, name)), f"{where}: {label}"))
+
+
+def _convert(value: Any, kind: type, where: str) -> Any:
+    if kind is str:
+        if isinstance(value, (str, os.PathLike)):
+            return str(value)
+    elif isinstance(value, str):
+        try:
+            return kind(value.strip())
+        except ValueError:
+            pass
+    elif isinstance(value, (int, float)) and not isinstance(value, bool):
+        if kind is float or (kind is int and float(value).is_integer()):
+            return kind(value)
+    names = {str: "a string", int: "an integer", float: "a number"}
+    raise ConfigError(f"{where}: expected {names[kind]}, got {value!r}")

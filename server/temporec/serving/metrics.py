@@ -1,0 +1,111 @@
+"""Prometheus metrics: requests, per-stage latency, loaded models, reloads, Triton calls.
+
+Each server owns a ``ServerMetrics`` with its own ``CollectorRegistry``, so that two servers
+in one process (as in the tests) never mix their counts. The gRPC interceptor
+``temporec.grpc.interceptors.CallMetrics`` hands it every call, outside the service: a
+call's method, domain, head and status code come from the request, the response and the
+call's outcome, and the stage timings from the response's ``timings``. ``serve_http``
+exposes the registry for Prometheus to scrape.
+
+    temporec_requests_total{method,domain,head,code}   calls answered, by gRPC status code
+    temporec_request_seconds{method}                    call latency, as the server sees it
+    temporec_stage_seconds{stage,domain,head}           Recommend's stages: encode, rules,
+                                                        head, score
+    temporec_models_loaded                              models being served
+    temporec_reloads_total{result}                      model reloads: ok, failed
+    temporec_triton_request_seconds{model,code}         calls to Triton (process-wide: an
+                                                        encoder belongs to no one server)
+    process_*                                           the process: memory, CPU, files
+
+Label values that come from requests are limited to the installed domains and heads
+(anything else is counted as ``other``), so that no client can grow the label sets.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping
+
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    ProcessCollector,
+    start_http_server,
+)
+
+from temporec.contract.errors import FailedPrecondition
+from temporec.triton.metrics import BUCKETS, PROCESS_REGISTRY
+
+OTHER = "other"  # the label value of a domain or head that is not installed
+
+class _Include:
+    """A collector that yields another registry's metrics (the process-wide ones)."""
+
+    def __init__(self, registry: CollectorRegistry):
+        self.registry = registry
+
+    def collect(self):
+        return self.registry.collect()
+
+
+class ServerMetrics:
+    """One server's metrics. ``domains`` and ``heads`` are the installed names (label
+    values); ``models_loaded`` returns the number of models served, read at each scrape."""
+
+    def __init__(self, domains: Iterable[str], heads: Iterable[str], models_loaded: Callable[[], int]):
+        self.domains = frozenset(domains)
+        self.heads = frozenset(heads) | {"popularity"}  # the cold-start ranking answers as "popularity"
+        self.registry = CollectorRegistry()
+        self.registry.register(_Include(PROCESS_REGISTRY))
+        ProcessCollector(registry=self.registry)  # process_resident_memory_bytes, CPU time, open files
+        self.requests = Counter(
+            "temporec_requests", "Calls answered, by method, domain, head and gRPC status code.",
+            ["method", "domain", "head", "code"], registry=self.registry,
+        )
+        self.request_seconds = Histogram(
+            "temporec_request_seconds", "Call latency inside the server, by method.",
+            ["method"], buckets=BUCKETS, registry=self.registry,
+        )
+        self.stage_seconds = Histogram(
+            "temporec_stage_seconds", "Time spent in each stage of a Recommend call (encode, rules, head, score).",
+            ["stage", "domain", "head"], buckets=BUCKETS, registry=self.registry,
+        )
+        self.models_loaded = Gauge("temporec_models_loaded", "Models being served.", registry=self.registry)
+        self.models_loaded.set_function(models_loaded)
+        self.reloads = Counter(
+            "temporec_reloads", "Model reloads (SIGHUP or Admin.ReloadModels), by result: ok or failed.",
+            ["result"], registry=self.registry,
+        )
+        self._http = None
+
+    def record_call(
+        self, method: str, domain: str, head: str, code: str, seconds: float, stages_ms: Mapping[str, float]
+    ) -> None:
+        """Count one finished call: its status code's name, and the stage timings of its
+        answer (none when it failed)."""
+        domain, head = self._known(domain, self.domains), self._known(head, self.heads)
+        self.requests.labels(method, domain, head, code).inc()
+        self.request_seconds.labels(method).observe(seconds)
+        for stage, milliseconds in stages_ms.items():
+            self.stage_seconds.labels(stage, domain, head).observe(milliseconds / 1000)
+
+    @staticmethod
+    def _known(value: str, known: frozenset[str]) -> str:
+        return value if not value or value in known else OTHER
+
+    def serve_http(self, host: str, port: int) -> int:
+        """Expose the metrics at ``http://host:port/metrics`` from a background thread;
+        returns the port."""
+        try:
+            self._http, _ = start_http_server(port, host, registry=self.registry)
+        except OSError as exc:
+            raise FailedPrecondition(f"metrics_port: cannot serve metrics on {host}:{port}: {exc.strerror or exc}") from exc
+        return self._http.server_port
+
+    def close(self) -> None:
+        """Stop the HTTP endpoint, if it runs."""
+        if self._http is not None:
+            self._http.shutdown()
+            self._http.server_close()
+            self._http = None

@@ -1,0 +1,44 @@
+"""The records the service answers with, besides a ``Recommendation``: what is installed
+and served (``ListComponents``) and how a reload went. The transport translates them."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass
+class ComponentInfo:
+    kind: str
+    name: str
+    plugin: str
+    description: str
+    details: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class ModelInfo:
+    domain: str
+    head: str
+    encoder: str
+    version: str
+    path: str
+    data_name: str
+    data_fingerprint: str
+    metrics: dict[str, float]
+    items: int
+    created: str
+
+
+@dataclass
+class Components:
+    encoders: list[ComponentInfo]
+    heads: list[ComponentInfo]
+    domains: list[ComponentInfo]
+    models: list[ModelInfo]
+
+
+@dataclass
+class ReloadResult:
+    reloaded: bool  # False: the reload failed and the previous models still serve
+    models: list[ModelInfo]  # the models served after the reload
+    errors: list[str] = field(default_factory=list)  # why it failed, one line per artifact

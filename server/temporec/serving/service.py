@@ -1,0 +1,281 @@
+"""The transport-independent core: validates a query, composes domain x head x encoder,
+and answers it. The gRPC layer (``temporec.grpc``) only translates to and from these
+types; ``build_service`` makes one from the server's configuration.
+
+    model_set      which models are served, and which one answers a query
+    batching       one model's coalescing worker: a batch per forward pass
+    validation     request checks before any model runs
+    encoder_pool   the encoders, created on first use
+    components     what ListComponents reports
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import torch
+
+from temporec.contract.domains import Domain, check_compatible
+from temporec.contract.errors import (
+    FailedPrecondition,
+    NotFound,
+    PluginError,
+    allowed,
+    plugin_call,
+)
+from temporec.contract.options import read_options
+from temporec.contract.registry import Registry, load_registry
+from temporec.contract.types import HandOff, Limits, Query, Recommendation, ScoredItem
+from temporec.model.artifacts import LoadedModel
+from temporec.model.devices import resolve_device
+from temporec.serving.batching import Prepared, Ranked, ServingModel
+from temporec.serving.components import list_components
+from temporec.serving.config import ServerConfig
+from temporec.serving.encoder_pool import EncoderPool
+from temporec.serving.model_set import ModelKey, choose_model, load_models
+from temporec.serving.records import Components, ReloadResult
+from temporec.serving.validation import check_event, check_limits, check_texts
+
+log = logging.getLogger(__name__)
+
+
+class RecommenderService:
+    def __init__(
+        self,
+        registry: Registry,
+        models_dir: str | Path | None,
+        encoder_options: dict[str, dict] | None = None,
+        default_encoder: str = "local",
+        encoder_substitutes: dict[str, str] | None = None,
+        limits: Limits | None = None,
+        device: str = "auto",
+    ):
+        self.registry = registry
+        self.models_dir = Path(models_dir) if models_dir else None
+        # trained-with encoder -> encoder that serves it (same vector space, e.g. local -> triton)
+        self.encoder_substitutes = encoder_substitutes or {}
+        self.default_encoder = default_encoder
+        self.limits = limits or Limits()
+        self.device = resolve_device(device)
+        self.domains = {name: cls() for name, cls in registry.domains.items()}
+        self.models: dict[ModelKey, ServingModel] = {}
+        self.encoders = EncoderPool(registry.encoders, encoder_options or {})
+        self._reload_lock = asyncio.Lock()
+        self._ready = False
+
+    # -- life cycle ---------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Load every artifact under models_dir; the newest version wins per key.
+        An artifact that fails to load is logged and skipped."""
+        self.models, errors = await asyncio.to_thread(self._load_models)
+        for error in errors:
+            log.error("skipping model %s", error)
+        self._ready = True
+        log.info("loaded %d model(s) on %s", len(self.models), self.device)
+
+    def _load_models(self) -> tuple[dict[ModelKey, ServingModel], list[str]]:
+        return load_models(self.models_dir, self.registry.heads, self.domains, self.device)
+
+    async def reload(self) -> ReloadResult:
+        """Load every artifact under models_dir again, in a worker thread, and serve the
+        new set only when every artifact loaded. One assignment swaps all models, so a
+        call sees the old set or the new one, never a mix; calls in flight finish on the
+        model they chose. When anything fails, the old set keeps serving and the result
+        says why."""
+        async with self._reload_lock:
+            try:
+                fresh, errors = await asyncio.to_thread(self._load_models)
+            except Exception as exc:  # e.g. out of memory while moving a model to the device
+                fresh, errors = {}, [f"{self.models_dir}: {type(exc).__name__}: {exc}"]
+            if not fresh and not errors:
+                errors = [f"{self.models_dir}: no model artifact found; refusing to serve none"]
+            if errors:
+                for serving in fresh.values():
+                    serving.shutdown()
+                log.error("reload failed, still serving the %d previous model(s): %s", len(self.models), "; ".join(errors))
+                return ReloadResult(False, self.components().models, errors)
+            retired, self.models = self.models, fresh
+            for serving in retired.values():
+                serving.retire()
+            log.info("reloaded: serving %d model(s)", len(self.models))
+            return ReloadResult(True, self.components().models)
+
+    def ready(self) -> bool:
+        return self._ready
+
+    async def encoder_health(self, timeout: float = 2.0) -> dict[str, bool]:
+        """Whether each started encoder can serve now (see ``EncoderPool.health``)."""
+        return await self.encoders.health(timeout)
+
+    async def close(self) -> None:
+        self._ready = False
+        for serving in self.models.values():
+            serving.shutdown()
+        self.encoders.close()
+
+    # -- recommend ----------------------------------------------------------------
+
+    async def recommend(self, query: Query, timeout: float | None = None) -> Recommendation:
+        """Answer one query; ``timeout`` is the caller's remaining deadline in seconds."""
+        if timeout is None:
+            return await self._recommend(query, None)
+        deadline = asyncio.get_running_loop().time() + timeout
+        return await asyncio.wait_for(self._recommend(query, deadline), timeout)
+
+    async def _recommend(self, query: Query, deadline: float | None) -> Recommendation:
+        domain = self._domain(query)
+        # Read once, before any rule runs: unknown options are refused even where no rule
+        # reads them, and the domain gets its typed options.
+        query = replace(query, options=read_options(query, domain.request_options))
+        serving = choose_model(self.models, query, domain, self.registry.heads, self.serving_encoder)
+        prepared = await self._prepare(query, domain, serving, deadline)
+        cold = not prepared.items
+        ranked = serving.cold_start(prepared) if cold else await serving.rank(prepared)
+        catalog = serving.loaded.catalog
+        hand_off = None if cold else self._hand_off(domain, query, ranked, catalog)
+        if hand_off:
+            prepared.rules.append("handoff")
+        explained = ranked.contributions or [[] for _ in ranked.indices]
+        manifest = serving.loaded.manifest
+        return Recommendation(
+            items=[
+                ScoredItem(catalog.item_ids[i], s, catalog.texts[i], contributions)
+                for i, s, contributions in zip(ranked.indices, ranked.scores, explained)
+            ],
+            domain=manifest.domain,
+            head="popularity" if cold else manifest.head,
+            encoder=self.serving_encoder(manifest.encoder),
+            model_version=manifest.version,
+            cold_start=cold,
+            candidate_source="request" if query.candidates else "catalog",
+            rules_applied=prepared.rules,
+            timings_ms=prepared.timings_ms,
+            hand_off=hand_off,
+        )
+
+    def _hand_off(self, domain: Domain, query: Query, ranked: Ranked, catalog) -> HandOff | None:
+        what = f"domain {domain.name!r} hand_off"
+        decision = plugin_call(what, domain.hand_off, query, ranked.allowed_scores, catalog)
+        if decision is not None and not isinstance(decision, HandOff):
+            raise PluginError(f"{what} returned {type(decision).__name__}, not a HandOff or None")
+        return decision
+
+    def serving_encoder(self, trained_with: str) -> str:
+        """The encoder that embeds texts for a model trained with ``trained_with``."""
+        return self.encoder_substitutes.get(trained_with, trained_with)
+
+    def _domain(self, query: Query) -> Domain:
+        """The query's domain, once the named components exist and a named head can read
+        the domain's data (``FAILED_PRECONDITION`` otherwise, before looking for a model)."""
+        if query.domain not in self.domains:
+            raise NotFound(f"domain: unknown domain {query.domain!r}; known domains: {allowed(self.domains)}")
+        if query.head and query.head not in self.registry.heads:
+            raise NotFound(f"head: unknown head {query.head!r}; installed heads: {allowed(self.registry.heads)}")
+        if query.encoder and query.encoder not in self.registry.encoders:
+            raise NotFound(f"encoder: unknown encoder {query.encoder!r}; installed: {allowed(self.registry.encoders)}")
+        domain = self.domains[query.domain]
+        if query.head:
+            check_compatible(self.registry.heads[query.head], domain)
+        return domain
+
+    async def _prepare(self, query: Query, domain: Domain, serving: ServingModel, deadline: float | None) -> Prepared:
+        check_limits(query, self.limits)
+        started = time.perf_counter()
+        loaded = serving.loaded
+        catalog, actions = loaded.catalog, loaded.manifest.actions
+        items, action_ids, timestamps, outside = [], [], [], {}
+        previous_time = 0.0
+        for i, event in enumerate(query.history):
+            check_event(i, event, actions, previous_time, self.limits)
+            previous_time = event.timestamp or previous_time
+            index = catalog.index.get(event.item_id, -1) if event.item_id else -1
+            if index < 0:
+                if not event.text:
+                    raise NotFound(
+                        f"history[{i}].item_id: {event.item_id!r} is not in the catalog of domain "
+                        f"{query.domain!r}; send the item's text in history[{i}].text to use it"
+                    )
+                outside[i] = event.text
+            items.append(index)
+            action_ids.append(actions.index(event.action) if event.action else 0)
+            timestamps.append(event.timestamp)
+        texts = await self._outside_texts(outside, len(items), loaded, deadline) if outside else None
+        encoded = time.perf_counter()
+        allowed_items, rules = self._allowed(query, domain, [i for i in items if i >= 0], serving)
+        timings = {"encode": (encoded - started) * 1000, "rules": (time.perf_counter() - encoded) * 1000}
+        explain_events = (query.explain_events or self.limits.max_explain_events) if query.explain else 0
+        return Prepared(query, items, action_ids, timestamps, texts, allowed_items, rules, timings, explain_events)
+
+    async def _outside_texts(
+        self, outside: dict[int, str], length: int, loaded: LoadedModel, deadline: float | None = None
+    ) -> list:
+        """Embed the texts of events whose items the catalog lacks, with the model's encoder."""
+        manifest = loaded.manifest
+        if not manifest.use_text:
+            raise FailedPrecondition(
+                f"history: items outside the catalog need a text-based model; {manifest.head!r} for "
+                f"{manifest.domain!r} was trained on item ids only"
+            )
+        encoder = await self.encoders.get(self.serving_encoder(manifest.encoder))
+        if encoder.model_id != manifest.encoder_model_id:
+            raise FailedPrecondition(
+                f"encoder {encoder.name!r} is configured with {encoder.model_id!r}, but the model was "
+                f"trained on {manifest.encoder_model_id!r} embeddings"
+            )
+        remaining = None if deadline is None else max(deadline - asyncio.get_running_loop().time(), 0.0)
+        vectors = await self.encoders.encode(encoder, list(outside.values()), remaining)
+        texts: list[torch.Tensor | None] = [None] * length
+        for position, vector in zip(outside, vectors):
+            texts[position] = vector
+        return texts
+
+    def _allowed(self, query: Query, domain: Domain, history: list[int], serving: ServingModel) -> tuple[torch.Tensor, list[str]]:
+        catalog = serving.loaded.catalog
+        if query.candidates:
+            unknown = [c for c in query.candidates if c not in catalog.index]
+            if unknown:
+                raise NotFound(f"candidate_item_ids: not in the catalog of domain {query.domain!r}: {unknown[:5]}")
+            allowed_items = torch.zeros(len(catalog), dtype=torch.bool)
+            allowed_items[[catalog.index[c] for c in query.candidates]] = True
+        else:
+            allowed_items = torch.ones(len(catalog), dtype=torch.bool)
+        rules = plugin_call(f"domain {query.domain!r} rules", domain.apply_rules, query, history, catalog, allowed_items)
+        return allowed_items, list(rules)
+
+    # -- encode -------------------------------------------------------------------
+
+    async def encode(self, texts: list[str], encoder: str = "", timeout: float | None = None) -> tuple[str, torch.Tensor]:
+        name = encoder or self.default_encoder
+        check_texts(texts, self.limits)
+        if timeout is None:
+            return name, await self.encoders.encode(await self.encoders.get(name), texts)
+        deadline = asyncio.get_running_loop().time() + timeout
+
+        async def work() -> torch.Tensor:
+            instance = await self.encoders.get(name)
+            return await self.encoders.encode(instance, texts, max(deadline - asyncio.get_running_loop().time(), 0.0))
+
+        return name, await asyncio.wait_for(work(), timeout)
+
+    # -- discovery ----------------------------------------------------------------
+
+    def components(self) -> Components:
+        return list_components(self.registry, list(self.models.values()), self.encoders, self.serving_encoder)
+
+
+def build_service(config: ServerConfig, registry: Registry | None = None) -> RecommenderService:
+    """The service a configuration describes; ``registry`` defaults to the installed plugins."""
+    return RecommenderService(
+        registry if registry is not None else load_registry(),
+        config.models_dir,
+        encoder_options=config.encoders,
+        encoder_substitutes=config.encoder_substitutes,
+        default_encoder=config.default_encoder,
+        limits=config.limits,
+        device=config.device,
+    )

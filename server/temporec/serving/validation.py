@@ -1,0 +1,51 @@
+"""Request checks before any model runs: malformed values are INVALID_ARGUMENT, sizes
+past a configured limit RESOURCE_EXHAUSTED; each message names the field."""
+
+from __future__ import annotations
+
+from temporec.contract.errors import InvalidArgument, ResourceExhausted, allowed
+from temporec.contract.types import Event, Limits, Query
+
+
+def check_limits(query: Query, limits: Limits) -> None:
+    if query.k < 1:
+        raise InvalidArgument(f"k: must be at least 1, got {query.k}")
+    if query.explain_events < 0:
+        raise InvalidArgument(f"explain_events: must not be negative, got {query.explain_events}")
+    for name, size, key in (
+        ("k", query.k, "max_k"),
+        ("history", len(query.history), "max_history"),
+        ("candidate_item_ids", len(query.candidates), "max_candidates"),
+        ("explain_events", query.explain_events, "max_explain_events"),
+    ):
+        if size > getattr(limits, key):
+            raise ResourceExhausted(f"{name}: at most {getattr(limits, key)} (limits.{key}), got {size}")
+
+
+def check_event(i: int, event: Event, actions: list[str], previous_time: float, limits: Limits) -> None:
+    """``history[i]``, given the model's actions and the time of the event before it."""
+    if not event.item_id and not event.text:
+        raise InvalidArgument(f"history[{i}]: an event needs an item_id, a text, or both")
+    if len(event.item_id) > limits.max_item_id_chars:
+        raise ResourceExhausted(
+            f"history[{i}].item_id: longer than {limits.max_item_id_chars} characters (limits.max_item_id_chars)"
+        )
+    if len(event.text) > limits.max_text_chars:
+        raise ResourceExhausted(f"history[{i}].text: longer than {limits.max_text_chars} characters (limits.max_text_chars)")
+    if event.action and event.action not in actions:
+        raise InvalidArgument(f"history[{i}].action: {event.action!r} is not allowed; allowed: {allowed(actions)}")
+    if event.timestamp < 0:
+        raise InvalidArgument(f"history[{i}].timestamp: must not be negative")
+    if event.timestamp and event.timestamp < previous_time:
+        raise InvalidArgument(f"history[{i}].timestamp: earlier than the event before it; send the history oldest first")
+
+
+def check_texts(texts: list[str], limits: Limits) -> None:
+    """The texts of an ``Encode`` call."""
+    if not texts:
+        raise InvalidArgument("texts: send at least one text")
+    if len(texts) > limits.max_encode_texts:
+        raise ResourceExhausted(f"texts: at most {limits.max_encode_texts} texts (limits.max_encode_texts), got {len(texts)}")
+    for i, text in enumerate(texts):
+        if len(text) > limits.max_text_chars:
+            raise ResourceExhausted(f"texts[{i}]: longer than {limits.max_text_chars} characters (limits.max_text_chars)")

@@ -1,0 +1,498 @@
+"""Training: next-item prediction with a temporal head over frozen LLM text embeddings.
+
+At every position of every training window the model predicts the next item with a
+softmax over the whole catalog (or, with ``negatives``, over the target and that many
+uniformly sampled items), plus the head's auxiliary loss. AdamW, with an optional linear
+warm-up and cosine decay of the learning rate (``Schedule``); early stopping on
+validation NDCG@10; the best epoch's weights are kept, evaluated on the test split
+(with the popularity baseline) and saved as an artifact. ``time_budget_s`` bounds the
+training time (epochs and validation, summed over resumed parts).
+
+Every epoch writes a checkpoint under ``<out_dir>/.checkpoints/``; a run started again
+with the same configuration, data and embeddings resumes after the last finished epoch.
+The checkpoint is removed once the artifact is saved.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import math
+import os
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from temporec.contract.domains import Domain, check_compatible
+from temporec.contract.encoders import Encoder
+from temporec.contract.errors import InvalidArgument, allowed
+from temporec.contract.heads import Head
+from temporec.contract.training import TrainConfig, TrainRequest
+from temporec.contract.types import Catalog, Dataset
+from temporec.data import DataError
+from temporec.model.artifacts import Manifest, save_model
+from temporec.model.devices import resolve_device
+from temporec.model.embedding_cache import catalog_embeddings
+from temporec.model.recommender import EventBatch, SequenceRecommender
+from temporec.training.leave_one_out import evaluate_all, evaluate_model
+from temporec.training.losses import (
+    full_softmax_cross_entropy,
+    sampled_softmax_cross_entropy,
+)
+from temporec.training.splits import (
+    IGNORE,
+    Sequences,
+    TrainingExamples,
+    encode,
+    eval_split,
+    training_examples,
+)
+
+log = logging.getLogger(__name__)
+
+EpochCallback = Callable[[int, dict[str, float]], None]
+BUCKET_GROUP = 50  # batches' worth of windows sorted by length together (``length_buckets``)
+
+
+@dataclass
+class Progress:
+    """Where a run stands; saved in every checkpoint."""
+
+    epoch: int = 0
+    best_epoch: int = 0
+    best_score: float = -1.0
+    stale: int = 0  # epochs since the best
+    seconds: float = 0.0  # training and validation time so far, over every resumed part
+    losses: list[float] = field(default_factory=list)
+    scores: list[float] = field(default_factory=list)
+    steps: int = 0  # optimizer steps so far
+
+
+SCHEDULES = ("constant", "cosine")
+
+
+@dataclass
+class Schedule:
+    """The learning rate at each optimizer step: a linear warm-up over ``warmup_steps``, then
+    constant, or a cosine decay that reaches 0 when the run ends. The run ends at its last
+    epoch or when its time budget is spent, whichever comes first, so the decay follows the
+    larger of the two fractions done: a run bounded by time anneals as its clock runs out
+    (lowering the rate late is what lets a run settle in a minimum rather than hover)."""
+
+    lr: float
+    warmup_steps: int
+    cosine: bool
+    total_steps: int  # epochs x steps per epoch
+    started: float  # ``time.monotonic()`` at the start of the whole run
+    budget: float  # seconds; ``math.inf`` when unbounded
+
+    def __call__(self, step: int) -> float:
+        rate = self.lr * min(1.0, (step + 1) / self.warmup_steps) if self.warmup_steps else self.lr
+        if not self.cosine:
+            return rate
+        done = max(step / self.total_steps, (time.monotonic() - self.started) / self.budget)
+        return rate * 0.5 * (1 + math.cos(math.pi * min(done, 1.0)))
+
+
+def train(
+    dataset: Dataset,
+    head_cls: type[Head],
+    text_embeddings: torch.Tensor,
+    *,
+    domain: type[Domain] | Domain,
+    encoder_name: str,
+    encoder_model_id: str,
+    out_dir: str | os.PathLike,
+    config: TrainConfig | None = None,
+    on_epoch: EpochCallback | None = None,
+) -> Path:
+    """Train ``head_cls`` on ``dataset`` for ``domain`` and save the model under ``out_dir``.
+
+    ``text_embeddings`` (n_items, E) are the encoder's L2-normalized vectors of the
+    catalog texts, in catalog order. ``on_epoch(epoch, {"loss", "valid.ndcg@10"})`` is
+    called after each epoch's checkpoint is written. Returns the artifact directory.
+    """
+    config = config or TrainConfig()
+    check_compatible(head_cls, domain)  # a head that needs what the domain's data lacks
+    _check_inputs(dataset, text_embeddings, config)
+    torch.set_num_threads(config.threads or _available_cores())
+    device = resolve_device(config.device)
+    actions = list(domain.actions)
+    _check_item_fields(dataset, actions, config)
+    seqs = encode(dataset, actions)
+    examples = training_examples(seqs, config.max_len)
+    if len(examples) == 0 or len(eval_split(seqs, "test").users) == 0:
+        raise DataError(f"{dataset.name}: no user has the 4+ events that training and validation need")
+
+    fingerprint = dataset.fingerprint()
+    features = feature_values(dataset.catalog, config.item_features)
+    model = build_model(head_cls, text_embeddings, len(actions), config, features).to(device)
+    counts = np.bincount(seqs.items, minlength=len(dataset.catalog))  # events per catalog item
+    _train_only_seen_ids(model, torch.from_numpy(counts == 0))
+    key = _run_key(fingerprint, head_cls, text_embeddings, domain, encoder_model_id, config)
+    checkpoint = Checkpoint(Path(out_dir) / ".checkpoints" / f"{domain.name}-{head_cls.name}-{key}.pt")
+    weights = torch.tensor([config.target_weights.get(action, 1.0) for action in actions]) if config.target_weights else None
+    progress = _fit(model, seqs, examples, checkpoint, config, device, on_epoch, weights)
+
+    metrics = evaluate_all(model, seqs, config.max_len, config.eval_batch_size)
+    metrics.update(best_epoch=float(progress.best_epoch), epochs=float(progress.epoch))
+    manifest = training_manifest(
+        model, config, domain, encoder_name, encoder_model_id, actions, dataset.name, fingerprint, metrics
+    )
+    popularity = torch.from_numpy(counts).float()
+    path = save_model(out_dir, manifest, model, dataset.catalog, popularity)
+    checkpoint.remove()
+    return path
+
+
+def train_request(
+    domain: Domain,
+    data: str,
+    head_cls: type[Head],
+    encoder: Encoder,
+    config: TrainConfig,
+    out_dir: str | os.PathLike,
+    cache_dir: str | os.PathLike | None = None,
+) -> TrainRequest:
+    """The request that ``Domain.train`` takes: its ``fit`` embeds the catalog with
+    ``encoder`` (through the embedding cache) and runs ``train`` for ``domain``."""
+
+    def fit(dataset: Dataset, fitted: TrainConfig) -> Path:
+        events = sum(map(len, dataset.sequences.values()))
+        log.info("%s: %d users, %d items, %d events", dataset.name, len(dataset.sequences), len(dataset.catalog), events)
+        if fitted.use_text:
+            embeddings = catalog_embeddings(encoder, dataset.catalog, cache_dir=cache_dir)
+        else:  # a model without a text tower never reads them: store none
+            embeddings = torch.zeros(len(dataset.catalog), 0)
+        return train(
+            dataset, head_cls, embeddings, domain=domain, encoder_name=encoder.name,
+            encoder_model_id=encoder.model_id, out_dir=out_dir, config=fitted,
+        )
+
+    return TrainRequest(data, head_cls, encoder, config, Path(out_dir), fit, cache_dir)
+
+
+def training_manifest(
+    model: SequenceRecommender,
+    config: TrainConfig,
+    domain: type[Domain] | Domain,
+    encoder_name: str,
+    encoder_model_id: str,
+    actions: list[str],
+    data_name: str,
+    data_fingerprint: str,
+    metrics: dict[str, float],
+) -> Manifest:
+    """The manifest of a model trained with ``config``: what a server needs to rebuild it."""
+    return Manifest(
+        domain=domain.name,
+        head=model.head.name,
+        encoder=encoder_name,
+        encoder_model_id=encoder_model_id,
+        dim=config.dim,
+        max_len=config.max_len,
+        actions=actions,
+        head_options=dict(model.head.config),
+        use_text=model.use_text,
+        use_ids=model.use_ids,
+        item_features=sorted(config.item_features),
+        dropout=config.dropout,
+        similarity=model.similarity,
+        temperature=model.temperature,
+        data_name=data_name,
+        data_fingerprint=data_fingerprint,
+        training=asdict(config),
+        metrics=metrics,
+    )
+
+
+def feature_values(catalog: Catalog, names: list[str]) -> dict[str, torch.Tensor]:
+    """Each named catalog feature as (n_items,) indices of its values (sorted, from 0)."""
+    indexed = {}
+    for name in names:
+        values = catalog.features[name]
+        index = {value: i for i, value in enumerate(sorted(set(values)))}
+        indexed[name] = torch.tensor([index[value] for value in values], dtype=torch.long)
+    return indexed
+
+
+def build_model(
+    head_cls: type[Head],
+    text_embeddings: torch.Tensor,
+    n_actions: int,
+    config: TrainConfig,
+    features: dict[str, torch.Tensor] | None = None,
+) -> SequenceRecommender:
+    torch.manual_seed(config.seed)
+    try:
+        head = head_cls(config.dim, config.max_len, **config.head_options)
+    except (TypeError, ValueError) as exc:
+        raise InvalidArgument(f"head options {config.head_options}: {exc}") from exc
+    try:
+        return SequenceRecommender(
+            head,
+            text_embeddings,
+            n_actions,
+            use_text=config.use_text,
+            use_ids=config.use_ids,
+            dropout=config.dropout,
+            item_features=features,
+            similarity=config.similarity,
+            temperature=config.temperature,
+        )
+    except ValueError as exc:
+        raise InvalidArgument(f"config: {exc}") from exc
+
+
+def _train_only_seen_ids(model: SequenceRecommender, unseen: torch.Tensor) -> None:
+    """Keep the id embeddings of the ``unseen`` catalog items (a bool mask: no training
+    event) where they start.
+
+    The full softmax scores every catalog item at every step, so it would train the id
+    embedding of an item it never sees as a target to score low: beside text, that id
+    embedding (which starts at zero) would bury the item for good. Masking its gradient
+    keeps it at zero, so the item is scored by its text alone, like an item added later.
+    """
+    if model.item_ids is not None and unseen.any():
+        unseen = unseen.to(model.item_ids.weight.device).unsqueeze(1)
+        model.item_ids.weight.register_hook(lambda grad: grad.masked_fill(unseen, 0.0))
+
+
+def _fit(
+    model: SequenceRecommender,
+    seqs: Sequences,
+    examples: TrainingExamples,
+    checkpoint: Checkpoint,
+    config: TrainConfig,
+    device: torch.device,
+    on_epoch: EpochCallback | None,
+    target_weights: torch.Tensor | None = None,
+) -> Progress:
+    """Train epochs (from the checkpoint, if any) until ``config.epochs``, early stop or
+    the time budget, and leave the best epoch's weights in ``model``. An epoch cut short
+    by the budget is validated and checkpointed like any other, and is the last."""
+    optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    progress, best = checkpoint.restore(model, optimizer)
+    started = time.monotonic() - progress.seconds  # the clock of the whole run, resumed parts included
+    budget = config.time_budget_s if config.time_budget_s > 0 else math.inf
+    deadline = started + budget  # an epoch still running then ends after its current step
+    steps_per_epoch = math.ceil(len(examples) / config.batch_size)
+    schedule = Schedule(
+        config.lr, config.warmup_steps, config.schedule == "cosine", config.epochs * steps_per_epoch, started, budget
+    )
+    while progress.epoch < config.epochs and progress.stale < config.patience and progress.seconds < budget:
+        progress.epoch += 1
+        loss = _train_epoch(model, optimizer, examples, config, progress, device, deadline, target_weights, schedule)
+        score = evaluate_model(model, seqs, "valid", config.max_len, config.eval_batch_size)["ndcg@10"]
+        progress.seconds = time.monotonic() - started
+        progress.losses.append(loss)
+        progress.scores.append(score)
+        if score > progress.best_score:
+            progress.best_epoch, progress.best_score, progress.stale = progress.epoch, score, 0
+            best = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
+        else:
+            progress.stale += 1
+        log.info(
+            "epoch %d: loss %.4f, valid NDCG@10 %.4f (best %.4f, epoch %d)",
+            progress.epoch,
+            loss,
+            score,
+            progress.best_score,
+            progress.best_epoch,
+        )
+        checkpoint.save(model, optimizer, progress, best)
+        if on_epoch:
+            on_epoch(progress.epoch, {"loss": loss, "valid.ndcg@10": score, "seconds": progress.seconds})
+    model.load_state_dict(best)
+    return progress
+
+
+def _available_cores() -> int:
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+def _check_inputs(dataset: Dataset, text_embeddings: torch.Tensor, config: TrainConfig) -> None:
+    if text_embeddings.ndim != 2 or text_embeddings.shape[0] != len(dataset.catalog):
+        shape, expected = tuple(text_embeddings.shape), (len(dataset.catalog), "dim")
+        raise InvalidArgument(f"text_embeddings: shape {shape}; expected {expected}, one row per catalog item")
+    if not (config.use_text or config.use_ids or config.item_features):
+        raise InvalidArgument("config: use_text, use_ids and item_features are all off; items need one of them")
+    for name in ("dim", "max_len", "epochs", "batch_size"):
+        if getattr(config, name) < 1:
+            raise InvalidArgument(f"config.{name}: {getattr(config, name)}; must be at least 1")
+    if config.schedule not in SCHEDULES:
+        raise InvalidArgument(f"config.schedule: {config.schedule!r}; allowed: {allowed(SCHEDULES)}")
+    if config.warmup_steps < 0:
+        raise InvalidArgument(f"config.warmup_steps: {config.warmup_steps}; must be at least 0")
+
+
+def _check_item_fields(dataset: Dataset, actions: list[str], config: TrainConfig) -> None:
+    """The item features and target weights name what the data and the domain have."""
+    for name in config.item_features:
+        if name not in dataset.catalog.features:
+            raise InvalidArgument(
+                f"config.item_features: {name!r} is not a feature of {dataset.name}; "
+                f"its features: {allowed(dataset.catalog.features)}"
+            )
+    for action, weight in config.target_weights.items():
+        if action not in actions:
+            raise InvalidArgument(f"config.target_weights: action {action!r}; allowed: {allowed(actions)}")
+        if not 0 <= weight <= 1:
+            raise InvalidArgument(f"config.target_weights[{action!r}]: {weight}; must be between 0 and 1")
+    if config.use_text and not any(dataset.catalog.texts):
+        raise InvalidArgument(f"{dataset.name}: no item has text; train on ids or features (use_text off, --no-text)")
+
+
+def _train_epoch(
+    model: SequenceRecommender,
+    optimizer: torch.optim.Optimizer,
+    examples: TrainingExamples,
+    config: TrainConfig,
+    progress: Progress,
+    device: torch.device,
+    deadline: float,
+    target_weights: torch.Tensor | None,
+    schedule: Schedule,
+) -> float:
+    """One pass (epoch ``progress.epoch``) over the shuffled windows, cut short at
+    ``deadline`` (a ``time.monotonic`` value); returns the mean loss and counts the steps in
+    ``progress``. The shuffle depends only on (seed, epoch), so a resumed run sees the same
+    batches. ``target_weights`` (per action index): the probability that a target of that
+    action enters the loss. ``schedule``: the learning rate per step."""
+    model.train()
+    epoch = progress.epoch
+    total, steps = 0.0, 0
+    batches = _batches(examples, config, epoch)
+    with tqdm(batches, desc=f"epoch {epoch}/{config.epochs}", unit="batch", disable=None, leave=False) as bar:
+        for rows in bar:
+            batch, targets = examples.rows(rows)
+            first = int(batch.mask.any(0).nonzero()[0])  # drop columns that are padding in every row
+            batch = _columns(batch, first).to(device)
+            targets = targets[:, first:].to(device)
+            # The item tower runs once per step: its table feeds both the events and the loss.
+            table = None if config.negatives else model.item_vectors()
+            output = model(batch, table)
+            known = targets != IGNORE
+            if target_weights is not None:
+                kept = target_weights.to(device)[examples.target_actions[rows][:, first:].to(device)]
+                known &= torch.rand(known.shape, device=device) < kept
+                if not known.any():
+                    continue
+            loss = _next_item_loss(model, output.states[known], targets[known], config.negatives, table)
+            if output.aux_loss is not None:
+                loss = loss + output.aux_loss
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
+            for group in optimizer.param_groups:
+                group["lr"] = schedule(progress.steps)
+            optimizer.step()
+            progress.steps += 1
+            total, steps = total + loss.item(), steps + 1
+            bar.set_postfix(loss=f"{total / steps:.4f}")
+            if time.monotonic() >= deadline:
+                log.info("time budget spent after %d of %d steps of epoch %d", steps, len(bar), epoch)
+                break
+    return total / max(steps, 1)
+
+
+def _batches(examples: TrainingExamples, config: TrainConfig, epoch: int) -> list[torch.Tensor]:
+    """The row indices of each batch of one epoch, shuffled by (seed, epoch).
+
+    With ``length_buckets``, each group of ``BUCKET_GROUP`` batches' worth of shuffled
+    windows is sorted by length before it is cut into batches, and the batches are then
+    shuffled: batches hold windows of similar lengths, so trimming their all-padding
+    columns leaves little padding for the head to process.
+    """
+    generator = torch.Generator().manual_seed(config.seed * 100_003 + epoch)
+    order = torch.randperm(len(examples), generator=generator)
+    if config.length_buckets:
+        lengths = examples.inputs.mask.sum(1)
+        groups = order.split(config.batch_size * BUCKET_GROUP)
+        order = torch.cat([group[torch.argsort(lengths[group], stable=True)] for group in groups])
+    batches = list(order.split(config.batch_size))
+    if config.length_buckets:
+        batches = [batches[i] for i in torch.randperm(len(batches), generator=generator)]
+    return batches
+
+
+def _columns(batch: EventBatch, first: int) -> EventBatch:
+    return EventBatch(batch.items[:, first:], batch.actions[:, first:], batch.gaps[:, first:], batch.mask[:, first:])
+
+
+def _next_item_loss(
+    model: SequenceRecommender,
+    states: torch.Tensor,
+    targets: torch.Tensor,
+    negatives: int,
+    table: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """Cross-entropy of each target against the catalog (``table``: its item vectors,
+    computed when None), or against ``negatives`` sampled items (see ``losses``)."""
+    states = model.scoring_states(states)
+    if negatives:
+        return sampled_softmax_cross_entropy(states, targets, model.candidate_vectors, model.n_items, negatives)
+    return full_softmax_cross_entropy(states, model.scoring_items(model.item_vectors() if table is None else table), targets)
+
+
+def _run_key(
+    fingerprint: str, head_cls, text_embeddings: torch.Tensor, domain, encoder_model_id: str, config: TrainConfig
+) -> str:
+    """Identifies a training run: equal keys mean a checkpoint can be resumed."""
+    digest = hashlib.sha256()
+    described = {
+        "config": config.key_fields(),
+        "head": head_cls.name,
+        "domain": domain.name,
+        "actions": list(domain.actions),
+        "encoder_model_id": encoder_model_id,
+        "data": fingerprint,
+    }
+    digest.update(json.dumps(described, sort_keys=True, default=str).encode())
+    digest.update(text_embeddings.detach().cpu().float().contiguous().numpy().tobytes())
+    return digest.hexdigest()[:16]
+
+
+class Checkpoint:
+    """The latest finished epoch of one run (its file name holds the run key), written atomically."""
+
+    def __init__(self, path: Path):
+        self.path = path
+
+    def save(self, model, optimizer, progress: Progress, best: dict[str, torch.Tensor]) -> None:
+        state = {
+            "progress": asdict(progress),
+            "model": model.state_dict(),
+            "optimizer": optimizer.state_dict(),
+            "best": best,
+            "rng": torch.get_rng_state(),
+            "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+        }
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        partial = self.path.with_suffix(".partial")
+        torch.save(state, partial)
+        os.replace(partial, self.path)
+
+    def restore(self, model, optimizer) -> tuple[Progress, dict[str, torch.Tensor]]:
+        """Load the checkpoint into ``model`` and ``optimizer`` if there is one for this
+        run; returns the progress and the best weights so far (the initial ones when new)."""
+        if not self.path.is_file():
+            return Progress(), {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
+        state = torch.load(self.path, map_location="cpu", weights_only=True)
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        torch.set_rng_state(state["rng"])
+        if state["cuda_rng"] and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(state["cuda_rng"])
+        progress = Progress(**state["progress"])
+        log.info("resuming %s after epoch %d", self.path.name, progress.epoch)
+        return progress, state["best"]
+
+    def remove(self) -> None:
+        self.path.unlink(missing_ok=True)
