@@ -33,7 +33,7 @@ from temporec.contract.types import Dataset, Event, Query
 from temporec.model.artifacts import LoadedModel, load_model
 from temporec.model.embedding_cache import catalog_embeddings
 from temporec.serving.service import RecommenderService
-from temporec.training import TrainConfig, train
+from temporec.training import TrainConfig, train, train_request
 from temporec.training.protocols import (
     Scorer,
     artifact_scorer,
@@ -274,7 +274,7 @@ def customer_service(bench: Bench, folder: str, metric_names: list[str]) -> str:
         started = time.monotonic()
         # as `temporec train --domain customer_service` does; the embeddings come from the cache
         out_dir = bench.models_dir("customer_service", folder, head.name)
-        path = domain.train(str(bench.args.data / folder), head, encoder, config=base, out_dir=out_dir)
+        path = domain.train(train_request(domain, str(bench.args.data / folder), head, encoder, base, out_dir))
         loaded = bench.load(path)
         rankers[head.name] = artifact_scorer(loaded, vectors.__getitem__)
         notes.append(f"- {head.name}: {settings(loaded, time.monotonic() - started)}")

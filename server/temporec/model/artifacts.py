@@ -16,8 +16,6 @@ import hashlib
 import json
 import logging
 import os
-import shutil
-import tempfile
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -27,6 +25,7 @@ from safetensors.torch import load_file, save_file
 
 from temporec.contract.errors import FailedPrecondition
 from temporec.contract.types import Catalog
+from temporec.files import replaced_atomically
 from temporec.model.recommender import SequenceRecommender
 
 FORMAT = 1
@@ -118,20 +117,13 @@ def save_model(
     manifest.created = manifest.created or time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     manifest.version = manifest.version or f"{time.strftime('%Y%m%d%H%M%S', time.gmtime())}-{manifest.data_fingerprint[:8]}"
     final = root / f"{manifest.domain}-{manifest.head}-{manifest.version}"
-    staging = Path(tempfile.mkdtemp(prefix=".partial-", dir=root))
-    try:
+    with replaced_atomically(final, directory=True) as staging:
         tensors = {f"model.{k}": v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
         tensors["popularity"] = popularity.float().cpu().contiguous()
         save_file(tensors, staging / WEIGHTS)
         _write_catalog(staging / CATALOG, catalog)
         manifest.files = {name: _sha256(staging / name) for name in (WEIGHTS, CATALOG)}
         (staging / MANIFEST).write_text(json.dumps(asdict(manifest), indent=2) + "\n")
-        if final.exists():
-            shutil.rmtree(final)
-        os.replace(staging, final)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
     return final
 
 

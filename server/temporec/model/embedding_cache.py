@@ -15,7 +15,6 @@ import logging
 import os
 import re
 import sys
-import tempfile
 from pathlib import Path
 
 import torch
@@ -26,6 +25,7 @@ from tqdm import tqdm
 from temporec.contract.encoders import Encoder
 from temporec.contract.errors import PluginError
 from temporec.contract.types import Catalog
+from temporec.files import replaced_atomically
 
 CHUNK = 512  # texts per encode call: bounds memory and paces the progress bar
 
@@ -111,14 +111,7 @@ def _read(path: Path, rows: int, dim: int) -> torch.Tensor | None:
 
 
 def _write(path: Path, embeddings: torch.Tensor, model_id: str) -> None:
-    """Write via a temporary file renamed into place: readers never see half a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, temporary = tempfile.mkstemp(prefix=".partial-", suffix=".safetensors", dir=path.parent)
-    os.close(fd)
-    try:
+    """Written in place at once: a reader never sees half a file."""
+    # Readable like any cache file.
+    with replaced_atomically(path, mode=0o644) as temporary:
         save_file({"embeddings": embeddings.contiguous()}, temporary, metadata={"model_id": model_id})
-        os.chmod(temporary, 0o644)  # mkstemp makes it private; readable like any cache file
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise

@@ -36,6 +36,7 @@ from temporec.contract.heads import Head
 from temporec.contract.training import TrainConfig, TrainRequest
 from temporec.contract.types import Catalog, Dataset
 from temporec.data import DataError
+from temporec.files import replaced_atomically
 from temporec.model.artifacts import Manifest, save_model
 from temporec.model.devices import resolve_device
 from temporec.model.embedding_cache import catalog_embeddings
@@ -474,10 +475,8 @@ class Checkpoint:
             "rng": torch.get_rng_state(),
             "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
         }
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        partial = self.path.with_suffix(".partial")
-        torch.save(state, partial)
-        os.replace(partial, self.path)
+        with replaced_atomically(self.path) as partial:
+            torch.save(state, partial)
 
     def restore(self, model, optimizer) -> tuple[Progress, dict[str, torch.Tensor]]:
         """Load the checkpoint into ``model`` and ``optimizer`` if there is one for this

@@ -21,9 +21,7 @@ from __future__ import annotations
 
 import logging
 import os
-import shutil
 import sys
-import tempfile
 import warnings
 from dataclasses import dataclass, field
 from importlib import resources
@@ -34,6 +32,7 @@ import torch
 import torch.nn.functional as F
 
 from temporec.contract.errors import FailedPrecondition, InvalidArgument, allowed
+from temporec.files import replaced_atomically
 from temporec.triton import configs
 from temporec.triton.configs import Serving
 
@@ -190,8 +189,7 @@ def _write_model(
     """Stage one model directory (config, version directory and its files), then move it
     into place."""
     final = out / config.name
-    staging = Path(tempfile.mkdtemp(prefix=f".partial-{config.name}-", dir=out))
-    try:
+    with replaced_atomically(final, directory=True) as staging:
         version = staging / VERSION
         version.mkdir()
         configs.write(config, staging)
@@ -203,12 +201,6 @@ def _write_model(
                 encoder.model.save_pretrained(version / HF_DIR)
         if onnx:
             export_onnx(encoder, version / ONNX_FILE)
-        if final.exists():
-            shutil.rmtree(final)
-        os.replace(staging, final)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
     log.info("wrote %s", final)
     return final
 
