@@ -26,6 +26,10 @@ from temporec.model.artifacts import Manifest, save_model
 from temporec.model.recommender import SequenceRecommender
 from temporec.serving.config import ServerConfig
 
+ROOT = Path(__file__).resolve().parents[1]  # the repository
+#: The real data sets beside the checkout (absent on a fresh clone: the tests that need them skip).
+SHARED_DATA = ROOT.parent / "shared" / "data"
+
 TINY_ITEMS = 20
 #: An Encode call with this text blocks until the test sets the gate (deadline tests).
 TINY_WAIT_TEXT, TINY_FAIL_TEXT = "WAIT", "FAIL"
@@ -210,7 +214,7 @@ def grpc_server(start_grpc_server, tiny_registry, tiny_models_dir):
 
 # ---- third-party plugin fixture (shared by test_plugins and test_end_to_end) ------------
 
-EXAMPLE_SOURCE = Path(__file__).resolve().parent / "plugin_example"
+EXAMPLE_SOURCE = ROOT / "tests" / "plugin_example"
 
 
 @pytest.fixture(scope="session")

@@ -5,12 +5,13 @@ import re
 import shlex
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
+from conftest import ROOT
+
 # The benchmarks are scripts, not a package: they import each other from their folder.
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+sys.path.insert(0, str(ROOT / "benchmarks"))
 import ml1m  # noqa: E402
 from results_file import machine, machine_line, source_revision  # noqa: E402
 

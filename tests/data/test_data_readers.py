@@ -6,13 +6,14 @@ from pathlib import Path
 
 import pytest
 
+from conftest import SHARED_DATA
 from temporec.contract.errors import InvalidArgument
 from temporec.contract.types import Catalog, Dataset, Event
 from temporec.data import DataError, k_core, load_dataset
 from temporec.data.events import read_events
 from temporec.data.movielens import read_u_item
 
-ML1M = Path(__file__).resolve().parents[2] / "shared" / "data" / "ml-1m"
+ML1M = SHARED_DATA / "ml-1m"
 
 MOVIES_DAT = (
     "1::Toy Story (1995)::Animation|Children's|Comedy\n2::Amélie (2001)::Comedy|Romance\n3::Heat (1995)::Action\n"

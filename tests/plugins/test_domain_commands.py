@@ -12,15 +12,16 @@ import random
 from pathlib import Path
 
 import pytest
+from test_domain_news import write_nemig
 
+from conftest import SHARED_DATA
 from temporec.cli import main
 from temporec.contract.registry import load_registry
 from temporec.contract.types import Event, Query
 from temporec.model.artifacts import read_manifest
 from temporec.serving.service import RecommenderService
-from test_domain_news import write_nemig
 
-BANKING77 = Path(__file__).resolve().parents[2] / "shared" / "data" / "banking77"
+BANKING77 = SHARED_DATA / "banking77"
 HASHING_MODEL_ID = "hashing-v1-256-pairs"
 
 #: reply id -> (reply text, words a customer uses for it)

@@ -8,15 +8,15 @@ import subprocess
 import sys
 import zipfile
 from datetime import datetime, timedelta, timezone
-from pathlib import Path
 
-import grpc
 import pytest
 import tomllib
 
+import grpc
+from conftest import ROOT
 from temporec_client import Event, Recommendation, TemporecClient, TemporecError
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = ROOT
 CLIENT_DIR = ROOT / "clients" / "python"
 #: What the client distribution may import besides the standard library.
 ALLOWED_IMPORTS = {"grpc", "grpc_health", "google.protobuf", "temporec_client"}

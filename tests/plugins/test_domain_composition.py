@@ -5,6 +5,9 @@ import asyncio
 
 import pytest
 import torch
+from test_domain_customer_service import REPLIES, conversations
+from test_domain_news import write_nemig
+from test_domain_retail import shop
 
 from conftest import TinyEncoder, TinyPlugin
 from temporec.contract.registry import load_registry
@@ -17,9 +20,6 @@ from temporec_plugins.domains.customer_service.training import (
     turn_texts,
 )
 from temporec_plugins.domains.news.reader import load_news
-from test_domain_customer_service import REPLIES, conversations
-from test_domain_news import write_nemig
-from test_domain_retail import shop
 
 HEADS = ("lstm", "ar", "vae")
 SHORT = TrainConfig(dim=16, max_len=8, epochs=1, batch_size=8)

@@ -2,12 +2,12 @@
 reference loop, and the pinned ML-1M popularity numbers."""
 
 import math
-from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
+from conftest import SHARED_DATA
 from temporec.contract.types import Catalog, Dataset, Event
 from temporec.data import k_core, load_dataset
 from temporec.training.leave_one_out import evaluate_popularity, rank_split
@@ -21,7 +21,7 @@ from temporec.training.splits import (
     training_examples,
 )
 
-ML1M = Path(__file__).resolve().parents[2] / "shared" / "data" / "ml-1m"
+ML1M = SHARED_DATA / "ml-1m"
 
 
 def dataset_of(histories: dict[str, str], n_items: int = 6) -> Dataset:

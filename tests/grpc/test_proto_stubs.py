@@ -12,9 +12,10 @@ import pytest
 
 import temporec.v1
 import temporec_client.v1
+from conftest import ROOT
 from temporec_client.v1 import recommender_pb2 as pb
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = ROOT
 SCRIPT = Path("scripts") / "generate_protos.py"
 STUBS = Path("clients") / "python" / "temporec_client" / "v1"
 BUF = ROOT / "clients" / "node" / "node_modules" / ".bin" / "buf"

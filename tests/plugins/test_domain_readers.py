@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from conftest import SHARED_DATA
 from temporec.data import DataError, load_dataset
 from temporec.data.taobao import load_taobao
 from temporec_plugins.domains.customer_service.reader import (
@@ -14,7 +15,7 @@ from temporec_plugins.domains.customer_service.reader import (
 )
 from temporec_plugins.domains.news.reader import load_news
 
-SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
+SHARED = SHARED_DATA
 
 
 def write(path: Path, text: str) -> Path:

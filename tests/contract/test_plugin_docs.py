@@ -1,24 +1,24 @@
 """The plugin guide keeps up with the plugin interface (after datasette's tests that every
 plugin hook is documented and tested): each hook in ``temporec.contract.hookspecs`` has a
 docstring, a section in docs/plugins.md named after it, an implementation in the example
-package (tests/plugin_example) and a test of it in tests/test_plugin_example.py; each
+package (tests/plugin_example) and a test of it in tests/contract/test_plugin_example.py; each
 public member of the component base classes is described in the guide. A new hook or
 member without documentation, example or test fails here."""
 
 import re
 from importlib import metadata
-from pathlib import Path
 
 import pluggy
 import pytest
 
+from conftest import ROOT
 from temporec import Domain, Encoder, Head
 from temporec.contract import hookspecs
 from temporec.contract.registry import ENTRY_POINT_GROUP
 
-TESTS = Path(__file__).resolve().parent
+TESTS = ROOT / "tests"
 GUIDE = (TESTS.parent / "docs" / "plugins.md").read_text(encoding="utf-8")
-EXAMPLE_TESTS = (TESTS / "test_plugin_example.py").read_text(encoding="utf-8")
+EXAMPLE_TESTS = (TESTS / "contract" / "test_plugin_example.py").read_text(encoding="utf-8")
 HOOKS = sorted(name for name, value in vars(hookspecs).items() if hasattr(value, f"{ENTRY_POINT_GROUP}_spec"))
 SECTIONS = set(re.findall(r"^### (\w+)\s*$", GUIDE, flags=re.MULTILINE))
 
@@ -59,7 +59,7 @@ def test_every_hook_is_implemented_by_the_example_package(hook, example_hooks):
 @pytest.mark.parametrize("hook", HOOKS)
 def test_every_hook_is_tested_through_the_example_package(hook):
     assert re.search(rf"^def test_{hook}_\w+\(", EXAMPLE_TESTS, flags=re.MULTILINE), (
-        f"tests/test_plugin_example.py has no test_{hook}_... test"
+        f"tests/contract/test_plugin_example.py has no test_{hook}_... test"
     )
 
 

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from conftest import SHARED_DATA
 from temporec.cli import evaluate as eval_command
 from temporec.cli import train as train_command
 from temporec.contract.errors import InvalidArgument
@@ -19,7 +20,7 @@ from temporec.training import TrainConfig, train
 from temporec_plugins.domains.video import VideoDomain
 from temporec_plugins.heads.lstm import LSTMHead
 
-ML1M = Path(__file__).resolve().parents[2] / "shared" / "data" / "ml-1m"
+ML1M = SHARED_DATA / "ml-1m"
 
 
 def write_ml100k(directory: Path, movies: int = 20, users: int = 40, length: int = 8) -> Path:

@@ -14,11 +14,11 @@ import threading
 import weakref
 from pathlib import Path
 
-import grpc
 import pytest
 import torch
 
-from conftest import GatedHead, TinyMeanHead, build_tiny_artifact, tiny_registry_with
+import grpc
+from conftest import ROOT, GatedHead, TinyMeanHead, build_tiny_artifact, tiny_registry_with
 from temporec.contract.errors import FailedPrecondition
 from temporec.contract.registry import load_registry
 from temporec.contract.types import Catalog, Event, Query
@@ -41,7 +41,7 @@ from temporec_client import TemporecClient
 
 Code = grpc.StatusCode
 T0 = 1_700_000_000.0
-TESTS = Path(__file__).resolve().parent
+TESTS = ROOT / "tests"
 
 
 @pytest.fixture(scope="module")
