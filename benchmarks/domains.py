@@ -339,9 +339,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--only", nargs="*", default=[], help="run the sections whose names start with these")
     parser.add_argument("--data", type=Path, default=DATA, help=f"shared data folder (default {DATA})")
-    parser.add_argument(
-        "--out", type=Path, default=RESULTS, help="results file (default benchmarks/RESULTS.md)"
-    )
+    parser.add_argument("--out", type=Path, default=RESULTS, help="results file (default benchmarks/RESULTS.md)")
     parser.add_argument("--models", type=Path, default=ROOT / "models" / "benchmarks", help="where trained models go")
     parser.add_argument("--heads", nargs="+", default=["lstm"], help="heads to train (default lstm)")
     parser.add_argument("--time-budget", type=float, default=300.0, help="seconds of training per model (default 300)")

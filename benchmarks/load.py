@@ -42,9 +42,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-import grpc
 import numpy as np
 
+import grpc
 from results_file import (
     RESULTS_SECTIONS,
     RESULTS_TITLE,
@@ -123,9 +123,28 @@ def train(data: Path, models: Path, settings: Settings) -> float:
     """``temporec train`` the lstm head of the video domain; returns the minutes it took."""
     started = time.monotonic()
     command = [
-        sys.executable, "-m", "temporec", "train", "--domain", "video", "--head", "lstm", "--data", str(data),
-        "--out", str(models), "--epochs", str(settings.epochs), "--dim", str(settings.dim),
-        "--max-len", str(settings.max_len), "--device", "cpu", "--threads", "1",
+        sys.executable,
+        "-m",
+        "temporec",
+        "train",
+        "--domain",
+        "video",
+        "--head",
+        "lstm",
+        "--data",
+        str(data),
+        "--out",
+        str(models),
+        "--epochs",
+        str(settings.epochs),
+        "--dim",
+        str(settings.dim),
+        "--max-len",
+        str(settings.max_len),
+        "--device",
+        "cpu",
+        "--threads",
+        "1",
     ]
     subprocess.run(command, check=True, stdout=sys.stderr)
     return (time.monotonic() - started) / 60
@@ -136,8 +155,24 @@ class Server:
 
     def __init__(self, models: Path, metrics_port: int):
         command = [
-            sys.executable, "-m", "temporec", "serve", "--host", "127.0.0.1", "--port", "0", "--models", str(models),
-            "--device", "cpu", "--grace-seconds", "5", "--metrics-port", str(metrics_port), "--log-level", "warning",
+            sys.executable,
+            "-m",
+            "temporec",
+            "serve",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            "0",
+            "--models",
+            str(models),
+            "--device",
+            "cpu",
+            "--grace-seconds",
+            "5",
+            "--metrics-port",
+            str(metrics_port),
+            "--log-level",
+            "warning",
         ]
         env = {k: v for k, v in os.environ.items() if k not in ("TEMPOREC_PLUGINS", "TEMPOREC_CONFIG")}
         self.metrics_port = metrics_port
@@ -166,7 +201,9 @@ class Server:
         with urllib.request.urlopen(f"http://127.0.0.1:{self.metrics_port}/metrics", timeout=30) as response:
             text = response.read().decode()
         sums, counts = collections.Counter(), collections.Counter()
-        for kind, stage, number in re.findall(r'^temporec_stage_seconds_(sum|count)\{[^}]*stage="(\w+)"[^}]*\} (\S+)$', text, re.M):
+        for kind, stage, number in re.findall(
+            r'^temporec_stage_seconds_(sum|count)\{[^}]*stage="(\w+)"[^}]*\} (\S+)$', text, re.M
+        ):
             (sums if kind == "sum" else counts)[stage] += float(number)
         return {stage: 1000 * sums[stage] / counts[stage] for stage in counts if counts[stage]}
 
@@ -206,7 +243,12 @@ def build_requests(data: Path, settings: Settings, count: int = 4000, seed: int 
 
 
 async def run_load(
-    target: str, requests: list, settings: Settings, seconds: float, limit: int, watch: Callable[[], None] = lambda: None
+    target: str,
+    requests: list,
+    settings: Settings,
+    seconds: float,
+    limit: int,
+    watch: Callable[[], None] = lambda: None,
 ) -> Tally:
     """``settings.clients`` clients send ``requests`` (in random order) until ``seconds``
     have passed or ``limit`` requests were sent; ``watch`` is called every
@@ -255,7 +297,14 @@ async def run_load(
 
 
 def report(
-    settings: Settings, data: str, minutes: float, warm: Tally, load: Tally, memory: list[float], peak: float, stages: dict
+    settings: Settings,
+    data: str,
+    minutes: float,
+    warm: Tally,
+    load: Tally,
+    memory: list[float],
+    peak: float,
+    stages: dict,
 ) -> str:
     """The markdown section. ``memory``: the server's RSS (MiB) after the warm-up, every
     ``MEMORY_INTERVAL`` seconds of the load, and after it."""
@@ -269,7 +318,7 @@ def report(
     command = " ".join(["benchmarks/load.py", *map(shlex.quote, sys.argv[1:])])
     return f"""## Load (loopback)
 
-Written by `benchmarks/load.py` on {time.strftime('%Y-%m-%d')}.
+Written by `benchmarks/load.py` on {time.strftime("%Y-%m-%d")}.
 
 Command: `.venv/bin/python {command}`
 
@@ -286,7 +335,7 @@ events), {COLD_SHARE:.0%} cold starts, {TEXT_SHARE:.0%} with an item known only 
 
 | requests | OK | errors | seconds | requests/s | p50 ms | p90 ms | p99 ms | max ms |
 | --- | --- | --- | --- | --- | --- | --- | --- | --- |
-| {load.requests} | {load.codes['OK']} | {load.errors} | {load.seconds:.1f} | {load.requests / max(load.seconds, 1e-9):.1f} | {p50:.1f} | {p90:.1f} | {p99:.1f} | {ms.max() if len(ms) else 0:.1f} |
+| {load.requests} | {load.codes["OK"]} | {load.errors} | {load.seconds:.1f} | {load.requests / max(load.seconds, 1e-9):.1f} | {p50:.1f} | {p90:.1f} | {p99:.1f} | {ms.max() if len(ms) else 0:.1f} |
 
 Errors by code: {errors}. Goal, no unexpected error: {"met" if unexpected == 0 else f"not met ({unexpected})"}.
 
@@ -304,11 +353,17 @@ def main() -> int:
     parser.add_argument("--quick", action="store_true", help="a smoke test: small model, seconds of load, printed only")
     defaults = Settings()
     for name, value in vars(defaults).items():
-        parser.add_argument(f"--{name.replace('_', '-')}", type=type(value), help=f"default {value} (--quick: {getattr(QUICK, name)})")
-    parser.add_argument("--results", type=Path, help=f"the results file (default {RESULTS.relative_to(ROOT)}; --quick: none)")
+        parser.add_argument(
+            f"--{name.replace('_', '-')}", type=type(value), help=f"default {value} (--quick: {getattr(QUICK, name)})"
+        )
+    parser.add_argument(
+        "--results", type=Path, help=f"the results file (default {RESULTS.relative_to(ROOT)}; --quick: none)"
+    )
     args = parser.parse_args()
     base = QUICK if args.quick else defaults
-    settings = dataclasses.replace(base, **{name: getattr(args, name) for name in vars(base) if getattr(args, name) is not None})
+    settings = dataclasses.replace(
+        base, **{name: getattr(args, name) for name in vars(base) if getattr(args, name) is not None}
+    )
     results = args.results or (None if args.quick else RESULTS)
 
     workdir = Path(tempfile.mkdtemp(prefix="temporec-load-"))

@@ -13,7 +13,9 @@ from pathlib import Path
 SECTION = re.compile(r"<!-- section (\S+) -->\n(.*?)\n<!-- end \1 -->", re.S)
 
 #: benchmarks/RESULTS.md: its title, and its sections in order with the scripts that write them.
-RESULTS_TITLE = "# Benchmarks\n\nEach section is written by the script it names and replaced when that script runs again."
+RESULTS_TITLE = (
+    "# Benchmarks\n\nEach section is written by the script it names and replaced when that script runs again."
+)
 RESULTS_SECTIONS = (
     "ml1m",  # benchmarks/ml1m.py
     "ml1m-notes",  # by hand: how the ML-1M numbers were measured, and the gaps to the goals

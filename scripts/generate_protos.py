@@ -101,7 +101,9 @@ def main(argv: list[str] | None = None) -> int:
         generated = generate(fresh)
         packages = {p.parent for p in generated}
         stale = sorted(committed(packages) - set(generated))
-        differing = [p for p in generated if not (OUTPUT / p).is_file() or not filecmp.cmp(fresh / p, OUTPUT / p, shallow=False)]
+        differing = [
+            p for p in generated if not (OUTPUT / p).is_file() or not filecmp.cmp(fresh / p, OUTPUT / p, shallow=False)
+        ]
 
         if args.check:
             for path in differing:

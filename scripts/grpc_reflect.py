@@ -19,12 +19,13 @@ from __future__ import annotations
 import argparse
 import sys
 
-import grpc
 from google.protobuf import descriptor, json_format, message_factory
 from google.protobuf.descriptor_pool import DescriptorPool
 from grpc_reflection.v1alpha.proto_reflection_descriptor_database import (
     ProtoReflectionDescriptorDatabase,
 )
+
+import grpc
 
 SCALARS = {
     value: name.removeprefix("TYPE_").lower()
@@ -36,7 +37,9 @@ SCALARS = {
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("-d", dest="data", default="{}", help="the request as JSON; @ reads it from stdin (default {})")
-    parser.add_argument("-H", dest="headers", action="append", default=[], metavar="'KEY: VALUE'", help="metadata (repeatable)")
+    parser.add_argument(
+        "-H", dest="headers", action="append", default=[], metavar="'KEY: VALUE'", help="metadata (repeatable)"
+    )
     parser.add_argument("--tls", action="store_true", help="TLS with the system's roots (default: plaintext)")
     parser.add_argument("--timeout", type=float, default=30.0, metavar="S", help="deadline in seconds (default 30)")
     parser.add_argument("target", help="host:port")
@@ -45,7 +48,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     credentials = grpc.ssl_channel_credentials() if args.tls else None
-    with (grpc.secure_channel(args.target, credentials) if credentials else grpc.insecure_channel(args.target)) as channel:
+    with (
+        grpc.secure_channel(args.target, credentials) if credentials else grpc.insecure_channel(args.target)
+    ) as channel:
         database = ProtoReflectionDescriptorDatabase(channel)
         pool = DescriptorPool(database)
         try:

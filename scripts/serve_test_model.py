@@ -27,7 +27,16 @@ from pathlib import Path
 USERS, MOVIES, RATINGS_PER_USER = 40, 30, 8
 GENRES = ("Comedy", "Drama", "Thriller", "Animation", "Documentary", "Sci-Fi")
 SUBJECTS = (
-    "Robots", "Winter", "the Sea", "a Small Town", "Mars", "the Orchestra", "Dragons", "the Museum", "Detectives", "Summer",
+    "Robots",
+    "Winter",
+    "the Sea",
+    "a Small Town",
+    "Mars",
+    "the Orchestra",
+    "Dragons",
+    "the Museum",
+    "Detectives",
+    "Summer",
 )
 
 
@@ -57,9 +66,28 @@ def train_model(workdir: Path) -> Path:
         data = workdir / "data"
         write_movielens(data)
         command = [
-            sys.executable, "-m", "temporec", "train", "--domain", "video", "--head", "lstm",
-            "--data", str(data), "--out", str(models), "--cache-dir", str(workdir / "cache"),
-            "--epochs", "2", "--dim", "32", "--max-len", "16", "--device", "cpu",
+            sys.executable,
+            "-m",
+            "temporec",
+            "train",
+            "--domain",
+            "video",
+            "--head",
+            "lstm",
+            "--data",
+            str(data),
+            "--out",
+            str(models),
+            "--cache-dir",
+            str(workdir / "cache"),
+            "--epochs",
+            "2",
+            "--dim",
+            "32",
+            "--max-len",
+            "16",
+            "--device",
+            "cpu",
         ]
         subprocess.run(command, check=True, stdout=sys.stderr)
     return models
@@ -71,8 +99,22 @@ def main() -> int:
     args = parser.parse_args()
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="temporec-test-server-"))
     models = train_model(workdir)
-    serve = [sys.executable, "-m", "temporec", "serve", "--host", "127.0.0.1", "--port", "0",
-             "--models", str(models), "--device", "cpu", "--grace-seconds", "1"]
+    serve = [
+        sys.executable,
+        "-m",
+        "temporec",
+        "serve",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        "0",
+        "--models",
+        str(models),
+        "--device",
+        "cpu",
+        "--grace-seconds",
+        "1",
+    ]
     sys.stdout.flush()
     os.execv(sys.executable, serve)  # the server takes this process's place: SIGTERM reaches it
 

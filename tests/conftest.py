@@ -48,7 +48,10 @@ class TinyEncoder(Encoder):
             raise RuntimeError("tiny encoder refuses to encode FAIL")
         if TINY_WAIT_TEXT in texts:
             tiny_encoder_gate.wait(timeout=30)
-        rows = [torch.tensor(list(hashlib.sha256(t.encode()).digest()[: self.dim]), dtype=torch.float) - 127.5 for t in texts]
+        rows = [
+            torch.tensor(list(hashlib.sha256(t.encode()).digest()[: self.dim]), dtype=torch.float) - 127.5
+            for t in texts
+        ]
         return torch.nn.functional.normalize(torch.stack(rows), dim=1)
 
 
@@ -120,9 +123,17 @@ def build_tiny_artifact(
         for event in events:
             popularity[catalog.index[event.item_id]] += 1
     manifest = Manifest(
-        domain="tiny", head=head.name, encoder=encoder, encoder_model_id=TinyEncoder.model_id,
-        dim=dim, max_len=32, actions=list(TinyDomain.actions), data_name=data.name,
-        data_fingerprint=data.fingerprint(), metrics={"recall@10": 0.5}, version=version,
+        domain="tiny",
+        head=head.name,
+        encoder=encoder,
+        encoder_model_id=TinyEncoder.model_id,
+        dim=dim,
+        max_len=32,
+        actions=list(TinyDomain.actions),
+        data_name=data.name,
+        data_fingerprint=data.fingerprint(),
+        metrics={"recall@10": 0.5},
+        version=version,
     )
     return save_model(root, manifest, model, catalog, popularity)
 
@@ -225,8 +236,19 @@ def example_plugin_path(tmp_path_factory) -> Path:
     shutil.copytree(EXAMPLE_SOURCE, source, ignore=shutil.ignore_patterns("build", "*.egg-info", "__pycache__"))
     target = root / "site"
     subprocess.run(
-        [sys.executable, "-m", "pip", "install", "--no-deps", "--no-build-isolation", "--no-index",
-         "--quiet", "--target", str(target), str(source)],
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "install",
+            "--no-deps",
+            "--no-build-isolation",
+            "--no-index",
+            "--quiet",
+            "--target",
+            str(target),
+            str(source),
+        ],
         check=True,
     )
     return target

@@ -24,6 +24,7 @@ def event_to_proto(event: Event) -> pb.Event:
         item_id=event.item_id, action=event.action, timestamp_ms=round(event.timestamp * 1000), text=event.text
     )
 
+
 def query_to_proto(query: Query) -> pb.RecommendRequest:
     return pb.RecommendRequest(
         domain=query.domain,
@@ -39,6 +40,7 @@ def query_to_proto(query: Query) -> pb.RecommendRequest:
         **options_to_proto(query.domain, query.options),
     )
 
+
 def options_to_proto(domain: str, options: object | None) -> dict[str, Any]:
     """RecommendRequest fields for ``options`` (a dataclass or a mapping): the domain's
     typed message when it has one, else ``plugin_options`` as text."""
@@ -49,9 +51,11 @@ def options_to_proto(domain: str, options: object | None) -> dict[str, Any]:
         return {TYPED_OPTIONS[domain]: values}
     return {"plugin_options": {name: option_text(value) for name, value in values.items()}}
 
+
 def item_from_proto(item: pb.RecommendedItem) -> ScoredItem:
     contributions = [Contribution(c.history_index, c.item_id, c.weight) for c in item.contributions]
     return ScoredItem(item.item_id, item.score, item.text, contributions)
+
 
 def recommendation_from_proto(response: pb.RecommendResponse) -> Recommendation:
     return Recommendation(
@@ -66,6 +70,7 @@ def recommendation_from_proto(response: pb.RecommendResponse) -> Recommendation:
         timings_ms={t.stage: t.milliseconds for t in response.timings},
         hand_off=hand_off_from_proto(response),
     )
+
 
 def hand_off_from_proto(response: pb.RecommendResponse) -> HandOff | None:
     if not response.HasField("hand_off"):

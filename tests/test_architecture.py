@@ -97,7 +97,9 @@ def test_no_first_party_plugin_imports_another():
         if module.count(".") < 2:  # temporec_plugins, temporec_plugins.heads: folders, not plugins
             continue
         home = plugin_home(module)
-        foreign = [i for i in imports(path, module, KNOWN) if i.startswith("temporec_plugins.") and not i.startswith(home)]
+        foreign = [
+            i for i in imports(path, module, KNOWN) if i.startswith("temporec_plugins.") and not i.startswith(home)
+        ]
         if foreign:
             offenders[module] = sorted(foreign)
     assert offenders == {}

@@ -10,9 +10,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-import grpc
 import pytest
 
+import grpc
 from temporec_client import Event, TemporecClient, TemporecError
 
 SHARED_ML1M = Path(__file__).resolve().parents[2] / "shared" / "data" / "ml-1m"
@@ -48,12 +48,42 @@ def served(tmp_path_factory, example_plugin_path):
     os.symlink(SHARED_ML1M / "movies.dat", data / "movies.dat")
     env = environment(example_plugin_path, root / "cache")
     for head in ("lstm", "decay"):
-        temporec("train", "--domain", "video", "--head", head, "--data", str(data), "--out", str(root / "models"),
-                 "--epochs", "2", "--dim", "32", "--max-len", "30", env=env)
+        temporec(
+            "train",
+            "--domain",
+            "video",
+            "--head",
+            head,
+            "--data",
+            str(data),
+            "--out",
+            str(root / "models"),
+            "--epochs",
+            "2",
+            "--dim",
+            "32",
+            "--max-len",
+            "30",
+            env=env,
+        )
 
     server = subprocess.Popen(
-        [sys.executable, "-m", "temporec", "serve", "--host", "127.0.0.1", "--port", "0", "--models", str(root / "models")],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+        [
+            sys.executable,
+            "-m",
+            "temporec",
+            "serve",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            "0",
+            "--models",
+            str(root / "models"),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
     )
     try:
         line = server.stdout.readline()
@@ -71,7 +101,10 @@ def test_health_and_components(served):
     components = served.list_components()
     assert {"lstm", "decay"} <= {head.name for head in components.heads}
     assert next(h for h in components.heads if h.name == "decay").plugin == "example"
-    assert {(m.domain, m.head, m.encoder) for m in components.models} == {("video", "lstm", "local"), ("video", "decay", "local")}
+    assert {(m.domain, m.head, m.encoder) for m in components.models} == {
+        ("video", "lstm", "local"),
+        ("video", "decay", "local"),
+    }
     for model in components.models:
         assert model.items > 1000 and model.data_fingerprint and "test.ndcg@10" in model.metrics
 

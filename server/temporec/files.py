@@ -13,7 +13,9 @@ from pathlib import Path
 
 
 @contextlib.contextmanager
-def replaced_atomically(final: str | os.PathLike, *, directory: bool = False, mode: int | None = None) -> Iterator[Path]:
+def replaced_atomically(
+    final: str | os.PathLike, *, directory: bool = False, mode: int | None = None
+) -> Iterator[Path]:
     """Yield a temporary path beside ``final`` (an empty directory with ``directory``) to
     write into. When the block ends without an error it replaces ``final`` (a directory's
     old contents are removed first); otherwise it is removed and ``final`` is untouched.

@@ -134,8 +134,10 @@ def test_cli_lists_the_installed_example_plugin(example_plugin_path):
 
 def test_cli_table_and_block_list(example_plugin_path):
     table = run_cli("plugins", pythonpath=example_plugin_path)
-    assert any(line.split()[:3] == ["example", "temporec-example-plugin", "0.1.0"] and "heads: decay" in line
-               for line in table.splitlines())
+    assert any(
+        line.split()[:3] == ["example", "temporec-example-plugin", "0.1.0"] and "heads: decay" in line
+        for line in table.splitlines()
+    )
     blocked = json.loads(run_cli("plugins", "--json", pythonpath=example_plugin_path, TEMPOREC_BLOCK_PLUGINS="example"))
     assert "example" not in [info["name"] for info in blocked["plugins"]]
     assert blocked["filters"] == {"TEMPOREC_BLOCK_PLUGINS": "example"}
@@ -222,4 +224,3 @@ def test_decay_head_options_are_checked(decay_module):
         decay_module.DecayHead(4, 8, init_decay=1.5)
     with pytest.raises(ValueError, match="unknown options"):
         decay_module.DecayHead(4, 8, half_life=3)
-

@@ -164,7 +164,10 @@ def test_without_a_client_deadline_the_server_ceiling_ends_the_call(client, hung
 
 
 def test_a_head_that_stops_hanging_serves_again(client, hung_head):
-    assert error_of(client.recommend, "tiny", history=history("v1"), head="tiny-gated", timeout=0.5).code is Code.DEADLINE_EXCEEDED
+    assert (
+        error_of(client.recommend, "tiny", history=history("v1"), head="tiny-gated", timeout=0.5).code
+        is Code.DEADLINE_EXCEEDED
+    )
     GatedHead.gate.set()
     assert client.recommend("tiny", history=history("v1"), head="tiny-gated", k=2, timeout=30).head == "tiny-gated"
 

@@ -19,7 +19,9 @@ UNREACHABLE = "http://127.0.0.1:9/ml-100k.zip"  # the discard port: connection r
 
 SMALL_ML100K = {
     "ml-100k/u.data": b"196\t242\t3\t881250949\n186\t302\t3\t891717742\n",
-    "ml-100k/u.item": "242|Kolya (1996)|24-Jan-1997||http://x|0|0|0|0|0|1|0|0|0|0|0|0|0|0|0|0|0|0|0\n".encode("latin-1"),
+    "ml-100k/u.item": "242|Kolya (1996)|24-Jan-1997||http://x|0|0|0|0|0|1|0|0|0|0|0|0|0|0|0|0|0|0|0\n".encode(
+        "latin-1"
+    ),
     "ml-100k/u.genre": b"unknown|0\nAction|1\n",
     "ml-100k/README": b"not extracted\n",
 }

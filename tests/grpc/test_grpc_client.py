@@ -85,7 +85,18 @@ def test_an_unreachable_server_is_unavailable():
 
 def test_the_example_script_prints_recommendations(grpc_server):
     script = CLIENT_DIR / "examples" / "recommend.py"
-    command = [sys.executable, str(script), "--target", grpc_server.target, "--domain", "tiny", "-k", "3", "v1", "v2:like"]
+    command = [
+        sys.executable,
+        str(script),
+        "--target",
+        grpc_server.target,
+        "--domain",
+        "tiny",
+        "-k",
+        "3",
+        "v1",
+        "v2:like",
+    ]
     done = subprocess.run(command, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     assert "server health: SERVING" in done.stdout and "top 3 for tiny from tiny-mean" in done.stdout
@@ -110,7 +121,8 @@ def test_the_client_imports_only_grpc_protobuf_and_the_stubs(path):
         elif isinstance(node, ast.ImportFrom) and node.level == 0:
             imported.add(node.module)
     outside = {
-        name for name in imported
+        name
+        for name in imported
         if name.split(".")[0] not in sys.stdlib_module_names
         and not any(name == allowed or name.startswith(allowed + ".") for allowed in ALLOWED_IMPORTS)
     }
@@ -126,8 +138,21 @@ def client_wheel(tmp_path_factory) -> zipfile.ZipFile:
     """The client distribution built from a copy of clients/python (pip builds in the tree)."""
     root = tmp_path_factory.mktemp("client-wheel")
     source = root / "source"
-    shutil.copytree(CLIENT_DIR, source, ignore=shutil.ignore_patterns("build", "*.egg-info", "__pycache__", ".pytest_cache"))
-    command = [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "--quiet", "-w", str(root), str(source)]
+    shutil.copytree(
+        CLIENT_DIR, source, ignore=shutil.ignore_patterns("build", "*.egg-info", "__pycache__", ".pytest_cache")
+    )
+    command = [
+        sys.executable,
+        "-m",
+        "pip",
+        "wheel",
+        "--no-deps",
+        "--no-build-isolation",
+        "--quiet",
+        "-w",
+        str(root),
+        str(source),
+    ]
     subprocess.run(command, check=True, timeout=300)
     (wheel,) = root.glob("temporec_client-*.whl")
     with zipfile.ZipFile(wheel) as archive:
@@ -172,12 +197,19 @@ def documented_commands(tool: str) -> list[str]:
 @pytest.fixture(scope="module")
 def real_server(tmp_path_factory):
     """``host:port`` of scripts/serve_test_model.py: the real video/lstm/local plugins."""
-    command = [sys.executable, str(ROOT / "scripts" / "serve_test_model.py"), "--workdir", str(tmp_path_factory.mktemp("real"))]
+    command = [
+        sys.executable,
+        str(ROOT / "scripts" / "serve_test_model.py"),
+        "--workdir",
+        str(tmp_path_factory.mktemp("real")),
+    ]
     server = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
     try:
         line = server.stdout.readline()  # the ready line, or "" when it exited
         if "serving on " not in line:
-            raise RuntimeError(f"the test server did not start (exit code {server.wait(timeout=10)}): {' '.join(command)}")
+            raise RuntimeError(
+                f"the test server did not start (exit code {server.wait(timeout=10)}): {' '.join(command)}"
+            )
         yield line.split("serving on ")[1].split()[0]
     finally:
         server.terminate()
@@ -194,7 +226,7 @@ def test_the_documented_reflection_calls_work(real_server, tool):
     for line in commands:
         args = [a.replace("localhost:50051", real_server) for a in shlex.split(line)]
         executable = [sys.executable, str(REFLECT)] if tool.startswith("python") else ["grpcurl"]
-        done = subprocess.run(executable + args[len(tool.split()):], capture_output=True, text=True, timeout=120)
+        done = subprocess.run(executable + args[len(tool.split()) :], capture_output=True, text=True, timeout=120)
         assert done.returncode == 0, f"{line}\n{done.stderr}"
         verb = next((arg for arg in args if arg in ("list", "describe")), "call")
         if verb == "list":
@@ -217,7 +249,10 @@ def test_reflection_describes_services_and_calls_with_json(grpc_server):
         return subprocess.run([sys.executable, str(REFLECT), *args], capture_output=True, text=True, timeout=120)
 
     described = reflect(grpc_server.target, "describe", "temporec.v1.Recommender")
-    assert "rpc Recommend ( .temporec.v1.RecommendRequest ) returns ( .temporec.v1.RecommendResponse );" in described.stdout
+    assert (
+        "rpc Recommend ( .temporec.v1.RecommendRequest ) returns ( .temporec.v1.RecommendResponse );"
+        in described.stdout
+    )
     request = '{"domain": "tiny", "history": [{"itemId": "v1"}], "k": 2}'  # lowerCamelCase is accepted too
     called = reflect("-d", request, grpc_server.target, "temporec.v1.Recommender/Recommend")
     response = json.loads(called.stdout)

@@ -78,9 +78,16 @@ def save(root, domain: str, actions, head, catalog: Catalog, model: SequenceReco
     torch.manual_seed(0)
     model = model or SequenceRecommender(head, TinyEncoder().encode(catalog.texts), n_actions=len(actions))
     manifest = Manifest(
-        domain=domain, head=head.name, encoder="tiny-hash", encoder_model_id=TinyEncoder.model_id,
-        dim=head.dim, max_len=head.max_len, actions=list(actions), use_ids=model.use_ids,
-        data_name=domain, data_fingerprint=catalog.fingerprint(),
+        domain=domain,
+        head=head.name,
+        encoder="tiny-hash",
+        encoder_model_id=TinyEncoder.model_id,
+        dim=head.dim,
+        max_len=head.max_len,
+        actions=list(actions),
+        use_ids=model.use_ids,
+        data_name=domain,
+        data_fingerprint=catalog.fingerprint(),
     )
     return save_model(root, manifest, model, catalog, torch.arange(len(catalog), dtype=torch.float))
 
@@ -182,7 +189,9 @@ def test_news_max_age_days_leaves_out_stale_articles(client, options, expected, 
 
 def test_options_by_name_reach_a_domain_as_text(stub):
     request = pb.RecommendRequest(
-        domain="news", history=[pb.Event(item_id="n3", timestamp_ms=int((T0 + 30 * DAY) * 1000))], k=4,
+        domain="news",
+        history=[pb.Event(item_id="n3", timestamp_ms=int((T0 + 30 * DAY) * 1000))],
+        k=4,
         plugin_options={"max_age_days": "15"},
     )
     assert sorted(i.item_id for i in stub.Recommend(request, timeout=30).items) == ["n1", "n2"]
@@ -352,8 +361,13 @@ def test_training_an_incompatible_pair_is_refused(tmp_path):
     chats = Dataset("chats", REPLIES, {"u": [CoreEvent("reset", "agent"), CoreEvent("hours", "agent")]})
     with pytest.raises(FailedPrecondition, match="'needs-time' requires 'timestamps'"):
         train(
-            chats, NeedsTimeHead, TinyEncoder().encode(REPLIES.texts), domain=CustomerServiceDomain,
-            encoder_name="tiny-hash", encoder_model_id=TinyEncoder.model_id, out_dir=tmp_path,
+            chats,
+            NeedsTimeHead,
+            TinyEncoder().encode(REPLIES.texts),
+            domain=CustomerServiceDomain,
+            encoder_name="tiny-hash",
+            encoder_model_id=TinyEncoder.model_id,
+            out_dir=tmp_path,
         )
     assert not any(tmp_path.iterdir())
 
@@ -373,8 +387,14 @@ def test_list_components_shows_requirements_data_traits_and_options(client):
 
 
 def test_a_query_with_options_and_explain_round_trips_through_the_proto():
-    query = Query("retail", [CoreEvent("tv", "view", T0)], k=3, options={"categories": ["wear"], "remind_cart": False},
-                  explain=True, explain_events=2)
+    query = Query(
+        "retail",
+        [CoreEvent("tv", "view", T0)],
+        k=3,
+        options={"categories": ["wear"], "remind_cart": False},
+        explain=True,
+        explain_events=2,
+    )
     assert translate.query_from_proto(proto_helpers.query_to_proto(query)) == query
     plugin = Query("books", [], options={"shelves": ["a", "b"], "strict": True, "limit": 2})
     proto = proto_helpers.query_to_proto(plugin)

@@ -20,7 +20,12 @@ from temporec_client import TemporecClient
 Code = grpc.StatusCode
 DEFINED = {Code.OK, Code.INVALID_ARGUMENT, Code.NOT_FOUND, Code.FAILED_PRECONDITION, Code.RESOURCE_EXHAUSTED}
 LIMITS = Limits(
-    max_history=16, max_candidates=64, max_k=50, max_text_chars=300, max_encode_texts=8, max_item_id_chars=32,
+    max_history=16,
+    max_candidates=64,
+    max_k=50,
+    max_text_chars=300,
+    max_encode_texts=8,
+    max_item_id_chars=32,
     max_explain_events=8,
 )
 MAX_MESSAGE_BYTES = 64 * 1024
@@ -65,13 +70,22 @@ def histories(draw):
 
 domain_options = st.one_of(  # none of them is the tiny domain's: INVALID_ARGUMENT when sent
     st.builds(
-        pb.RetailOptions, categories=st.lists(anything, max_size=3), exclude_item_ids=st.lists(item_ids, max_size=3),
-        out_of_stock=st.lists(item_ids, max_size=3), remind_cart=st.booleans(),
+        pb.RetailOptions,
+        categories=st.lists(anything, max_size=3),
+        exclude_item_ids=st.lists(item_ids, max_size=3),
+        out_of_stock=st.lists(item_ids, max_size=3),
+        remind_cart=st.booleans(),
     ),
     st.builds(pb.NewsOptions, max_age_days=st.floats()),
-    st.builds(pb.CustomerServiceOptions, handoff_threshold=st.floats(), exclude_item_ids=st.lists(item_ids, max_size=3)),
+    st.builds(
+        pb.CustomerServiceOptions, handoff_threshold=st.floats(), exclude_item_ids=st.lists(item_ids, max_size=3)
+    ),
 )
-OPTION_FIELDS = {"RetailOptions": "retail_options", "NewsOptions": "news_options", "CustomerServiceOptions": "customer_service_options"}
+OPTION_FIELDS = {
+    "RetailOptions": "retail_options",
+    "NewsOptions": "news_options",
+    "CustomerServiceOptions": "customer_service_options",
+}
 
 
 @st.composite
@@ -86,7 +100,9 @@ def requests(draw):
         k=draw(mostly(st.integers(1, LIMITS.max_k), st.one_of(st.integers(-2, 0), st.integers(-(2**31), 2**31 - 1)))),
         allow_repeats=draw(st.booleans()),
         explain=draw(st.booleans()),
-        explain_events=draw(mostly(st.integers(0, LIMITS.max_explain_events), st.integers(-(2**31), 2**31 - 1), one_in=8)),
+        explain_events=draw(
+            mostly(st.integers(0, LIMITS.max_explain_events), st.integers(-(2**31), 2**31 - 1), one_in=8)
+        ),
         plugin_options=draw(mostly(st.just({}), st.dictionaries(anything, anything, max_size=3), one_in=8)),
     )
     options = draw(mostly(st.none(), domain_options, one_in=8))
@@ -97,7 +113,9 @@ def requests(draw):
 
 @pytest.fixture(scope="module")
 def fuzz_server(start_grpc_server, tiny_registry, tiny_models_dir):
-    with start_grpc_server(tiny_registry, tiny_models_dir, limits=LIMITS, max_message_bytes=MAX_MESSAGE_BYTES) as running:
+    with start_grpc_server(
+        tiny_registry, tiny_models_dir, limits=LIMITS, max_message_bytes=MAX_MESSAGE_BYTES
+    ) as running:
         yield running
 
 

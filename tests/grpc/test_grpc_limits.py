@@ -95,7 +95,9 @@ def call_error(call, *args, **kwargs) -> TemporecError:
 # -- concurrent calls -------------------------------------------------------------------
 
 
-def test_calls_past_the_limit_are_refused_at_once_while_others_run(start_grpc_server, gated_registry, tiny_models_dir, gate):
+def test_calls_past_the_limit_are_refused_at_once_while_others_run(
+    start_grpc_server, gated_registry, tiny_models_dir, gate
+):
     with (
         start_gated(start_grpc_server, gated_registry, tiny_models_dir, limit=2) as running,
         grpc.insecure_channel(running.target) as channel,
@@ -178,7 +180,12 @@ def test_every_log_record_of_a_call_carries_its_request_id(stub, caplog, access_
         access = access_log.record("trace-7")
     plugin_failure = next(r for r in caplog.records if r.getMessage().startswith("plugin failure in"))
     assert plugin_failure.request_id == "trace-7" and plugin_failure.exc_info
-    assert access.access == {"method": RECOMMEND, "code": "INTERNAL", "duration_ms": access.access["duration_ms"], "domain": "tiny"}
+    assert access.access == {
+        "method": RECOMMEND,
+        "code": "INTERNAL",
+        "duration_ms": access.access["duration_ms"],
+        "domain": "tiny",
+    }
 
 
 def test_the_access_log_names_method_status_duration_and_components(stub, caplog, access_log):
@@ -187,7 +194,11 @@ def test_the_access_log_names_method_status_duration_and_components(stub, caplog
         stub.Recommend(request, metadata=[("x-request-id", "trace-8")], timeout=30)
         access = access_log.record("trace-8")
     assert access.access["code"] == "OK" and access.access["duration_ms"] >= 0
-    assert (access.access["domain"], access.access["head"], access.access["encoder"]) == ("tiny", "tiny-mean", "tiny-hash")
+    assert (access.access["domain"], access.access["head"], access.access["encoder"]) == (
+        "tiny",
+        "tiny-mean",
+        "tiny-hash",
+    )
     assert access.getMessage().startswith(f"{RECOMMEND} OK ") and "head=tiny-mean" in access.getMessage()
     entry = json.loads(JsonFormatter().format(access))
     assert entry["request_id"] == "trace-8" and entry["code"] == "OK" and entry["logger"] == "temporec.access"
@@ -258,6 +269,8 @@ def test_serve_flags_reach_the_configuration():
     from temporec.cli import build_parser
     from temporec.cli.serve import config_from_args
 
-    args = build_parser().parse_args(["serve", "--max-concurrent-rpcs", "5", "--log-format", "json", "--tokens-file", "t"])
+    args = build_parser().parse_args(
+        ["serve", "--max-concurrent-rpcs", "5", "--log-format", "json", "--tokens-file", "t"]
+    )
     config = config_from_args(args, env={})
     assert (config.max_concurrent_rpcs, config.log_format, config.tokens_file) == (5, "json", "t")

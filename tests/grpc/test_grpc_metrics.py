@@ -106,8 +106,10 @@ def test_requests_are_counted_by_method_domain_head_and_code(server, client):
     delta = lambda **labels: requests(after, **labels) - requests(before, **labels)  # noqa: E731
     # The server sees the client give up at its deadline, or its own copy of the deadline
     # pass, whichever comes first: CANCELLED or DEADLINE_EXCEEDED.
-    ended = lambda samples: sum(requests(samples, method="Encode", domain="", head="", code=code)  # noqa: E731
-                                for code in ("DEADLINE_EXCEEDED", "CANCELLED"))
+    ended = lambda samples: sum(
+        requests(samples, method="Encode", domain="", head="", code=code)  # noqa: E731
+        for code in ("DEADLINE_EXCEEDED", "CANCELLED")
+    )
     after = scrape_until(port, lambda samples: ended(samples) > ended(before))
     assert delta() == 3
     assert delta(head="popularity") == 1
@@ -163,7 +165,9 @@ def test_stage_latencies_are_histograms_per_domain_and_head(server, client):
     client.recommend("tiny", history=history("v3"), k=2)
     after = scrape(port)
     for stage in ("encode", "rules", "head", "score"):
-        count = lambda samples, stage=stage: value(samples, "temporec_stage_seconds_count", stage=stage, domain="tiny", head="tiny-mean")  # noqa: E731
+        count = lambda samples, stage=stage: value(
+            samples, "temporec_stage_seconds_count", stage=stage, domain="tiny", head="tiny-mean"
+        )  # noqa: E731
         assert count(after) - count(before) == 2
         total = value(after, "temporec_stage_seconds_sum", stage=stage, domain="tiny", head="tiny-mean")
         assert total >= 0
@@ -208,7 +212,9 @@ def test_triton_calls_are_timed_with_their_status_code():
 
     from temporec.serving.metrics import PROCESS_REGISTRY
 
-    count = lambda code: PROCESS_REGISTRY.get_sample_value("temporec_triton_request_seconds_count", {"model": "enc", "code": code}) or 0  # noqa: E731
+    count = lambda code: (
+        PROCESS_REGISTRY.get_sample_value("temporec_triton_request_seconds_count", {"model": "enc", "code": code}) or 0
+    )  # noqa: E731
     before = {code: count(code) for code in ("OK", "UNAVAILABLE", "CANCELLED")}
     asyncio.run(calls())
     assert {code: count(code) - before[code] for code in before} == {"OK": 1, "UNAVAILABLE": 1, "CANCELLED": 1}
@@ -232,5 +238,7 @@ def test_a_taken_metrics_port_is_refused_naming_the_setting(server, tiny_registr
         finally:
             await instance.stop(0)
 
-    with pytest.raises(FailedPrecondition, match=f"metrics_port: cannot serve metrics on 127.0.0.1:{config.metrics_port}"):
+    with pytest.raises(
+        FailedPrecondition, match=f"metrics_port: cannot serve metrics on 127.0.0.1:{config.metrics_port}"
+    ):
         asyncio.run(start())

@@ -86,7 +86,9 @@ def write_pem(path: Path, cert: x509.Certificate, key=None, key_path: Path | Non
     path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
     if key is not None:
         key_path.write_bytes(
-            key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+            key.private_bytes(
+                serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+            )
         )
     return path
 
@@ -101,15 +103,23 @@ def pki(tmp_path_factory) -> Pki:
     hosts = [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]
     server = certificate("localhost", server_key, ca, ca_key, names=hosts, usage=ExtendedKeyUsageOID.SERVER_AUTH)
     client = certificate("client", client_key, ca, ca_key, usage=ExtendedKeyUsageOID.CLIENT_AUTH)
-    stranger = certificate("stranger", stranger_key, stranger_ca, stranger_ca_key, usage=ExtendedKeyUsageOID.CLIENT_AUTH)
+    stranger = certificate(
+        "stranger", stranger_key, stranger_ca, stranger_ca_key, usage=ExtendedKeyUsageOID.CLIENT_AUTH
+    )
     write_pem(root / "ca.pem", ca)
     write_pem(root / "stranger-ca.pem", stranger_ca)
     write_pem(root / "server.pem", server, server_key, root / "server.key")
     write_pem(root / "client.pem", client, client_key, root / "client.key")
     write_pem(root / "stranger.pem", stranger, stranger_key, root / "stranger.key")
     return Pki(
-        root / "ca.pem", root / "server.pem", root / "server.key", root / "client.pem", root / "client.key",
-        root / "stranger-ca.pem", root / "stranger.pem", root / "stranger.key",
+        root / "ca.pem",
+        root / "server.pem",
+        root / "server.key",
+        root / "client.pem",
+        root / "client.key",
+        root / "stranger-ca.pem",
+        root / "stranger.pem",
+        root / "stranger.key",
     )
 
 
@@ -124,7 +134,9 @@ def call_error(call, *args, **kwargs) -> TemporecError:
 
 @pytest.fixture(scope="module")
 def tls_server(start_grpc_server, tiny_registry, tiny_models_dir, pki):
-    with start_grpc_server(tiny_registry, tiny_models_dir, tls_cert=str(pki.server_cert), tls_key=str(pki.server_key)) as running:
+    with start_grpc_server(
+        tiny_registry, tiny_models_dir, tls_cert=str(pki.server_cert), tls_key=str(pki.server_key)
+    ) as running:
         yield running
 
 
@@ -354,7 +366,7 @@ def test_a_missing_tokens_file_is_named(tmp_path):
 
 
 def interceptor_decision(auth: BearerTokenAuth, method: str, metadata=()) -> str:
-    """"passed" when ``auth`` hands the call on, else "refused"."""
+    """ "passed" when ``auth`` hands the call on, else "refused"."""
     handler = grpc.unary_unary_rpc_method_handler(lambda request, context: None)
 
     async def continuation(details):
@@ -368,7 +380,10 @@ def test_admin_methods_check_their_own_tokens():
     auth = BearerTokenAuth([TOKEN])
     assert interceptor_decision(auth, "/temporec.v1.Admin/ReloadModels") == "passed"
     assert interceptor_decision(auth, "/temporec.v1.Recommender/Recommend") == "refused"
-    assert interceptor_decision(auth, "/temporec.v1.Recommender/Recommend", [("authorization", f"Bearer {TOKEN}")]) == "passed"
+    assert (
+        interceptor_decision(auth, "/temporec.v1.Recommender/Recommend", [("authorization", f"Bearer {TOKEN}")])
+        == "passed"
+    )
     assert interceptor_decision(auth, "/grpc.health.v1.Health/Check") == "passed"
 
 

@@ -232,7 +232,18 @@ def test_a_port_in_use_is_refused(grpc_server, tiny_registry):
 
 
 def test_temporec_serve_prints_its_address_and_stops_on_sigterm(tmp_path):
-    command = [sys.executable, "-m", "temporec", "serve", "--host", "127.0.0.1", "--port", "0", "--models", str(tmp_path)]
+    command = [
+        sys.executable,
+        "-m",
+        "temporec",
+        "serve",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        "0",
+        "--models",
+        str(tmp_path),
+    ]
     env = {**os.environ, "TEMPOREC_PLUGINS": "", "TEMPOREC_CONFIG": ""}
     server = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
     watchdog = threading.Timer(120, server.kill)  # a hung server fails the test instead of hanging it
@@ -240,7 +251,9 @@ def test_temporec_serve_prints_its_address_and_stops_on_sigterm(tmp_path):
     try:
         line = server.stdout.readline()
         ready = re.fullmatch(r"temporec serving on 127\.0\.0\.1:(\d+) \(0 models\)\n", line)
-        assert ready, f"unexpected first line {line!r}; stderr: {server.stderr.read() if server.poll() is not None else ''}"
+        assert ready, (
+            f"unexpected first line {line!r}; stderr: {server.stderr.read() if server.poll() is not None else ''}"
+        )
         with TemporecClient(f"127.0.0.1:{ready[1]}") as client:
             assert client.health() == "SERVING"
         server.send_signal(signal.SIGTERM)
@@ -291,17 +304,33 @@ def test_internal_errors_do_not_leak_details():
 
 names = st.text(max_size=12)
 events = st.builds(
-    CoreEvent, item_id=names, action=names, timestamp=st.integers(0, 2**45).map(lambda ms: ms / 1000), text=st.text(max_size=30)
+    CoreEvent,
+    item_id=names,
+    action=names,
+    timestamp=st.integers(0, 2**45).map(lambda ms: ms / 1000),
+    text=st.text(max_size=30),
 )
 queries = st.builds(
-    Query, domain=names, history=st.lists(events, max_size=5), head=names, encoder=names, user_id=names,
-    candidates=st.lists(names, max_size=5), k=st.integers(-(2**31), 2**31 - 1), allow_repeats=st.booleans(),
+    Query,
+    domain=names,
+    history=st.lists(events, max_size=5),
+    head=names,
+    encoder=names,
+    user_id=names,
+    candidates=st.lists(names, max_size=5),
+    k=st.integers(-(2**31), 2**31 - 1),
+    allow_repeats=st.booleans(),
 )
 recommendations = st.builds(
     Recommendation,
     items=st.lists(st.builds(ScoredItem, item_id=names, score=st.floats(allow_nan=False), text=names), max_size=5),
-    domain=names, head=names, encoder=names, model_version=names, cold_start=st.booleans(),
-    candidate_source=st.sampled_from(["catalog", "request"]), rules_applied=st.lists(names, max_size=3),
+    domain=names,
+    head=names,
+    encoder=names,
+    model_version=names,
+    cold_start=st.booleans(),
+    candidate_source=st.sampled_from(["catalog", "request"]),
+    rules_applied=st.lists(names, max_size=3),
     timings_ms=st.dictionaries(names, st.floats(0, 1e6), max_size=4),
 )
 

@@ -40,7 +40,9 @@ def test_committed_stubs_match_the_protos():
 def test_check_names_stale_stubs_and_regeneration_fixes_them(tmp_path):
     root = copy_of_the_repo(tmp_path)
     proto = root / "protos" / "temporec" / "v1" / "recommender.proto"
-    proto.write_text(proto.read_text().replace("  bool allow_repeats = 8;", "  bool allow_repeats = 8;\n  string locale = 99;"))
+    proto.write_text(
+        proto.read_text().replace("  bool allow_repeats = 8;", "  bool allow_repeats = 8;\n  string locale = 99;")
+    )
     (root / STUBS / "removed_pb2.py").write_text("# generated from a deleted proto\n")
 
     done = run_script(root, "--check")
@@ -77,11 +79,31 @@ def test_the_service_and_messages_have_the_documented_shape():
     fields = lambda message: list(message.DESCRIPTOR.fields_by_name)  # noqa: E731
     assert fields(pb.Event) == ["item_id", "action", "timestamp_ms", "text"]
     assert fields(pb.RecommendRequest) == [
-        "domain", "head", "encoder", "user_id", "history", "candidate_item_ids", "k", "allow_repeats",
-        "retail_options", "news_options", "customer_service_options", "plugin_options", "explain", "explain_events",
+        "domain",
+        "head",
+        "encoder",
+        "user_id",
+        "history",
+        "candidate_item_ids",
+        "k",
+        "allow_repeats",
+        "retail_options",
+        "news_options",
+        "customer_service_options",
+        "plugin_options",
+        "explain",
+        "explain_events",
     ]
     assert fields(pb.RecommendResponse) == [
-        "items", "domain", "head", "encoder", "model_version", "cold_start", "candidate_source", "rules_applied", "timings",
+        "items",
+        "domain",
+        "head",
+        "encoder",
+        "model_version",
+        "cold_start",
+        "candidate_source",
+        "rules_applied",
+        "timings",
         "hand_off",
     ]
 
@@ -120,7 +142,9 @@ def repo_with_protos(tmp_path: Path) -> Path:
 
 def check(repo: Path, *args: str) -> subprocess.CompletedProcess:
     script = ["bash", "scripts/check-protos.sh", *args]
-    return subprocess.run(script, cwd=repo, env={**os.environ, "BUF": str(BUF)}, capture_output=True, text=True, timeout=120)
+    return subprocess.run(
+        script, cwd=repo, env={**os.environ, "BUF": str(BUF)}, capture_output=True, text=True, timeout=120
+    )
 
 
 @needs_buf

@@ -133,8 +133,14 @@ def test_a_target_weight_of_zero_removes_those_targets_from_the_loss(tmp_path):
 
     def weights_after_training(config, name):
         path = train(
-            data, LSTMHead, no_text, domain=domain, encoder_name="local", encoder_model_id="none",
-            out_dir=tmp_path / name, config=config,
+            data,
+            LSTMHead,
+            no_text,
+            domain=domain,
+            encoder_name="local",
+            encoder_model_id="none",
+            out_dir=tmp_path / name,
+            config=config,
         )
         return load_model(path, {"lstm": LSTMHead}).model
 

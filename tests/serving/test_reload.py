@@ -294,7 +294,9 @@ def test_concurrent_calls_during_reloads_see_one_whole_set(tmp_path, registry):
 def reload_models(target: str, token: str | None):
     metadata = [("authorization", f"Bearer {token}")] if token is not None else []
     with grpc.insecure_channel(target) as channel:
-        return admin_pb2_grpc.AdminStub(channel).ReloadModels(admin_pb2.ReloadModelsRequest(), metadata=metadata, timeout=60)
+        return admin_pb2_grpc.AdminStub(channel).ReloadModels(
+            admin_pb2.ReloadModelsRequest(), metadata=metadata, timeout=60
+        )
 
 
 def admin_error(target: str, token: str | None) -> grpc.RpcError:
@@ -347,7 +349,11 @@ def test_admin_tokens_come_from_the_file_and_the_setting(tmp_path):
 
 @pytest.mark.parametrize(
     "content, message",
-    [(None, "cannot read"), ("# only a comment\n\n", "holds no token"), ("good\ntwo words\n", "line 2: a token may hold")],
+    [
+        (None, "cannot read"),
+        ("# only a comment\n\n", "holds no token"),
+        ("good\ntwo words\n", "line 2: a token may hold"),
+    ],
 )
 def test_an_unusable_admin_tokens_file_is_a_configuration_error(tmp_path, content, message):
     tokens = tmp_path / "tokens"
@@ -369,15 +375,32 @@ def save_video_model(root: Path, version: str) -> Path:
     catalog = Catalog([f"m{i}" for i in range(12)], [f"movie {i}" for i in range(12)])
     model = SequenceRecommender(registry.heads["lstm"](16, 8), torch.randn(12, 24), n_actions=2)
     manifest = Manifest(
-        domain="video", head="lstm", encoder="local", encoder_model_id="random", dim=16, max_len=8,
-        actions=["watch", "rate"], version=version,
+        domain="video",
+        head="lstm",
+        encoder="local",
+        encoder_model_id="random",
+        dim=16,
+        max_len=8,
+        actions=["watch", "rate"],
+        version=version,
     )
     return save_model(root, manifest, model, catalog, torch.ones(12))
 
 
 def test_sighup_reloads_the_models_of_temporec_serve(tmp_path):
     save_video_model(tmp_path, "1")
-    command = [sys.executable, "-m", "temporec", "serve", "--host", "127.0.0.1", "--port", "0", "--models", str(tmp_path)]
+    command = [
+        sys.executable,
+        "-m",
+        "temporec",
+        "serve",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        "0",
+        "--models",
+        str(tmp_path),
+    ]
     env = {**os.environ, "TEMPOREC_CONFIG": ""}
     env.pop("TEMPOREC_PLUGINS", None)
     server = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)

@@ -68,7 +68,9 @@ def make_artifact(root, head_cls):
     text = torch.nn.functional.normalize(torch.randn(N_ITEMS, TEXT_DIM), dim=1)
     model = SequenceRecommender(head_cls(DIM, 20), text, n_actions=2)
     catalog = Catalog([f"i{j}" for j in range(N_ITEMS)], [f"item {j}" for j in range(N_ITEMS)])
-    manifest = Manifest("shop", head_cls.name, "none", "random", DIM, 20, list(ShopDomain.actions), data_fingerprint="abc")
+    manifest = Manifest(
+        "shop", head_cls.name, "none", "random", DIM, 20, list(ShopDomain.actions), data_fingerprint="abc"
+    )
     popularity = torch.arange(N_ITEMS, dtype=torch.float)
     return save_model(root, manifest, model, catalog, popularity)
 

@@ -32,7 +32,9 @@ def test_toml_then_environment_then_command_line(tmp_path):
 
 
 def test_limits_and_encoder_tables(tmp_path):
-    path = write(tmp_path, "[limits]\nmax_k = 50\nmax_history = 64\n\n[encoders.local]\nbatch_size = 8\ndevice = \"cpu\"\n")
+    path = write(
+        tmp_path, '[limits]\nmax_k = 50\nmax_history = 64\n\n[encoders.local]\nbatch_size = 8\ndevice = "cpu"\n'
+    )
     config = load_config(path, env={"TEMPOREC_MAX_K": "20"})
     assert (config.limits.max_k, config.limits.max_history, config.limits.max_candidates) == (20, 64, 100_000)
     assert config.encoders == {"local": {"batch_size": 8, "device": "cpu"}}
@@ -120,7 +122,12 @@ def test_serve_flags_override_environment_and_file(tmp_path):
 
     args = parser.parse_args(["serve", "--config", str(path), "--port", "3333", "--device", "cpu"])
     config = serve.config_from_args(args, env)
-    assert (config.port, config.models_dir, config.default_encoder, config.device) == (3333, "from-env", "remote", "cpu")
+    assert (config.port, config.models_dir, config.default_encoder, config.device) == (
+        3333,
+        "from-env",
+        "remote",
+        "cpu",
+    )
 
     args = parser.parse_args(["serve", "--config", str(path), "--models", "from-flag", "--encoder", "local"])
     config = serve.config_from_args(args, env)

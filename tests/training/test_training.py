@@ -138,8 +138,16 @@ def test_save_then_load_gives_identical_scores(tmp_path, similarity):
     head = LSTMHead(8, 5, cell="gru")
     model = SequenceRecommender(head, unit_vectors(4), n_actions=2, similarity=similarity, temperature=0.2).eval()
     manifest = Manifest(
-        "video", "lstm", "random", "random-unit-32", 8, 5, ["watch", "rate"], head_options=dict(model.head.config),
-        similarity=similarity, temperature=0.2,
+        "video",
+        "lstm",
+        "random",
+        "random-unit-32",
+        8,
+        5,
+        ["watch", "rate"],
+        head_options=dict(model.head.config),
+        similarity=similarity,
+        temperature=0.2,
     )
     loaded = load_model(save_model(tmp_path, manifest, model, catalog, torch.ones(4)), {"lstm": LSTMHead})
     batch = EventBatch.from_histories([[0, 1, 2], [3]], [[0, 1, 0], [1]], [[10.0, 20.0, 90.0], [5.0]], max_len=5)
@@ -184,7 +192,9 @@ def test_a_killed_run_resumes_from_its_checkpoint(tmp_path, schedule):
 
 def test_cosine_scores_are_cosines_over_the_temperature():
     torch.manual_seed(0)
-    model = SequenceRecommender(LSTMHead(8, 5), unit_vectors(4), n_actions=1, similarity="cosine", temperature=0.5).eval()
+    model = SequenceRecommender(
+        LSTMHead(8, 5), unit_vectors(4), n_actions=1, similarity="cosine", temperature=0.5
+    ).eval()
     batch = EventBatch.from_histories([[0, 1]], [[0, 0]], [[1.0, 2.0]], max_len=5)
     state = model(batch).states[:, -1]
     expected = torch.nn.functional.cosine_similarity(state, model.item_vectors(), dim=-1) / 0.5

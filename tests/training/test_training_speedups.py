@@ -121,7 +121,9 @@ def test_length_buckets_cover_every_window_once_with_less_padding():
 def test_a_spent_time_budget_ends_training_after_one_step(tmp_path):
     config = dataclasses.replace(CONFIG, time_budget_s=1e-9)  # spent by the first step
     epochs = []
-    path = fit(chain_dataset(), tmp_path, config, on_epoch=lambda epoch, values: epochs.append((epoch, values["seconds"])))
+    path = fit(
+        chain_dataset(), tmp_path, config, on_epoch=lambda epoch, values: epochs.append((epoch, values["seconds"]))
+    )
     assert read_manifest(path).metrics["epochs"] == 1
     assert len(epochs) == 1 and epochs[0][1] > 0
 

@@ -47,11 +47,31 @@ NAME = "enc"  # model-name prefix of the exported repository
 SERVED = [NAME, f"{NAME}_tokens", f"{NAME}_tokenizer", f"{NAME}_pooling"]  # the ONNX models need the NGC container
 T0 = 1_700_000_000.0
 TITLES = [
-    "Toy Story (1995)", "Heat (1995)", "Casino (1995)", "Sense and Sensibility (1995)", "Babe (1995)",
-    "Apollo 13 (1995)", "Braveheart (1995)", "Taxi Driver (1976)", "Clerks (1994)", "Star Wars (1977)",
-    "Pulp Fiction (1994)", "Forrest Gump (1994)", "The Lion King (1994)", "Speed (1994)", "True Lies (1994)",
-    "Fargo (1996)", "Twister (1996)", "Scream (1996)", "Titanic (1997)", "Alien (1979)", "Amélie (2001)",
-    "Spirited Away (2001)", "The Matrix (1999)", "Fight Club (1999)", "Office Space (1999)",
+    "Toy Story (1995)",
+    "Heat (1995)",
+    "Casino (1995)",
+    "Sense and Sensibility (1995)",
+    "Babe (1995)",
+    "Apollo 13 (1995)",
+    "Braveheart (1995)",
+    "Taxi Driver (1976)",
+    "Clerks (1994)",
+    "Star Wars (1977)",
+    "Pulp Fiction (1994)",
+    "Forrest Gump (1994)",
+    "The Lion King (1994)",
+    "Speed (1994)",
+    "True Lies (1994)",
+    "Fargo (1996)",
+    "Twister (1996)",
+    "Scream (1996)",
+    "Titanic (1997)",
+    "Alien (1979)",
+    "Amélie (2001)",
+    "Spirited Away (2001)",
+    "The Matrix (1999)",
+    "Fight Club (1999)",
+    "Office Space (1999)",
 ]
 TEXTS = ["a quiet film about the sea", "", "Die Hard: explosions in a skyscraper " * 40, "北京 travel guide", "x"]
 Code = grpc.StatusCode
@@ -65,8 +85,21 @@ def repository(tmp_path_factory) -> Path:
     """Every format, written (and validated) by the real command."""
     out = tmp_path_factory.mktemp("triton-repo")
     status = temporec_main(
-        ["export-triton", "--out", str(out), "--name", NAME, "--format", "python", "--format", "python-tokens",
-         "--format", "onnx", "--max-batch-size", "16"]
+        [
+            "export-triton",
+            "--out",
+            str(out),
+            "--name",
+            NAME,
+            "--format",
+            "python",
+            "--format",
+            "python-tokens",
+            "--format",
+            "onnx",
+            "--max-batch-size",
+            "16",
+        ]
     )
     assert status == 0
     return out
@@ -112,8 +145,15 @@ def models_dir(tmp_path_factory, registry, local) -> Path:
         torch.manual_seed(0)
         model = SequenceRecommender(registry.heads["lstm"](32, 20), embeddings, n_actions=2)
         manifest = Manifest(
-            domain="video", head="lstm", encoder=encoder, encoder_model_id=local.model_id, dim=32, max_len=20,
-            actions=["watch", "rate"], data_name="titles", version=f"1-{encoder}",
+            domain="video",
+            head="lstm",
+            encoder=encoder,
+            encoder_model_id=local.model_id,
+            dim=32,
+            max_len=20,
+            actions=["watch", "rate"],
+            data_name="titles",
+            version=f"1-{encoder}",
         )
         save_model(root, manifest, model, catalog, torch.arange(len(catalog), dtype=torch.float))
     return root
@@ -286,7 +326,9 @@ def test_recommend_through_triton_equals_the_local_encoder(client):
     through_local = client.recommend("video", events, k=10, encoder="local")
     assert through_triton.encoder == "triton" and through_local.encoder == "local"
     assert through_triton.item_ids == through_local.item_ids
-    np.testing.assert_allclose([i.score for i in through_triton.items], [i.score for i in through_local.items], atol=1e-4)
+    np.testing.assert_allclose(
+        [i.score for i in through_triton.items], [i.score for i in through_local.items], atol=1e-4
+    )
 
 
 def test_concurrent_recommends_reach_triton_as_batches(client, triton):
@@ -321,7 +363,9 @@ def test_round_robin_over_the_addresses_of_a_dns_name(triton, local):
         np.testing.assert_allclose(encoder.encode(["balanced"]).numpy(), local.encode(["balanced"]).numpy(), atol=1e-5)
     finally:
         encoder.close()
-    with pytest.raises(InvalidArgument, match="option 'load_balancing' is 'random'; allowed: '', 'pick_first', 'round_robin'"):
+    with pytest.raises(
+        InvalidArgument, match="option 'load_balancing' is 'random'; allowed: '', 'pick_first', 'round_robin'"
+    ):
         TritonEncoder(url=triton.url, load_balancing="random")
 
 
@@ -354,7 +398,9 @@ def test_a_frozen_triton_gives_deadline_exceeded_not_a_hang(client, triton, loca
         triton.resume()
         encoder.close()
     assert error.code is Code.DEADLINE_EXCEEDED
-    np.testing.assert_allclose(client.encode(["thawed"], encoder="triton").vectors, local.encode(["thawed"]).numpy(), atol=1e-5)
+    np.testing.assert_allclose(
+        client.encode(["thawed"], encoder="triton").vectors, local.encode(["thawed"]).numpy(), atol=1e-5
+    )
 
 
 def test_triton_down_fails_fast_and_recovers_without_restarting_temporec(client, triton, local):
@@ -386,14 +432,33 @@ def test_triton_down_fails_fast_and_recovers_without_restarting_temporec(client,
 def test_tls_to_triton(repository, tmp_path, local):
     certificate, key = tmp_path / "cert.pem", tmp_path / "key.pem"
     subprocess.run(
-        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=localhost",
-         "-addext", "subjectAltName=IP:127.0.0.1", "-keyout", str(key), "-out", str(certificate)],
-        check=True, capture_output=True,
+        [
+            "openssl",
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "1",
+            "-subj",
+            "/CN=localhost",
+            "-addext",
+            "subjectAltName=IP:127.0.0.1",
+            "-keyout",
+            str(key),
+            "-out",
+            str(certificate),
+        ],
+        check=True,
+        capture_output=True,
     )
     with LocalTriton(repository, [NAME], workdir=tmp_path / "run", tls=(str(certificate), str(key))) as secure:
         encoder = TritonEncoder(url=secure.url, model=NAME, ssl=True, root_certificates=str(certificate))
         try:
-            np.testing.assert_allclose(encoder.encode(["over TLS"]).numpy(), local.encode(["over TLS"]).numpy(), atol=1e-5)
+            np.testing.assert_allclose(
+                encoder.encode(["over TLS"]).numpy(), local.encode(["over TLS"]).numpy(), atol=1e-5
+            )
         finally:
             encoder.close()
         with pytest.raises(Unavailable, match="cannot reach Triton"):
@@ -410,7 +475,9 @@ def test_temporec_serve_with_the_triton_encoder(triton, models_dir, tmp_path, lo
     )
     serve = subprocess.Popen(
         [sys.executable, "-m", "temporec", "serve", "--config", str(config)],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
     )
     try:
         line = serve.stdout.readline()

@@ -1,10 +1,10 @@
 """Python client for the temporec gRPC recommendation server.
 
-    from temporec_client import TemporecClient, Event
+from temporec_client import TemporecClient, Event
 
-    with TemporecClient("localhost:50051") as client:
-        result = client.recommend("video", history=[Event("v1", "watch")], k=5)
-        print(result.item_ids)
+with TemporecClient("localhost:50051") as client:
+    result = client.recommend("video", history=[Event("v1", "watch")], k=5)
+    print(result.item_ids)
 """
 
 from temporec_client.client import (

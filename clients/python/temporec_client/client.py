@@ -13,10 +13,10 @@ from datetime import datetime
 from pathlib import Path
 from typing import Callable, Iterable, Mapping, Sequence
 
-import grpc
 from google.protobuf.descriptor import FieldDescriptor
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+import grpc
 from temporec_client.v1 import recommender_pb2 as pb
 from temporec_client.v1 import recommender_pb2_grpc
 
@@ -227,10 +227,22 @@ class TemporecClient:
         response = self._call(self._stub.ListComponents, pb.ListComponentsRequest(), timeout)
         components = lambda items: [Component(c.name, c.plugin, c.description, dict(c.details)) for c in items]  # noqa: E731
         models = [
-            Model(m.domain, m.head, m.encoder, m.version, m.data_name, m.data_fingerprint, dict(m.metrics), m.items, m.created)
+            Model(
+                m.domain,
+                m.head,
+                m.encoder,
+                m.version,
+                m.data_name,
+                m.data_fingerprint,
+                dict(m.metrics),
+                m.items,
+                m.created,
+            )
             for m in response.models
         ]
-        return Components(components(response.encoders), components(response.heads), components(response.domains), models)
+        return Components(
+            components(response.encoders), components(response.heads), components(response.domains), models
+        )
 
     def encode(self, texts: Iterable[str], encoder: str = "", timeout: float | None = None) -> Embeddings:
         """Embed ``texts`` with ``encoder`` (default: the server's default encoder)."""

@@ -37,7 +37,9 @@ def target(tmp_path_factory) -> str:
         line = server.stdout.readline()  # the ready line, or "" when it exited
         match = re.search(r"serving on (\S+)", line)
         if not match:
-            raise RuntimeError(f"the test server did not start (exit code {server.wait(timeout=10)}): {' '.join(command)}")
+            raise RuntimeError(
+                f"the test server did not start (exit code {server.wait(timeout=10)}): {' '.join(command)}"
+            )
         yield match.group(1)
     finally:
         server.terminate()

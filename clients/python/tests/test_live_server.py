@@ -9,9 +9,9 @@ import sys
 from datetime import datetime, timezone
 from pathlib import Path
 
-import grpc
 import pytest
 
+import grpc
 from temporec_client import Event, TemporecClient, TemporecError
 from temporec_client.v1 import recommender_pb2
 
@@ -31,7 +31,9 @@ def error_of(call, *args, **kwargs) -> TemporecError:
 
 
 def test_the_distribution_depends_on_grpc_and_protobuf_alone():
-    requirements = {req.split(">")[0].split("=")[0].split(";")[0].strip() for req in importlib.metadata.requires("temporec-client")}
+    requirements = {
+        req.split(">")[0].split("=")[0].split(";")[0].strip() for req in importlib.metadata.requires("temporec-client")
+    }
     assert requirements - {"pytest"} == {"grpcio", "protobuf", "grpcio-health-checking"}
 
 
@@ -41,7 +43,9 @@ def test_importing_the_client_loads_no_model_stack(tmp_path):
         "print(sorted({'torch', 'transformers', 'temporec'} & set(sys.modules)))"
     )
     # cwd: away from the source tree, so that the installed package is imported
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True, cwd=tmp_path)
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True, cwd=tmp_path
+    )
     assert done.stdout.strip() == "[]"
 
 

@@ -29,7 +29,11 @@ def sent(domain: str, options: dict) -> pb.RecommendRequest:
         ("retail", {"out_of_stock": b"sku1"}, "options.out_of_stock: expected a list of strings, got b'sku1'"),
         ("retail", {"categories": {"shoes": 1}}, "options.categories: expected a list of strings, got {'shoes': 1}"),
         ("retail", {"categories": 7}, "options.categories: expected a list of strings, got 7"),
-        ("retail", {"exclude_item_ids": ["a", 2]}, "options.exclude_item_ids: expected a list of strings, got ['a', 2]"),
+        (
+            "retail",
+            {"exclude_item_ids": ["a", 2]},
+            "options.exclude_item_ids: expected a list of strings, got ['a', 2]",
+        ),
         ("retail", {"remind_cart": "false"}, "options.remind_cart: expected a boolean (True or False), got 'false'"),
         ("retail", {"remind_cart": 0}, "options.remind_cart: expected a boolean (True or False), got 0"),
         ("news", {"max_age_days": "abc"}, "options.max_age_days: expected a finite number, not negative, got 'abc'"),

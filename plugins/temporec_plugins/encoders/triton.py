@@ -362,7 +362,9 @@ class TritonEncoder(temporec.Encoder):
             tensor.set_data_from_numpy(column)
             return [tensor], None
         with self._tokenizer_lock:
-            tokens = self._tokenizer(texts, padding=True, truncation=True, max_length=self.max_length, return_tensors="np")
+            tokens = self._tokenizer(
+                texts, padding=True, truncation=True, max_length=self.max_length, return_tensors="np"
+            )
         tensors = []
         for name in ("input_ids", "attention_mask"):
             datatype = self.interface.inputs[name]
@@ -417,7 +419,12 @@ def _check_texts(texts: Sequence[str]) -> list[str]:
 
 
 def _check_number(option: str, value, minimum: float, exclusive: bool = False) -> None:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or value < minimum or (exclusive and value == minimum):
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, (int, float))
+        or value < minimum
+        or (exclusive and value == minimum)
+    ):
         bound = f"> {minimum}" if exclusive else f">= {minimum}"
         raise InvalidArgument(f"encoder 'triton': option {option!r} is {value!r}; allowed: a number {bound}")
 

@@ -3,7 +3,7 @@
 
 Pre-LN blocks (attention and MLP, each ``x + f(LayerNorm(x))``), a final LayerNorm, and
 learned absolute positions. Rows are moved to right padding before the blocks (see
-``alignment``): the state at a real position then attends only to the row's real events
+``temporec.to_front``): the state at a real position then attends only to the row's real events
 at or before it, with torch's causal attention and no padding mask, so no row, however
 much padding it has, can produce NaN; and a row's states do not depend on the padding.
 

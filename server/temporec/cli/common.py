@@ -33,12 +33,14 @@ def add_encoder_arguments(parser, help_name: str, default: str) -> None:
         help="embedding cache (default $TEMPOREC_CACHE_DIR or ~/.cache/temporec)",
     )
 
+
 def encoder_options(args: argparse.Namespace) -> dict:
     """The keyword options for the encoder from ``--encoder-option`` and ``--encoder-model``."""
     options = parse_options(args.encoder_option, "--encoder-option")
     if args.encoder_model:
         options["model"] = args.encoder_model
     return options
+
 
 def parse_options(pairs: list[str], flag: str) -> dict:
     """``KEY=VALUE`` strings as a dict; VALUE is read as JSON when it parses, else as text."""
@@ -53,11 +55,13 @@ def parse_options(pairs: list[str], flag: str) -> dict:
             options[key] = value
     return options
 
+
 def pick(table: dict[str, type], name: str, kind: str) -> type:
     """The registered class ``name`` of ``table``, or NotFound naming ``--<kind>`` and the choices."""
     if name not in table:
         raise NotFound(f"--{kind} {name!r} is not installed; installed: {allowed(table)}")
     return table[name]
+
 
 def metrics_table(metrics: dict[str, float], name: str = "model") -> str:
     """The metrics as a table: one row per split and ranker, one column per metric.

@@ -36,7 +36,12 @@ def add_parser(subparsers) -> None:
         epilog="Example:\n  temporec demo --epochs 3 --user 42",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("--workdir", type=Path, default=None, help="default: <cache>/demo (cache: $TEMPOREC_CACHE_DIR or ~/.cache/temporec)")
+    parser.add_argument(
+        "--workdir",
+        type=Path,
+        default=None,
+        help="default: <cache>/demo (cache: $TEMPOREC_CACHE_DIR or ~/.cache/temporec)",
+    )
     parser.add_argument("--head", default="lstm", help="temporal head to train (default lstm)")
     parser.add_argument("--epochs", type=int, default=8, help="training epochs (default 8)")
     parser.add_argument("--user", default="1", help="the sample user id (default 1)")
@@ -60,8 +65,14 @@ def run(args) -> int:
         step(f"3/4 training the {args.head} head")
         config = TrainConfig(epochs=args.epochs, max_len=50, dim=64)
         path = train(
-            dataset, registry.heads[args.head], embeddings, domain=domain,
-            encoder_name="local", encoder_model_id=encoder.model_id, out_dir=models, config=config,
+            dataset,
+            registry.heads[args.head],
+            embeddings,
+            domain=domain,
+            encoder_name="local",
+            encoder_model_id=encoder.model_id,
+            out_dir=models,
+            config=config,
         )
         print(f"    saved {path}")
     else:
@@ -83,7 +94,18 @@ class _server:
     """``temporec serve`` in a child process on a free loopback port."""
 
     def __init__(self, models: Path):
-        self.command = [sys.executable, "-m", "temporec", "serve", "--host", "127.0.0.1", "--port", "0", "--models", str(models)]
+        self.command = [
+            sys.executable,
+            "-m",
+            "temporec",
+            "serve",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            "0",
+            "--models",
+            str(models),
+        ]
 
     def __enter__(self) -> str:
         self.process = subprocess.Popen(self.command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
@@ -107,9 +129,7 @@ def _show(target: str, dataset, history, k: int) -> None:
 
     titles = dict(zip(dataset.catalog.item_ids, dataset.catalog.texts))
     with TemporecClient(target, timeout=30) as client:
-        result = client.recommend(
-            "video", history=[Event(e.item_id, e.action, e.timestamp) for e in history], k=k
-        )
+        result = client.recommend("video", history=[Event(e.item_id, e.action, e.timestamp) for e in history], k=k)
     print(f"\nuser's last {len(history)} movies (oldest first):")
     for event in history:
         print(f"    {titles[event.item_id]}")

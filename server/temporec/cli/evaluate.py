@@ -129,5 +129,3 @@ class ModelEncoder:
     def close(self) -> None:
         if self.encoder is not None:
             self.encoder.close()
-
-

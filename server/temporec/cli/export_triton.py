@@ -62,25 +62,39 @@ def add_parser(subparsers) -> None:
     source = parser.add_argument_group("the encoder")
     source.add_argument("--config", metavar="FILE", help="server TOML file whose [encoders.NAME] options to use")
     source.add_argument("--encoder", default="local", help="the in-process encoder to export (default local)")
-    source.add_argument("--model", default=None, help="its 'model' option: a model directory or hub id (overrides --config)")
     source.add_argument(
-        "--max-length", type=int, default=None,
+        "--model", default=None, help="its 'model' option: a model directory or hub id (overrides --config)"
+    )
+    source.add_argument(
+        "--max-length",
+        type=int,
+        default=None,
         help=f"tokens kept per text (default: the encoder's, else {defaults.max_length})",
     )
     what = parser.add_argument_group("what to write")
     what.add_argument(
-        "--format", dest="formats", action="append", choices=FORMATS, default=None,
+        "--format",
+        dest="formats",
+        action="append",
+        choices=FORMATS,
+        default=None,
         help=f"repeatable (default {defaults.formats[0]})",
     )
     what.add_argument("--name", default=defaults.name, help=f"model name prefix (default {defaults.name})")
     run_as = parser.add_argument_group("how Triton runs it")
-    run_as.add_argument("--max-batch-size", type=int, default=serving.max_batch_size, help=f"default {serving.max_batch_size}")
     run_as.add_argument(
-        "--max-queue-delay-us", type=int, default=serving.max_queue_delay_us,
+        "--max-batch-size", type=int, default=serving.max_batch_size, help=f"default {serving.max_batch_size}"
+    )
+    run_as.add_argument(
+        "--max-queue-delay-us",
+        type=int,
+        default=serving.max_queue_delay_us,
         help=f"dynamic batching: longest wait for a fuller batch (default {serving.max_queue_delay_us})",
     )
     run_as.add_argument("--instance-kind", choices=INSTANCE_KINDS, default=serving.instance_kind, help="default cpu")
-    run_as.add_argument("--instances", type=int, default=serving.instances, help="model instances per device (default 1)")
+    run_as.add_argument(
+        "--instances", type=int, default=serving.instances, help="model instances per device (default 1)"
+    )
     run_as.add_argument(
         "--tensorrt", choices=TENSORRT_PRECISIONS, default="", help="ONNX model: TensorRT accelerator precision (GPU)"
     )

@@ -52,7 +52,8 @@ Example:
 def add_parser(subparsers) -> None:
     defaults = ServerConfig()
     variables = "\n".join(
-        f"  {variable:<30} {section + '.' if section else ''}{name}" for variable, (section, name) in ENVIRONMENT.items()
+        f"  {variable:<30} {section + '.' if section else ''}{name}"
+        for variable, (section, name) in ENVIRONMENT.items()
     )
     parser = subparsers.add_parser(
         "serve",
@@ -65,32 +66,45 @@ def add_parser(subparsers) -> None:
     parser.add_argument("--host", help=f"address to listen on (default {defaults.host})")
     parser.add_argument("--port", type=int, help=f"port to listen on; 0 picks a free one (default {defaults.port})")
     parser.add_argument(
-        "--models", dest="models_dir", metavar="DIR",
+        "--models",
+        dest="models_dir",
+        metavar="DIR",
         help=f"directory of trained model artifacts (default {defaults.models_dir})",
     )
     parser.add_argument(
-        "--encoder", dest="default_encoder", metavar="NAME",
+        "--encoder",
+        dest="default_encoder",
+        metavar="NAME",
         help=f"encoder for Encode calls that name none (default {defaults.default_encoder})",
     )
     parser.add_argument("--device", help=f"torch device: auto, cpu, cuda, cuda:N (default {defaults.device})")
     parser.add_argument(
-        "--max-message-bytes", type=int, metavar="N",
+        "--max-message-bytes",
+        type=int,
+        metavar="N",
         help=f"largest request accepted (default {defaults.max_message_bytes})",
     )
     parser.add_argument(
-        "--grace-seconds", type=float, metavar="S",
+        "--grace-seconds",
+        type=float,
+        metavar="S",
         help=f"time in-flight calls get to finish at shutdown (default {defaults.grace_seconds:g})",
     )
     parser.add_argument(
-        "--max-request-seconds", type=float, metavar="S",
+        "--max-request-seconds",
+        type=float,
+        metavar="S",
         help=f"deadline of a call whose client sets none or a later one (default {defaults.max_request_seconds:g})",
     )
     parser.add_argument(
-        "--metrics-port", type=int, metavar="PORT",
+        "--metrics-port",
+        type=int,
+        metavar="PORT",
         help="serve Prometheus metrics at http://HOST:PORT/metrics (default 0: off)",
     )
     parser.add_argument(
-        "--admin-tokens-file", metavar="FILE",
+        "--admin-tokens-file",
+        metavar="FILE",
         help="admin tokens, one a line, for the Admin service (ReloadModels); default: none, Admin refuses all",
     )
     parser.add_argument("--log-level", choices=("debug", "info", "warning", "error"), help="default info")
@@ -104,23 +118,42 @@ def add_security_arguments(parser: argparse.ArgumentParser, defaults: ServerConf
     parser.add_argument("--tls-cert", metavar="FILE", help="server certificate chain (PEM); serves TLS with --tls-key")
     parser.add_argument("--tls-key", metavar="FILE", help="private key of --tls-cert (PEM, unencrypted)")
     parser.add_argument(
-        "--tls-client-ca", metavar="FILE", help="CA certificate (PEM): clients must present a certificate it signed",
+        "--tls-client-ca",
+        metavar="FILE",
+        help="CA certificate (PEM): clients must present a certificate it signed",
     )
     parser.add_argument(
-        "--tokens-file", metavar="FILE",
+        "--tokens-file",
+        metavar="FILE",
         help="bearer tokens, one a line (# comments); calls must send 'authorization: Bearer TOKEN'",
     )
     parser.add_argument(
-        "--max-concurrent-rpcs", type=int, metavar="N",
+        "--max-concurrent-rpcs",
+        type=int,
+        metavar="N",
         help=f"calls served at once; more fail with RESOURCE_EXHAUSTED (default {defaults.max_concurrent_rpcs})",
     )
     parser.add_argument("--log-format", choices=("text", "json"), help=f"default {defaults.log_format}")
 
 
 OVERRIDES = (
-    "host", "port", "models_dir", "default_encoder", "device", "max_message_bytes", "grace_seconds", "log_level",
-    "tls_cert", "tls_key", "tls_client_ca", "tokens_file", "max_concurrent_rpcs", "log_format",
-    "max_request_seconds", "metrics_port", "admin_tokens_file",
+    "host",
+    "port",
+    "models_dir",
+    "default_encoder",
+    "device",
+    "max_message_bytes",
+    "grace_seconds",
+    "log_level",
+    "tls_cert",
+    "tls_key",
+    "tls_client_ca",
+    "tokens_file",
+    "max_concurrent_rpcs",
+    "log_format",
+    "max_request_seconds",
+    "metrics_port",
+    "admin_tokens_file",
 )
 
 

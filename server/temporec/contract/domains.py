@@ -49,9 +49,7 @@ class Domain(ABC):
     def load_dataset(self, path: str) -> Dataset:
         """Read the data set at ``path`` (a file or directory) for training."""
 
-    def apply_rules(
-        self, query: Query, history: list[int], catalog: Catalog, allowed: torch.Tensor
-    ) -> list[str]:
+    def apply_rules(self, query: Query, history: list[int], catalog: Catalog, allowed: torch.Tensor) -> list[str]:
         """Clear entries of ``allowed`` (a (len(catalog),) bool tensor, already limited to
         the request's candidates) for items that must not be returned, and return the
         names of the rules that were applied. ``history`` holds the catalog indices of

@@ -1,7 +1,6 @@
 """The core's exceptions, and ``plugin_call``, which keeps a plugin's failure to itself. The gRPC layer maps each class to one status code
 (temporec.grpc.status); nothing else in the core knows about gRPC."""
 
-
 import logging
 from collections.abc import Callable
 from typing import Any

@@ -45,9 +45,7 @@ class Head(nn.Module):
         super().__init__()
         unknown = set(options) - set(self.options)
         if unknown:
-            raise ValueError(
-                f"head {self.name!r}: unknown options {sorted(unknown)}; known: {sorted(self.options)}"
-            )
+            raise ValueError(f"head {self.name!r}: unknown options {sorted(unknown)}; known: {sorted(self.options)}")
         self.dim = dim
         self.max_len = max_len
         self.config = {**self.options, **options}

@@ -43,9 +43,7 @@ SOURCE = "SOURCE"
 log = logging.getLogger(__name__)
 
 
-def movielens_100k(
-    cache_dir: str | os.PathLike | None = None, url: str = ML100K_URL, timeout: float = 15.0
-) -> Path:
+def movielens_100k(cache_dir: str | os.PathLike | None = None, url: str = ML100K_URL, timeout: float = 15.0) -> Path:
     """Return a directory with MovieLens-100k (see the module doc for its two layouts).
 
     The first call downloads from ``url`` (GroupLens), falling back to the recbole wheel
@@ -99,8 +97,19 @@ def _from_grouplens(url: str, timeout: float, directory: Path) -> None:
 
 def _from_recbole_wheel(directory: Path) -> None:
     with tempfile.TemporaryDirectory(prefix="temporec-recbole-") as download:
-        command = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:",
-                   "--disable-pip-version-check", "--quiet", RECBOLE_REQUIREMENT, "-d", download]
+        command = [
+            sys.executable,
+            "-m",
+            "pip",
+            "download",
+            "--no-deps",
+            "--only-binary=:all:",
+            "--disable-pip-version-check",
+            "--quiet",
+            RECBOLE_REQUIREMENT,
+            "-d",
+            download,
+        ]
         done = subprocess.run(command, capture_output=True, text=True, timeout=600)
         if done.returncode != 0:
             last = (done.stderr.strip().splitlines() or ["no output"])[-1]

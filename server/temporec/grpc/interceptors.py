@@ -65,7 +65,7 @@ Around = Callable[[Call], contextlib.AbstractAsyncContextManager[None]]
 
 
 def handler_kind(handler: grpc.RpcMethodHandler) -> str:
-    """"unary_unary", "unary_stream", "stream_unary" or "stream_stream"."""
+    """ "unary_unary", "unary_stream", "stream_unary" or "stream_stream"."""
     return next(kind for kind in KINDS if getattr(handler, kind) is not None)
 
 

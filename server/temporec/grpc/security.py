@@ -22,7 +22,6 @@ from collections.abc import Iterable
 from pathlib import Path
 
 import grpc
-
 from temporec.grpc.interceptors import (
     CallLog,
     ConcurrencyLimit,
@@ -61,7 +60,9 @@ def server_credentials(config: ServerConfig) -> grpc.ServerCredentials | None:
     if client_ca is not None:
         check_ca(config.tls_client_ca)
     log.info("TLS on%s", "; clients must present a certificate signed by tls_client_ca" if client_ca else "")
-    return grpc.ssl_server_credentials([(key, certificate)], root_certificates=client_ca, require_client_auth=bool(client_ca))
+    return grpc.ssl_server_credentials(
+        [(key, certificate)], root_certificates=client_ca, require_client_auth=bool(client_ca)
+    )
 
 
 def read_file(setting: str, path: str) -> bytes:

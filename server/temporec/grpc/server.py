@@ -16,10 +16,10 @@ import logging
 import signal
 from typing import Callable, Sequence
 
-import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
+import grpc
 from temporec.contract.errors import FailedPrecondition
 from temporec.grpc.admin import ADMIN_SERVICE_NAME, AdminServicer, load_admin_tokens
 from temporec.grpc.interceptors import CallMetrics, Drain
@@ -59,9 +59,11 @@ def build_server(
             ("grpc.max_receive_message_length", config.max_message_bytes),
             # A second server on a taken port must fail, not silently share the traffic.
             ("grpc.so_reuseport", 0),
-        ]
+        ],
     )
-    recommender_pb2_grpc.add_RecommenderServicer_to_server(RecommenderServicer(service, config.max_request_seconds), server)
+    recommender_pb2_grpc.add_RecommenderServicer_to_server(
+        RecommenderServicer(service, config.max_request_seconds), server
+    )
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     services = [SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME]
     if admin is not None:

@@ -1,10 +1,10 @@
 """The sequential recommender and what it is made of and saved as.
 
-    recommender      SequenceRecommender: item tower + event embedding + a temporal head
-    artifacts        one directory per trained model: manifest, weights, catalog
-    embedding_cache  catalog text embeddings, computed once per encoder and catalog
-    pretrained       the default language model, its bundled weights, pooling
-    devices          which torch device to run on
+recommender      SequenceRecommender: item tower + event embedding + a temporal head
+artifacts        one directory per trained model: manifest, weights, catalog
+embedding_cache  catalog text embeddings, computed once per encoder and catalog
+pretrained       the default language model, its bundled weights, pooling
+devices          which torch device to run on
 """
 
 from temporec.model.artifacts import (

@@ -115,7 +115,9 @@ def save_model(
     root = Path(root)
     root.mkdir(parents=True, exist_ok=True)
     manifest.created = manifest.created or time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-    manifest.version = manifest.version or f"{time.strftime('%Y%m%d%H%M%S', time.gmtime())}-{manifest.data_fingerprint[:8]}"
+    manifest.version = (
+        manifest.version or f"{time.strftime('%Y%m%d%H%M%S', time.gmtime())}-{manifest.data_fingerprint[:8]}"
+    )
     final = root / f"{manifest.domain}-{manifest.head}-{manifest.version}"
     with replaced_atomically(final, directory=True) as staging:
         tensors = {f"model.{k}": v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
@@ -162,7 +164,7 @@ def load_model(path: str | os.PathLike, heads: dict[str, type]) -> LoadedModel:
 def _build(path: Path, manifest: Manifest, head_class: type) -> LoadedModel:
     """The model an artifact describes, from files whose checksums were verified."""
     tensors = load_file(path / WEIGHTS)
-    state = {k[len("model."):]: v for k, v in tensors.items() if k.startswith("model.")}
+    state = {k[len("model.") :]: v for k, v in tensors.items() if k.startswith("model.")}
     head = head_class(manifest.dim, manifest.max_len, **manifest.head_options)
     model = SequenceRecommender(
         head,

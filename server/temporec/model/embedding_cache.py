@@ -105,7 +105,9 @@ def _read(path: Path, rows: int, dim: int) -> torch.Tensor | None:
         log.warning("catalog embeddings: ignoring unreadable cache file %s: %s", path, exc)
         return None
     if tuple(embeddings.shape) != (rows, dim) or embeddings.dtype != torch.float32:
-        log.warning("catalog embeddings: ignoring %s: shape %s, expected %s", path, tuple(embeddings.shape), (rows, dim))
+        log.warning(
+            "catalog embeddings: ignoring %s: shape %s, expected %s", path, tuple(embeddings.shape), (rows, dim)
+        )
         return None
     return embeddings
 

@@ -134,7 +134,9 @@ class ServingModel:
         head = self.loaded.manifest.head
         states = plugin_call(f"head {head!r}", self.model.user_states, events)
         if states.shape != (events.items.shape[0], self.item_vectors.shape[1]) or not torch.isfinite(states).all():
-            raise PluginError(f"head {head!r} returned unusable states (shape {tuple(states.shape)} or non-finite values)")
+            raise PluginError(
+                f"head {head!r} returned unusable states (shape {tuple(states.shape)} or non-finite values)"
+            )
         return states
 
     def _explain(self, prepared: Prepared, items: list[int]) -> list[list[Contribution]]:

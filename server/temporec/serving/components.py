@@ -20,13 +20,23 @@ def list_components(
         result = []
         for name, cls in sorted(registry.kind(kind).items()):
             description = getattr(cls, "description", "") or (cls.__doc__ or "").strip().split("\n")[0]
-            result.append(ComponentInfo(kind[:-1], name, owners.get(name, ""), description, _details(kind, name, cls, encoders)))
+            result.append(
+                ComponentInfo(kind[:-1], name, owners.get(name, ""), description, _details(kind, name, cls, encoders))
+            )
         return result
 
     served = [
         ModelInfo(
-            m.domain, m.head, serving_encoder(m.encoder), m.version, str(s.loaded.path), m.data_name,
-            m.data_fingerprint, dict(m.metrics), len(s.loaded.catalog), m.created,
+            m.domain,
+            m.head,
+            serving_encoder(m.encoder),
+            m.version,
+            str(s.loaded.path),
+            m.data_name,
+            m.data_fingerprint,
+            dict(m.metrics),
+            len(s.loaded.catalog),
+            m.created,
         )
         for s in models
         for m in [s.loaded.manifest]

@@ -39,6 +39,7 @@ from temporec.triton.metrics import BUCKETS, PROCESS_REGISTRY
 
 OTHER = "other"  # the label value of a domain or head that is not installed
 
+
 class _Include:
     """A collector that yields another registry's metrics (the process-wide ones)."""
 
@@ -60,22 +61,32 @@ class ServerMetrics:
         self.registry.register(_Include(PROCESS_REGISTRY))
         ProcessCollector(registry=self.registry)  # process_resident_memory_bytes, CPU time, open files
         self.requests = Counter(
-            "temporec_requests", "Calls answered, by method, domain, head and gRPC status code.",
-            ["method", "domain", "head", "code"], registry=self.registry,
+            "temporec_requests",
+            "Calls answered, by method, domain, head and gRPC status code.",
+            ["method", "domain", "head", "code"],
+            registry=self.registry,
         )
         self.request_seconds = Histogram(
-            "temporec_request_seconds", "Call latency inside the server, by method.",
-            ["method"], buckets=BUCKETS, registry=self.registry,
+            "temporec_request_seconds",
+            "Call latency inside the server, by method.",
+            ["method"],
+            buckets=BUCKETS,
+            registry=self.registry,
         )
         self.stage_seconds = Histogram(
-            "temporec_stage_seconds", "Time spent in each stage of a Recommend call (encode, rules, head, score).",
-            ["stage", "domain", "head"], buckets=BUCKETS, registry=self.registry,
+            "temporec_stage_seconds",
+            "Time spent in each stage of a Recommend call (encode, rules, head, score).",
+            ["stage", "domain", "head"],
+            buckets=BUCKETS,
+            registry=self.registry,
         )
         self.models_loaded = Gauge("temporec_models_loaded", "Models being served.", registry=self.registry)
         self.models_loaded.set_function(models_loaded)
         self.reloads = Counter(
-            "temporec_reloads", "Model reloads (SIGHUP or Admin.ReloadModels), by result: ok or failed.",
-            ["result"], registry=self.registry,
+            "temporec_reloads",
+            "Model reloads (SIGHUP or Admin.ReloadModels), by result: ok or failed.",
+            ["result"],
+            registry=self.registry,
         )
         self._http = None
 
@@ -100,7 +111,9 @@ class ServerMetrics:
         try:
             self._http, _ = start_http_server(port, host, registry=self.registry)
         except OSError as exc:
-            raise FailedPrecondition(f"metrics_port: cannot serve metrics on {host}:{port}: {exc.strerror or exc}") from exc
+            raise FailedPrecondition(
+                f"metrics_port: cannot serve metrics on {host}:{port}: {exc.strerror or exc}"
+            ) from exc
         return self._http.server_port
 
     def close(self) -> None:

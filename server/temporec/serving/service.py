@@ -97,7 +97,9 @@ class RecommenderService:
             if errors:
                 for serving in fresh.values():
                     serving.shutdown()
-                log.error("reload failed, still serving the %d previous model(s): %s", len(self.models), "; ".join(errors))
+                log.error(
+                    "reload failed, still serving the %d previous model(s): %s", len(self.models), "; ".join(errors)
+                )
                 return ReloadResult(False, self.components().models, errors)
             retired, self.models = self.models, fresh
             for serving in retired.values():
@@ -234,7 +236,9 @@ class RecommenderService:
             texts[position] = vector
         return texts
 
-    def _allowed(self, query: Query, domain: Domain, history: list[int], serving: ServingModel) -> tuple[torch.Tensor, list[str]]:
+    def _allowed(
+        self, query: Query, domain: Domain, history: list[int], serving: ServingModel
+    ) -> tuple[torch.Tensor, list[str]]:
         catalog = serving.loaded.catalog
         if query.candidates:
             unknown = [c for c in query.candidates if c not in catalog.index]
@@ -244,12 +248,16 @@ class RecommenderService:
             allowed_items[[catalog.index[c] for c in query.candidates]] = True
         else:
             allowed_items = torch.ones(len(catalog), dtype=torch.bool)
-        rules = plugin_call(f"domain {query.domain!r} rules", domain.apply_rules, query, history, catalog, allowed_items)
+        rules = plugin_call(
+            f"domain {query.domain!r} rules", domain.apply_rules, query, history, catalog, allowed_items
+        )
         return allowed_items, list(rules)
 
     # -- encode -------------------------------------------------------------------
 
-    async def encode(self, texts: list[str], encoder: str = "", timeout: float | None = None) -> tuple[str, torch.Tensor]:
+    async def encode(
+        self, texts: list[str], encoder: str = "", timeout: float | None = None
+    ) -> tuple[str, torch.Tensor]:
         name = encoder or self.default_encoder
         check_texts(texts, self.limits)
         if timeout is None:

@@ -31,13 +31,17 @@ def check_event(i: int, event: Event, actions: list[str], previous_time: float, 
             f"history[{i}].item_id: longer than {limits.max_item_id_chars} characters (limits.max_item_id_chars)"
         )
     if len(event.text) > limits.max_text_chars:
-        raise ResourceExhausted(f"history[{i}].text: longer than {limits.max_text_chars} characters (limits.max_text_chars)")
+        raise ResourceExhausted(
+            f"history[{i}].text: longer than {limits.max_text_chars} characters (limits.max_text_chars)"
+        )
     if event.action and event.action not in actions:
         raise InvalidArgument(f"history[{i}].action: {event.action!r} is not allowed; allowed: {allowed(actions)}")
     if event.timestamp < 0:
         raise InvalidArgument(f"history[{i}].timestamp: must not be negative")
     if event.timestamp and event.timestamp < previous_time:
-        raise InvalidArgument(f"history[{i}].timestamp: earlier than the event before it; send the history oldest first")
+        raise InvalidArgument(
+            f"history[{i}].timestamp: earlier than the event before it; send the history oldest first"
+        )
 
 
 def check_texts(texts: list[str], limits: Limits) -> None:
@@ -45,7 +49,11 @@ def check_texts(texts: list[str], limits: Limits) -> None:
     if not texts:
         raise InvalidArgument("texts: send at least one text")
     if len(texts) > limits.max_encode_texts:
-        raise ResourceExhausted(f"texts: at most {limits.max_encode_texts} texts (limits.max_encode_texts), got {len(texts)}")
+        raise ResourceExhausted(
+            f"texts: at most {limits.max_encode_texts} texts (limits.max_encode_texts), got {len(texts)}"
+        )
     for i, text in enumerate(texts):
         if len(text) > limits.max_text_chars:
-            raise ResourceExhausted(f"texts[{i}]: longer than {limits.max_text_chars} characters (limits.max_text_chars)")
+            raise ResourceExhausted(
+                f"texts[{i}]: longer than {limits.max_text_chars} characters (limits.max_text_chars)"
+            )

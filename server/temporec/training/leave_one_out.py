@@ -97,15 +97,11 @@ def evaluate_popularity(seqs: Sequences, split: str, n_items: int, batch_size: i
     )
 
 
-def evaluate_all(
-    model: SequenceRecommender, seqs: Sequences, max_len: int, batch_size: int = 256
-) -> dict[str, float]:
+def evaluate_all(model: SequenceRecommender, seqs: Sequences, max_len: int, batch_size: int = 256) -> dict[str, float]:
     """Model and popularity metrics on both splits, under prefixed keys."""
     metrics = {}
     for split in SPLITS:
-        metrics.update(
-            {f"{split}.{k}": v for k, v in evaluate_model(model, seqs, split, max_len, batch_size).items()}
-        )
+        metrics.update({f"{split}.{k}": v for k, v in evaluate_model(model, seqs, split, max_len, batch_size).items()})
     for split in SPLITS:
         baseline = evaluate_popularity(seqs, split, model.n_items)
         metrics.update({f"{BASELINE}.{split}.{k}": v for k, v in baseline.items()})

@@ -138,7 +138,9 @@ def train(
     _train_only_seen_ids(model, torch.from_numpy(counts == 0))
     key = _run_key(fingerprint, head_cls, text_embeddings, domain, encoder_model_id, config)
     checkpoint = Checkpoint(Path(out_dir) / ".checkpoints" / f"{domain.name}-{head_cls.name}-{key}.pt")
-    weights = torch.tensor([config.target_weights.get(action, 1.0) for action in actions]) if config.target_weights else None
+    weights = (
+        torch.tensor([config.target_weights.get(action, 1.0) for action in actions]) if config.target_weights else None
+    )
     progress = _fit(model, seqs, examples, checkpoint, config, device, on_epoch, weights)
 
     metrics = evaluate_all(model, seqs, config.max_len, config.eval_batch_size)
@@ -166,14 +168,22 @@ def train_request(
 
     def fit(dataset: Dataset, fitted: TrainConfig) -> Path:
         events = sum(map(len, dataset.sequences.values()))
-        log.info("%s: %d users, %d items, %d events", dataset.name, len(dataset.sequences), len(dataset.catalog), events)
+        log.info(
+            "%s: %d users, %d items, %d events", dataset.name, len(dataset.sequences), len(dataset.catalog), events
+        )
         if fitted.use_text:
             embeddings = catalog_embeddings(encoder, dataset.catalog, cache_dir=cache_dir)
         else:  # a model without a text tower never reads them: store none
             embeddings = torch.zeros(len(dataset.catalog), 0)
         return train(
-            dataset, head_cls, embeddings, domain=domain, encoder_name=encoder.name,
-            encoder_model_id=encoder.model_id, out_dir=out_dir, config=fitted,
+            dataset,
+            head_cls,
+            embeddings,
+            domain=domain,
+            encoder_name=encoder.name,
+            encoder_model_id=encoder.model_id,
+            out_dir=out_dir,
+            config=fitted,
         )
 
     return TrainRequest(data, head_cls, encoder, config, Path(out_dir), fit, cache_dir)
@@ -439,7 +449,9 @@ def _next_item_loss(
     states = model.scoring_states(states)
     if negatives:
         return sampled_softmax_cross_entropy(states, targets, model.candidate_vectors, model.n_items, negatives)
-    return full_softmax_cross_entropy(states, model.scoring_items(model.item_vectors() if table is None else table), targets)
+    return full_softmax_cross_entropy(
+        states, model.scoring_items(model.item_vectors() if table is None else table), targets
+    )
 
 
 def _run_key(

@@ -37,7 +37,9 @@ class Serving:
 
     def __post_init__(self):
         if self.instance_kind not in INSTANCE_KINDS:
-            raise InvalidArgument(f"instance kind: {self.instance_kind!r} is not allowed; allowed: {allowed(INSTANCE_KINDS)}")
+            raise InvalidArgument(
+                f"instance kind: {self.instance_kind!r} is not allowed; allowed: {allowed(INSTANCE_KINDS)}"
+            )
         for field_name in ("max_batch_size", "instances"):
             if getattr(self, field_name) < 1:
                 raise InvalidArgument(f"{field_name}: must be at least 1, got {getattr(self, field_name)}")
@@ -45,7 +47,9 @@ class Serving:
             raise InvalidArgument(f"max_queue_delay_us: must not be negative, got {self.max_queue_delay_us}")
 
 
-def python_encoder(name: str, interface: str, dim: int, max_length: int, model_id: str, serving: Serving) -> mc.ModelConfig:
+def python_encoder(
+    name: str, interface: str, dim: int, max_length: int, model_id: str, serving: Serving
+) -> mc.ModelConfig:
     """The Python-backend Hugging Face encoder (``backends/hf_encoder.py``):
     ``interface`` "text" (TEXT -> EMBEDDING) or "tokens" (input_ids, attention_mask ->
     last_hidden_state)."""

@@ -103,7 +103,9 @@ class Encoder:
             tokenizer = AutoTokenizer.from_pretrained(source, local_files_only=True)
             network = AutoModel.from_pretrained(source, local_files_only=True).eval()
         except (OSError, ValueError) as exc:
-            raise FailedPrecondition(f"model: {source!r}: no Hugging Face model could be loaded from it ({exc})") from exc
+            raise FailedPrecondition(
+                f"model: {source!r}: no Hugging Face model could be loaded from it ({exc})"
+            ) from exc
         return cls(model or DEFAULT_MODEL_ID, source, network, tokenizer, int(network.config.hidden_size))
 
     @torch.inference_mode()
@@ -168,8 +170,10 @@ def _onnx_ensemble(out: Path, settings: ExportSettings, encoder: Encoder) -> lis
     return [
         _write_model(out, configs.tokenizer(names[0], settings.max_length, cpu_steps), "tokenizer.py", encoder),
         _write_model(
-            out, configs.onnx_encoder(names[1], encoder.dim, encoder.model_id, serving, settings.tensorrt),
-            encoder=encoder, onnx=True,
+            out,
+            configs.onnx_encoder(names[1], encoder.dim, encoder.model_id, serving, settings.tensorrt),
+            encoder=encoder,
+            onnx=True,
         ),
         _write_model(out, configs.pooling(names[2], encoder.dim, cpu_steps), "pooling.py"),
         _write_model(
@@ -194,7 +198,9 @@ def _write_model(
         version.mkdir()
         configs.write(config, staging)
         if backend_source:
-            (version / "model.py").write_text(resources.files("temporec.triton.backends").joinpath(backend_source).read_text())
+            (version / "model.py").write_text(
+                resources.files("temporec.triton.backends").joinpath(backend_source).read_text()
+            )
         if encoder is not None and not onnx:
             encoder.tokenizer.save_pretrained(version / HF_DIR)
             if with_weights:
@@ -249,7 +255,9 @@ class _quiet_exporter:
 # -- validation -------------------------------------------------------------------------
 
 
-def validate_repository(repository: str | os.PathLike, encoder: Encoder | None = None, max_length: int = 256) -> list[str]:
+def validate_repository(
+    repository: str | os.PathLike, encoder: Encoder | None = None, max_length: int = 256
+) -> list[str]:
     """Check every model of ``repository``; return one line per model checked.
 
     Each ``config.pbtxt`` must parse as Triton's ModelConfig, name its directory, and have a
@@ -275,7 +283,9 @@ def validate_repository(repository: str | os.PathLike, encoder: Encoder | None =
             if config.platform == "onnxruntime_onnx":
                 error = onnx_max_error(repository / name / VERSION / ONNX_FILE, encoder, max_length)
                 if error > TOLERANCE:
-                    problems.append(f"{name}: ONNX embeddings differ from torch's by {error:.2e} (allowed {TOLERANCE:g})")
+                    problems.append(
+                        f"{name}: ONNX embeddings differ from torch's by {error:.2e} (allowed {TOLERANCE:g})"
+                    )
                 else:
                     checked.append(f"{name}: ONNX Runtime matches torch (largest difference {error:.1e})")
     if problems:
@@ -315,7 +325,9 @@ def _ensemble_problems(where: str, config, found: dict) -> list[str]:
         inputs, outputs = {t.name for t in model.input}, {t.name for t in model.output}
         for model_tensor, ensemble_tensor in step.input_map.items():
             if model_tensor not in inputs:
-                problems.append(f"{where}: step {i}: {step.model_name!r} has no input {model_tensor!r}; it has {allowed(inputs)}")
+                problems.append(
+                    f"{where}: step {i}: {step.model_name!r} has no input {model_tensor!r}; it has {allowed(inputs)}"
+                )
             if ensemble_tensor not in available:
                 problems.append(f"{where}: step {i} reads {ensemble_tensor!r} before any step produces it")
         for model_tensor, ensemble_tensor in step.output_map.items():

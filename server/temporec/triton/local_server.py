@@ -70,7 +70,10 @@ def backend_directory(scratch: Path, triton: Path | None = None) -> Path:
     links = {
         scratch / "nvidia_pytriton.libs": triton.parent.parent / "nvidia_pytriton.libs",
         python_dir / "libtriton_python.so": triton / "backends" / "python" / "libtriton_python.so",
-        python_dir / "triton_python_backend_utils.py": triton / "backends" / "python" / "triton_python_backend_utils.py",
+        python_dir / "triton_python_backend_utils.py": triton
+        / "backends"
+        / "python"
+        / "triton_python_backend_utils.py",
         python_dir / "triton_python_backend_stub": stub,
     }
     for link, target in links.items():
@@ -151,8 +154,12 @@ class LocalTriton:
             return self
         with open(self.log_path, "ab") as log:
             self.process = subprocess.Popen(
-                self.command(), stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                env=server_environment(), start_new_session=True,  # its own group: stop() ends the stubs too
+                self.command(),
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                env=server_environment(),
+                start_new_session=True,  # its own group: stop() ends the stubs too
             )
         self._wait_ready(timeout)
         return self
@@ -232,7 +239,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))  # SIGTERM stops Triton too, via __exit__
     with LocalTriton(args.repository, args.model, args.grpc_port) as server:
-        print(f"Triton serving {server.repository} on {server.url} (pid {server.pid}, log {server.log_path})", flush=True)
+        print(
+            f"Triton serving {server.repository} on {server.url} (pid {server.pid}, log {server.log_path})", flush=True
+        )
         try:
             return server.process.wait()
         except KeyboardInterrupt:

@@ -95,9 +95,7 @@ class CustomerServiceDomain(Domain):
 
     def apply_rules(self, query: Query, history: list[int], catalog: Catalog, allowed: torch.Tensor) -> list[str]:
         rules = super().apply_rules(query, history, catalog, allowed)
-        excluded = [
-            catalog.index[i] for i in query.options.exclude_item_ids if i in catalog.index
-        ]
+        excluded = [catalog.index[i] for i in query.options.exclude_item_ids if i in catalog.index]
         if excluded and allowed[excluded].any():
             allowed[excluded] = False
             rules.append("exclude_filtered")

@@ -75,10 +75,15 @@ class TritonPythonModel:
         # Requests of different lengths share one pass: pad each to the longest, masked out.
         input_ids = np.concatenate([np.pad(part, ((0, 0), (0, width - part.shape[1]))) for part in ids])
         attention_mask = np.concatenate([np.pad(part, ((0, 0), (0, width - part.shape[1]))) for part in masks])
-        hidden = self.model(
-            input_ids=torch.from_numpy(input_ids).to(self.device),
-            attention_mask=torch.from_numpy(attention_mask).to(self.device),
-        ).last_hidden_state.float().cpu().numpy()
+        hidden = (
+            self.model(
+                input_ids=torch.from_numpy(input_ids).to(self.device),
+                attention_mask=torch.from_numpy(attention_mask).to(self.device),
+            )
+            .last_hidden_state.float()
+            .cpu()
+            .numpy()
+        )
         responses, start = [], 0
         for part in ids:
             rows, length = part.shape

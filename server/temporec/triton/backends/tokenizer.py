@@ -42,8 +42,6 @@ class TritonPythonModel:
         ids = np.split(tokens["input_ids"].astype(np.int64), bounds)
         masks = np.split(tokens["attention_mask"].astype(np.int64), bounds)
         return [
-            pb_utils.InferenceResponse(
-                [pb_utils.Tensor("input_ids", i), pb_utils.Tensor("attention_mask", m)]
-            )
+            pb_utils.InferenceResponse([pb_utils.Tensor("input_ids", i), pb_utils.Tensor("attention_mask", m)])
             for i, m in zip(ids, masks)
         ]
