@@ -42,9 +42,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
+import grpc
 import numpy as np
 
-import grpc
 from results_file import (
     RESULTS_SECTIONS,
     RESULTS_TITLE,

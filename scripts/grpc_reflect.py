@@ -19,13 +19,12 @@ from __future__ import annotations
 import argparse
 import sys
 
+import grpc
 from google.protobuf import descriptor, json_format, message_factory
 from google.protobuf.descriptor_pool import DescriptorPool
 from grpc_reflection.v1alpha.proto_reflection_descriptor_database import (
     ProtoReflectionDescriptorDatabase,
 )
-
-import grpc
 
 SCALARS = {
     value: name.removeprefix("TYPE_").lower()

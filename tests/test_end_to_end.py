@@ -10,9 +10,9 @@ import subprocess
 import sys
 from pathlib import Path
 
+import grpc
 import pytest
 
-import grpc
 from temporec_client import Event, TemporecClient, TemporecError
 
 SHARED_ML1M = Path(__file__).resolve().parents[2] / "shared" / "data" / "ml-1m"

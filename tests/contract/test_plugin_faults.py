@@ -4,10 +4,10 @@ stays healthy. One real server serves a good model beside one model per faulty h
 
 import threading
 
+import grpc
 import pytest
 import torch
 
-import grpc
 from conftest import (
     GatedHead,
     HeadOutput,

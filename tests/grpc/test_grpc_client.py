@@ -9,10 +9,10 @@ import sys
 import zipfile
 from datetime import datetime, timedelta, timezone
 
+import grpc
 import pytest
 import tomllib
 
-import grpc
 from conftest import ROOT
 from temporec_client import Event, Recommendation, TemporecClient, TemporecError
 

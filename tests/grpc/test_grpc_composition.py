@@ -6,10 +6,10 @@ and the explanations are checked against what the model computes, not its qualit
 
 import math
 
+import grpc
 import pytest
 import torch
 
-import grpc
 import proto_helpers
 import temporec_client
 from conftest import TinyEncoder, TinyMeanHead, TinyPlugin

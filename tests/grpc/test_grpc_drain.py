@@ -4,9 +4,9 @@ still running when the grace period ends is cancelled and the server stops anywa
 
 import threading
 
+import grpc
 import pytest
 
-import grpc
 from conftest import GatedHead, build_tiny_artifact, tiny_registry_with
 from temporec_client import TemporecClient, TemporecError
 

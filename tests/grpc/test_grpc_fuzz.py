@@ -6,11 +6,11 @@ fixtures' deliberate failures (the text "FAIL", the blocking text "WAIT", the us
 "explode") are left out: they exist to test INTERNAL and deadlines.
 """
 
+import grpc
 import pytest
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
-import grpc
 from conftest import TINY_FAIL_TEXT, TINY_ITEMS, TINY_WAIT_TEXT
 from temporec.contract.types import Limits
 from temporec.v1 import recommender_pb2 as pb

@@ -10,9 +10,9 @@ import logging
 import threading
 import uuid
 
+import grpc
 import pytest
 
-import grpc
 from conftest import TinyDomain, TinyEncoder, TinyMeanHead
 from temporec import hookimpl
 from temporec.contract.registry import load_registry

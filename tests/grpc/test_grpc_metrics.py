@@ -5,12 +5,12 @@ import asyncio
 import time
 import urllib.request
 
+import grpc
 import pytest
 from grpc._cython import cygrpc
 from prometheus_client.parser import text_string_to_metric_families
 from tritonclient.utils import InferenceServerException
 
-import grpc
 from conftest import TINY_WAIT_TEXT, build_tiny_artifact, tiny_encoder_gate
 from temporec.contract.errors import FailedPrecondition
 from temporec.grpc import TemporecServer

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from types import SimpleNamespace
 
+import grpc
 import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
@@ -20,7 +21,6 @@ from grpc_reflection.v1alpha.proto_reflection_descriptor_database import (
     ProtoReflectionDescriptorDatabase,
 )
 
-import grpc
 from temporec.grpc import TemporecServer
 from temporec.grpc.interceptors import JsonFormatter
 from temporec.grpc.security import BearerTokenAuth, load_tokens, server_credentials

@@ -9,6 +9,7 @@ import subprocess
 import sys
 import threading
 
+import grpc
 import pytest
 from google.protobuf.descriptor_pool import DescriptorPool
 from grpc_health.v1 import health_pb2, health_pb2_grpc
@@ -18,7 +19,6 @@ from grpc_reflection.v1alpha.proto_reflection_descriptor_database import (
 from hypothesis import given
 from hypothesis import strategies as st
 
-import grpc
 import proto_helpers
 from conftest import (
     TINY_FAIL_TEXT,

@@ -14,10 +14,10 @@ import threading
 import weakref
 from pathlib import Path
 
+import grpc
 import pytest
 import torch
 
-import grpc
 from conftest import ROOT, GatedHead, TinyMeanHead, build_tiny_artifact, tiny_registry_with
 from temporec.contract.errors import FailedPrecondition
 from temporec.contract.registry import load_registry

@@ -16,11 +16,11 @@ import threading
 import time
 from pathlib import Path
 
+import grpc
 import numpy as np
 import pytest
 import torch
 
-import grpc
 from temporec.cli import main as temporec_main
 from temporec.contract.errors import InvalidArgument, Unavailable
 from temporec.contract.registry import load_registry

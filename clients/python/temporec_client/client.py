@@ -13,10 +13,10 @@ from datetime import datetime
 from pathlib import Path
 from typing import Callable, Iterable, Mapping, Sequence
 
+import grpc
 from google.protobuf.descriptor import FieldDescriptor
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-import grpc
 from temporec_client.v1 import recommender_pb2 as pb
 from temporec_client.v1 import recommender_pb2_grpc
 

@@ -9,9 +9,9 @@ import sys
 from datetime import datetime, timezone
 from pathlib import Path
 
+import grpc
 import pytest
 
-import grpc
 from temporec_client import Event, TemporecClient, TemporecError
 from temporec_client.v1 import recommender_pb2
 

@@ -22,6 +22,7 @@ from collections.abc import Iterable
 from pathlib import Path
 
 import grpc
+
 from temporec.grpc.interceptors import (
     CallLog,
     ConcurrencyLimit,

@@ -16,10 +16,10 @@ import logging
 import signal
 from typing import Callable, Sequence
 
+import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
-import grpc
 from temporec.contract.errors import FailedPrecondition
 from temporec.grpc.admin import ADMIN_SERVICE_NAME, AdminServicer, load_admin_tokens
 from temporec.grpc.interceptors import CallMetrics, Drain
