@@ -197,6 +197,11 @@ def test_events_jsonl(tmp_path):
         ("user_id,item_id,timestamp\nu,a,yesterday\n", r"events.csv:2: timestamp 'yesterday' is neither"),
         ("user_id,item_id\nu,a\n,a\n", r"events.csv:3: missing 'user_id'"),
         ("user_id,item_id\nu,a,extra\n", r"events.csv:2: expected 2 fields"),
+        (
+            "u,a,1700000000\nu,a,1700000060\n",
+            r"events.csv:1: the first row was taken for the header and names 'u', 'a', '1700000000', "
+            r"not 'item_id', 'user_id'; the file needs a header row naming at least 'item_id', 'user_id'",
+        ),
     ],
 )
 def test_event_errors_name_file_and_line(tmp_path, events, message):
@@ -218,7 +223,8 @@ def test_unrecognised_layout_lists_the_known_ones(tmp_path):
         load_dataset(tmp_path / "absent")
 
 
-def test_k_core_repeats_until_stable():
+def test_k_core_repeats_until_stable(caplog):
+    caplog.set_level("INFO", "temporec.data")
     # Item "x" has 1 interaction: dropping it leaves user "b" with 1 event, and dropping
     # "b" leaves item "z" with 1 interaction, so "z" goes on the second pass.
     sequences = {
@@ -230,6 +236,11 @@ def test_k_core_repeats_until_stable():
     core = k_core(Dataset("t", catalog, sequences), k=2)
     assert core.sequences == {"a": [Event("y"), Event("y")], "c": [Event("y"), Event("y")]}
     assert core.catalog == Catalog(["y"], ["Y"], {"f": ["3"]})
+    # What was dropped is said, not done silently.
+    assert (
+        "t: kept the 2-core (items and users with at least 2 events): 1 of 4 items, 2 of 3 users, 4 of 7 events"
+        in caplog.text
+    )
 
 
 @pytest.mark.skipif(not ML1M.is_dir(), reason=f"shared data set absent: {ML1M}")

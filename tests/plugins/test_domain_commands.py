@@ -222,6 +222,12 @@ def test_retail_eval_adds_the_next_purchase_under_the_shop_rules(tmp_path, hashi
     assert any(line.split()[:2] == ["purchase", "recent"] for line in table.splitlines())
 
 
+def test_retail_honours_negatives_0_the_full_softmax(tmp_path, hashing_encoder, capsys):
+    out = tmp_path / "models"
+    printed = temporec(capsys, *training(write_shop(tmp_path), out, "retail", "--epochs", "1", "--negatives", "0"))
+    assert read_manifest(Path(printed.strip().splitlines()[-1])).training["negatives"] == 0
+
+
 # -- errors ---------------------------------------------------------------------------------
 
 

@@ -103,6 +103,11 @@ def test_training_config_fits_text_less_data():
     assert config.negatives == 39 and config.target_weights == RetailDomain.target_weights
 
 
+@pytest.mark.parametrize(("chosen", "used"), [(None, 39), (0, 0), (7, 7)])
+def test_the_users_negatives_win_over_the_domains_and_0_is_the_full_softmax(chosen, used):
+    assert RetailDomain().training_config(shop(), TrainConfig(negatives=chosen)).negatives == used
+
+
 def test_purchase_view_cuts_each_history_after_its_last_purchase():
     data = Dataset("d", CATALOG, {"a": BOUGHT, "b": [Event("tv", "view"), Event("tv", "purchase")], "c": BOUGHT[:1]})
     cut = RetailDomain().purchase_dataset(data)

@@ -22,7 +22,7 @@ from temporec.training import (
     with_items,
     without_items,
 )
-from temporec.training.next_item import Schedule, _batches
+from temporec.training.next_item import Schedule, _batches, slow_epoch_warning
 from temporec.training.splits import encode, training_examples
 from temporec_plugins.domains.video import VideoDomain
 from temporec_plugins.heads.lstm import LSTMHead
@@ -188,3 +188,13 @@ def test_text_and_hybrid_models_recommend_items_they_never_saw_and_an_id_model_c
     assert found["text"]["cold.hr@10"] >= 0.8
     assert found["text"]["cold.hr@10"] > found["ids"]["cold.hr@10"] + 0.5
     assert found["text"]["popularity.cold.hr@10"] < 0.5
+
+
+def test_an_epoch_far_slower_than_the_fastest_is_named_with_advice():
+    assert slow_epoch_warning(1, 80.0, math.inf, 2) is None  # the first epoch has nothing to compare with
+    assert slow_epoch_warning(3, 6.0, 1.7, 2) is None  # within 4x: batches vary, validation too
+    assert slow_epoch_warning(4, 80.0, 1.7, 2) == (
+        "epoch 4 took 80.0 s, 47x the fastest (1.7 s): another process may be using the cores; "
+        "with 2 torch threads, try --threads 1"
+    )
+    assert slow_epoch_warning(4, 80.0, 1.7, 1).endswith("may be using the cores")

@@ -93,14 +93,15 @@ class RetailDomain(Domain):
 
     def training_config(self, dataset: Dataset, config: TrainConfig | None = None) -> TrainConfig:
         """``config`` fitted to the data: text when items have it, the ``category``
-        feature when there is one, sampled negatives, and the retail target weights."""
+        feature when there is one, sampled negatives unless the user chose (0: the full
+        softmax), and the retail target weights."""
         config = config or TrainConfig()
         has_text = any(dataset.catalog.texts)
         return replace(
             config,
             use_text=config.use_text and has_text,
             item_features=config.item_features or [n for n in ("category",) if n in dataset.catalog.features],
-            negatives=config.negatives or min(self.negatives, len(dataset.catalog) - 1),
+            negatives=min(self.negatives, len(dataset.catalog) - 1) if config.negatives is None else config.negatives,
             target_weights=config.target_weights or dict(self.target_weights),
         )
 

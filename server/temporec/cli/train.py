@@ -124,7 +124,7 @@ def add_parser(subparsers) -> None:
         "--negatives",
         type=int,
         default=DEFAULTS.negatives,
-        help="sampled negatives per step; 0 = full softmax over the catalog (default)",
+        help="sampled negatives per step; 0 = full softmax over the catalog (default: the domain's choice, 1024 for retail, else the full softmax)",
     )
     model.add_argument(
         "--similarity",

@@ -41,7 +41,9 @@ class TrainConfig:
     use_text: bool = True
     use_ids: bool = True
     head_options: dict[str, Any] = field(default_factory=dict)
-    negatives: int = 0  # 0: full softmax over the catalog; else sampled negatives per batch
+    # None: the domain decides (full softmax unless its ``training_config`` says otherwise);
+    # 0: full softmax over the catalog; N: N sampled negatives per batch
+    negatives: int | None = None
     similarity: str = "dot"  # "dot" or "cosine" (temporec.model.recommender.SIMILARITIES)
     temperature: float = 1.0  # divides cosine scores; 0.05 is HSTU's
     grad_clip: float = 5.0

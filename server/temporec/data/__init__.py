@@ -22,6 +22,7 @@ where its data came from. Malformed rows raise ``DataError`` naming the file and
 
 from __future__ import annotations
 
+import logging
 import os
 from pathlib import Path
 
@@ -33,6 +34,8 @@ from temporec.data.events import load_events, read_events, read_items
 from temporec.data.movielens import load_movielens, load_sequences
 from temporec.data.recbole import load_recbole
 from temporec.data.taobao import find_taobao_file, is_taobao_file, load_taobao
+
+log = logging.getLogger(__name__)
 
 __all__ = [
     "DataError",
@@ -107,7 +110,15 @@ def k_core(dataset: Dataset, k: int = 5) -> Dataset:
         keep &= np.bincount(user_of[keep], minlength=len(users))[user_of] >= k
         if keep.sum() == before:
             break
-    return _subset(dataset, keep, users, lengths)
+    subset = _subset(dataset, keep, users, lengths)
+    if not keep.all():
+        log.info(
+            "%s: kept the %d-core (items and users with at least %d events): %d of %d items, %d of %d users, "
+            "%d of %d events",
+            dataset.name, k, k, len(subset.catalog), len(dataset.catalog), len(subset.sequences), len(users),
+            int(keep.sum()), len(keep),
+        )  # fmt: skip
+    return subset
 
 
 def _catalog_indices(dataset: Dataset) -> np.ndarray:

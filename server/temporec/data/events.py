@@ -38,7 +38,7 @@ def read_records(path: str | Path, required: tuple[str, ...]) -> Iterator[tuple[
     path = Path(path)
     if path.suffix not in FORMATS:
         raise DataError(f"{path}: unknown format {path.suffix!r}; expected one of {allowed(FORMATS)}")
-    records = _csv_records(path) if path.suffix == ".csv" else _jsonl_records(path)
+    records = _csv_records(path, required) if path.suffix == ".csv" else _jsonl_records(path)
     for number, record in records:
         missing = [name for name in required if not record.get(name, "").strip()]
         if missing:
@@ -46,10 +46,20 @@ def read_records(path: str | Path, required: tuple[str, ...]) -> Iterator[tuple[
         yield number, record
 
 
-def _csv_records(path: Path) -> Iterator[tuple[int, dict[str, str]]]:
+def _csv_records(path: Path, required: tuple[str, ...]) -> Iterator[tuple[int, dict[str, str]]]:
     try:
         with open(path, encoding="utf-8", newline="") as f:
             reader = csv.DictReader(f)
+            header = reader.fieldnames or []
+            absent = [name for name in required if name not in header]
+            if absent:  # most often a file without a header row, whose first row is data
+                found = ", ".join(repr(name) for name in header) or "nothing"
+                raise at(
+                    path,
+                    1,
+                    f"the first row was taken for the header and names {found}, not {allowed(absent)}; "
+                    f"the file needs a header row naming at least {allowed(required)}",
+                )
             for record in reader:
                 if None in record or None in record.values():
                     raise at(path, reader.line_num, f"expected {len(reader.fieldnames)} fields like the header")

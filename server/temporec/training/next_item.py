@@ -22,7 +22,7 @@ import math
 import os
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -120,6 +120,8 @@ def train(
     called after each epoch's checkpoint is written. Returns the artifact directory.
     """
     config = config or TrainConfig()
+    if config.negatives is None:  # no domain chose: the full softmax, recorded as such
+        config = replace(config, negatives=0)
     check_compatible(head_cls, domain)  # a head that needs what the domain's data lacks
     _check_inputs(dataset, text_embeddings, config)
     torch.set_num_threads(config.threads or _available_cores())
@@ -297,11 +299,18 @@ def _fit(
     schedule = Schedule(
         config.lr, config.warmup_steps, config.schedule == "cosine", config.epochs * steps_per_epoch, started, budget
     )
+    fastest = math.inf  # this process's fastest epoch, in seconds
     while progress.epoch < config.epochs and progress.stale < config.patience and progress.seconds < budget:
         progress.epoch += 1
+        epoch_started = time.monotonic()
         loss = _train_epoch(model, optimizer, examples, config, progress, device, deadline, target_weights, schedule)
         score = evaluate_model(model, seqs, "valid", config.max_len, config.eval_batch_size)["ndcg@10"]
         progress.seconds = time.monotonic() - started
+        seconds = time.monotonic() - epoch_started
+        warning = slow_epoch_warning(progress.epoch, seconds, fastest, torch.get_num_threads())
+        if warning:
+            log.warning(warning)
+        fastest = min(fastest, seconds)
         progress.losses.append(loss)
         progress.scores.append(score)
         if score > progress.best_score:
@@ -322,6 +331,23 @@ def _fit(
             on_epoch(progress.epoch, {"loss": loss, "valid.ndcg@10": score, "seconds": progress.seconds})
     model.load_state_dict(best)
     return progress
+
+
+SLOW_EPOCH = 4.0  # an epoch this many times slower than the fastest is worth a warning
+
+
+def slow_epoch_warning(epoch: int, seconds: float, fastest: float, threads: int) -> str | None:
+    """Why an epoch that took ``seconds`` is suspect, or None. Epochs do the same work, so
+    one far slower than the fastest means the machine changed under the run: most often
+    another process took a core, and torch's threads, which wait for each other at every
+    operation, then slow down many times over (47x was seen on 2 cores)."""
+    if seconds <= SLOW_EPOCH * fastest:
+        return None
+    advice = f"; with {threads} torch threads, try --threads 1" if threads > 1 else ""
+    return (
+        f"epoch {epoch} took {seconds:.1f} s, {seconds / fastest:.0f}x the fastest ({fastest:.1f} s): another "
+        f"process may be using the cores{advice}"
+    )
 
 
 def _available_cores() -> int:
