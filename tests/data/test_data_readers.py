@@ -249,3 +249,72 @@ def test_real_ml1m_sequences_five_core_matches_the_protocol():
     assert (len(dataset.sequences), len(dataset.catalog)) == (6040, 3416)
     assert sum(map(len, dataset.sequences.values())) == 999_611
     assert dataset.catalog.texts[0] == "Toy Story (1995). Genres: Animation, Children's, Comedy"
+
+
+# -- a shop log as it comes: its own column names, action names, milliseconds, ids only --
+
+RETAILROCKET = """timestamp,visitorid,event,itemid,transactionid
+1433221332117,257597,view,355908,
+1433224214164,992329,view,248676,
+1433221999827,257597,addtocart,355908,
+1433222276276,257597,transaction,355908,4000
+"""
+RETAILROCKET_LAYOUT = """columns = { user_id = "visitorid", item_id = "itemid", action = "event" }
+actions = { addtocart = "cart", transaction = "purchase" }
+"""
+
+
+def test_a_shop_log_reads_with_its_column_and_action_mapping_and_milliseconds(tmp_path):
+    write(tmp_path / "events.toml", RETAILROCKET_LAYOUT)
+    dataset = load_dataset(write(tmp_path / "events.csv", RETAILROCKET))
+    assert [(e.item_id, e.action, e.timestamp) for e in dataset.sequences["257597"]] == [
+        ("355908", "view", 1433221332.117),
+        ("355908", "cart", 1433221999.827),  # sorted by time, unmapped actions kept
+        ("355908", "purchase", 1433222276.276),
+    ]
+    assert dataset.catalog == Catalog(["355908", "248676"], ["", ""])  # ids only: no text, no error
+
+
+def test_a_file_without_a_header_row_reads_with_the_header_its_layout_names(tmp_path):
+    body = RETAILROCKET.split("\n", 1)[1]
+    write(
+        tmp_path / "events.toml",
+        RETAILROCKET_LAYOUT + 'header = ["timestamp", "visitorid", "event", "itemid", "tid"]\n',
+    )
+    dataset = load_dataset(write(tmp_path / "events.csv", body))
+    assert len(dataset.sequences["257597"]) == 3 and dataset.sequences["992329"][0].timestamp == 1433224214.164
+
+
+@pytest.mark.parametrize(
+    ("value", "unit", "seconds"),
+    [("1700000000", "auto", 1.7e9), ("1700000000000", "auto", 1.7e9), ("1700000000", "ms", 1.7e6), ("2e11", "s", 2e11)],
+)
+def test_timestamps_in_seconds_or_milliseconds(tmp_path, value, unit, seconds):
+    write(tmp_path / "events.toml", f'time_unit = "{unit}"\n')
+    dataset = load_dataset(write(tmp_path / "events.csv", f"user_id,item_id,timestamp\nu,a,{value}\n"))
+    assert dataset.sequences["u"][0].timestamp == seconds
+
+
+def test_an_items_file_of_ids_only_gives_items_without_text(tmp_path):
+    write(tmp_path / "items.csv", "item_id\n100004\n100005\n")
+    dataset = load_dataset(write(tmp_path / "events.csv", "user_id,item_id\nu,100004\nu,100005\n"))
+    assert dataset.catalog == Catalog(["100004", "100005"], ["", ""])
+
+
+@pytest.mark.parametrize(
+    ("layout", "message"),
+    [
+        ('colums = { user_id = "v" }\n', r"events.toml: unknown key 'colums'; allowed: 'actions', 'columns', 'header'"),
+        ('columns = { visitor = "v" }\n', r"events.toml: columns: unknown field 'visitor'; allowed: 'action', "),
+        ('time_unit = "us"\n', r"events.toml: time_unit: 'us'; allowed: 'auto', 'ms', 's'"),
+        (
+            'columns = { user_id = "visitor" }\n',
+            r"events.toml: names column 'visitor', which the header row of events.csv lacks; the columns are 'user_id', 'item_id'",
+        ),
+        ("columns = [", r"events.toml: unreadable"),
+    ],
+)
+def test_a_wrong_layout_is_named_with_what_is_allowed(tmp_path, layout, message):
+    write(tmp_path / "events.toml", layout)
+    with pytest.raises(DataError, match=message):
+        load_dataset(write(tmp_path / "events.csv", "user_id,item_id\nu,a\n"))

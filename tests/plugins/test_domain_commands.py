@@ -228,6 +228,42 @@ def test_retail_honours_negatives_0_the_full_softmax(tmp_path, hashing_encoder, 
     assert read_manifest(Path(printed.strip().splitlines()[-1])).training["negatives"] == 0
 
 
+# -- events: a shop log as it comes ------------------------------------------------------------
+
+
+def write_shop_log(directory: Path, users: int = 30) -> Path:
+    """A RetailRocket-style log: its own column names, its own action names, times in
+    milliseconds, item ids without any text, and events.toml naming the columns."""
+    (directory / "events.toml").write_text(
+        'columns = { user_id = "visitorid", item_id = "itemid", action = "event" }\n'
+    )
+    rows = []
+    for user in range(users):
+        items = [f"{100 + (user % 3) + 3 * k}" for k in range(4)]
+        actions = [("view", item) for item in items[:3]] + [("addtocart", items[3]), ("transaction", items[3])]
+        rows += [
+            (1_433_221_332_000 + 60_000 * t, f"v{user}", event, item, "") for t, (event, item) in enumerate(actions)
+        ]
+    with open(directory / "events.csv", "w", newline="", encoding="utf-8") as f:
+        writer = csv.writer(f)
+        writer.writerow(["timestamp", "visitorid", "event", "itemid", "transactionid"])
+        writer.writerows(rows)
+    return directory
+
+
+def test_the_events_domain_trains_a_shop_log_as_it_comes_and_serves_its_actions(tmp_path, hashing_encoder, capsys):
+    out = tmp_path / "models"
+    printed = temporec(capsys, *training(write_shop_log(tmp_path), out, "events", "--epochs", "2", "--dim", "16"))
+    path = Path(printed.strip().splitlines()[-1])
+    manifest = read_manifest(path)
+    assert manifest.actions == ["view", "addtocart", "transaction"]  # the data's, in order of appearance
+    assert (manifest.use_text, manifest.use_ids) == (False, True)  # no item has text: known by ids
+    assert {"test.hr@10", "popularity.test.hr@10"} <= set(evaluate_json(capsys, path)["metrics"])
+    history = [Event("100", "view", 1_433_221_332.0), Event("103", "addtocart", 1_433_221_392.0)]
+    answer = serve(out, Query("events", history, k=3))
+    assert answer.head == "lstm" and len(answer.items) == 3 and not {"100", "103"} & {i.item_id for i in answer.items}
+
+
 # -- errors ---------------------------------------------------------------------------------
 
 

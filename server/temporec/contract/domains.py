@@ -32,7 +32,8 @@ class Domain(ABC):
     """Base class of domain recommenders.
 
     Subclasses set ``name``, ``actions`` (the first is the default for events that name
-    none), ``default_head`` and implement ``load_dataset``. ``provides`` names the
+    none; or override ``action_vocabulary`` to take them from the data), ``default_head``
+    and implement ``load_dataset``. ``provides`` names the
     ``DATA_TRAITS`` its data has (heads that require others are refused); a domain whose
     data lacks timestamps or item text says so. ``request_options`` is the dataclass of
     the options a request may set (see ``temporec.contract.options``).
@@ -48,6 +49,12 @@ class Domain(ABC):
     @abstractmethod
     def load_dataset(self, path: str) -> Dataset:
         """Read the data set at ``path`` (a file or directory) for training."""
+
+    def action_vocabulary(self, dataset: Dataset) -> list[str]:
+        """The actions of a model trained on ``dataset``, the first the default for events
+        that name none; the model embeds each and a request may name only these. The
+        default: ``actions``. A domain whose actions come from its data overrides it."""
+        return list(self.actions)
 
     def apply_rules(self, query: Query, history: list[int], catalog: Catalog, allowed: torch.Tensor) -> list[str]:
         """Clear entries of ``allowed`` (a (len(catalog),) bool tensor, already limited to

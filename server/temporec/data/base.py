@@ -43,16 +43,24 @@ def split_fields(path, number: int, line: str, separator: str, count: int, layou
     return fields
 
 
-def parse_timestamp(path, number: int, value: str) -> float:
+TIME_UNITS = ("auto", "s", "ms")
+MILLISECONDS_FROM = 1e11  # as Unix seconds this is the year 5138: a larger number is milliseconds
+
+
+def parse_timestamp(path, number: int, value: str, unit: str = "auto") -> float:
     """Unix seconds from a number or an ISO 8601 date-time (UTC when it has no zone);
-    empty means unknown (0)."""
+    empty means unknown (0). A number is in ``unit``: seconds, milliseconds, or with
+    "auto" milliseconds when it is too large for seconds (shop logs often use them)."""
     value = value.strip()
     if not value:
         return 0.0
     try:
-        return float(value)
+        number_value = float(value)
     except ValueError:
         pass
+    else:
+        milliseconds = unit == "ms" or (unit == "auto" and number_value >= MILLISECONDS_FROM)
+        return number_value / 1000 if milliseconds else number_value
     try:
         moment = datetime.fromisoformat(value)
     except ValueError:

@@ -51,7 +51,8 @@ def _details(kind: str, name: str, cls, encoders: EncoderPool) -> dict[str, str]
     if kind == "domains":
         options = {f"option.{k}": option_text(v) for k, v in option_defaults(cls.request_options).items()}
         provides = ",".join(sorted(cls.provides))
-        return {"actions": ",".join(cls.actions), "default_head": cls.default_head, "provides": provides, **options}
+        actions = ",".join(cls.actions) or "(from the data)"  # e.g. the events domain's
+        return {"actions": actions, "default_head": cls.default_head, "provides": provides, **options}
     if name in encoders.started:
         return dict(encoders.started[name].describe())
     return {f"option.{k}": str(v) for k, v in encoders.options.get(name, {}).items()}

@@ -126,7 +126,7 @@ def train(
     _check_inputs(dataset, text_embeddings, config)
     torch.set_num_threads(config.threads or _available_cores())
     device = resolve_device(config.device)
-    actions = list(domain.actions)
+    actions = domain.action_vocabulary(dataset)
     _check_item_fields(dataset, actions, config)
     seqs = encode(dataset, actions)
     examples = training_examples(seqs, config.max_len)
@@ -138,7 +138,7 @@ def train(
     model = build_model(head_cls, text_embeddings, len(actions), config, features).to(device)
     counts = np.bincount(seqs.items, minlength=len(dataset.catalog))  # events per catalog item
     _train_only_seen_ids(model, torch.from_numpy(counts == 0))
-    key = _run_key(fingerprint, head_cls, text_embeddings, domain, encoder_model_id, config)
+    key = _run_key(fingerprint, head_cls, text_embeddings, domain, actions, encoder_model_id, config)
     checkpoint = Checkpoint(Path(out_dir) / ".checkpoints" / f"{domain.name}-{head_cls.name}-{key}.pt")
     weights = (
         torch.tensor([config.target_weights.get(action, 1.0) for action in actions]) if config.target_weights else None
@@ -481,7 +481,13 @@ def _next_item_loss(
 
 
 def _run_key(
-    fingerprint: str, head_cls, text_embeddings: torch.Tensor, domain, encoder_model_id: str, config: TrainConfig
+    fingerprint: str,
+    head_cls,
+    text_embeddings: torch.Tensor,
+    domain,
+    actions: list[str],
+    encoder_model_id: str,
+    config: TrainConfig,
 ) -> str:
     """Identifies a training run: equal keys mean a checkpoint can be resumed."""
     digest = hashlib.sha256()
@@ -489,7 +495,7 @@ def _run_key(
         "config": config.key_fields(),
         "head": head_cls.name,
         "domain": domain.name,
-        "actions": list(domain.actions),
+        "actions": actions,
         "encoder_model_id": encoder_model_id,
         "data": fingerprint,
     }
