@@ -10,7 +10,7 @@ import torch
 from conftest import SHARED_DATA
 from temporec.contract.types import Catalog, Dataset, Event
 from temporec.data import k_core, load_dataset
-from temporec.training.leave_one_out import evaluate_popularity, rank_split
+from temporec.training.leave_one_out import evaluate_popularity, evaluate_recent, rank_split
 from temporec.training.ranking_metrics import summarize, target_ranks
 from temporec.training.splits import (
     IGNORE,
@@ -105,3 +105,12 @@ def test_popularity_reproduces_the_pinned_ml1m_numbers():
     }
     assert {k: round(valid[k], 4) for k in pinned_valid} == pinned_valid
     assert {k: round(test[k], 4) for k in pinned_test} == pinned_test
+
+
+def test_recent_ranks_the_history_first_then_popularity():
+    # a and b come back to an item of their history (rank 0: the history's other items are
+    # masked as for any ranker); c's target 5 is new and never seen before the test targets,
+    # so items 0, 1 and 2 (popular, outside c's history 3 4) come before it.
+    seqs = encode(dataset_of({"a": "1212", "b": "0340", "c": "345"}), ["watch"])
+    metrics = evaluate_recent(seqs, "test", 6)
+    assert metrics["mrr"] == pytest.approx((1 + 1 + 1 / 4) / 3) and metrics["hr@5"] == 1.0

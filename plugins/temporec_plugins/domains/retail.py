@@ -48,6 +48,7 @@ from temporec.training import (
     TrainConfig,
     artifact_scorer,
     evaluate_next_item,
+    evaluate_recent_artifact,
     flat_metrics,
     popularity_scorer,
     recent_scorer,
@@ -171,12 +172,15 @@ class RetailDomain(Domain):
     # -- evaluation (``temporec eval``; training is the default ``Domain.train``) ---------
 
     def evaluate(self, request: EvalRequest) -> Report:
-        """Leave-one-out as every domain (``Domain.evaluate``), and the next purchase:
-        split ``purchase`` holds the test cases whose target is a purchase, ranked
-        against the whole catalog under the retail rules (``evaluate_next_item``) beside
-        popularity and "recent". No test target was a training target."""
+        """Leave-one-out as every domain (``Domain.evaluate``), with "recent" beside
+        popularity (shoppers come back to what they viewed: a target already in the
+        history counts), and the next purchase: split ``purchase`` holds the test cases
+        whose target is a purchase, ranked against the whole catalog under the retail
+        rules (``evaluate_next_item``) beside popularity and "recent". No test target was
+        a training target."""
         model, dataset = request.model, self.load_dataset(request.data)
         report = request.leave_one_out(dataset)
+        report.metrics.update(evaluate_recent_artifact(model, dataset))  # every split has every baseline
         within, _ = restrict_to_catalog(dataset, model.catalog)
         bought = {user: events for user, events in within.sequences.items() if events[-1].action == PURCHASE}
         cases = self.next_item_cases(Dataset(within.name, within.catalog, bought))

@@ -19,11 +19,15 @@ the baselines ranked in the same run:
 
   video, and by default   leave-one-out: each user's last event is the test target, the
                           one before it the validation target; every catalog item is
-                          ranked (the history masked out): HR@K, NDCG@K (K = 5, 10, 20)
-                          and MRR, beside popularity
-  retail                  the same, plus split 'purchase': the test targets that are
-                          purchases, ranked under the shop's rules, beside popularity
-                          and "recent"
+                          ranked with the user's history masked out (a target that is
+                          in the history keeps its place, the history's other items
+                          go): HR@K, NDCG@K (K = 5, 10, 20) and MRR, beside popularity
+  events                  the same
+  retail                  the same, beside popularity and "recent" (the history's items,
+                          latest first, then popularity), plus split 'purchase': the
+                          test targets that are purchases, ranked under the shop's rules
+                          (no history mask: bought durable items, the cart, stock and
+                          filters), beside popularity and "recent"
   news                    each test impression's candidates: AUC, MRR, nDCG@5/10, beside
                           popularity, recency, BM25 and the frozen encoder
   customer_service        every reply for each test conversation: accuracy@1/@3,

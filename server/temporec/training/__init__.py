@@ -26,6 +26,8 @@ from temporec.training.leave_one_out import (
     evaluate_artifact,
     evaluate_model,
     evaluate_popularity,
+    evaluate_recent,
+    evaluate_recent_artifact,
     restrict_to_catalog,
 )
 from temporec.training.next_item import (
@@ -85,6 +87,8 @@ __all__ = [
     "evaluate_model",
     "evaluate_next_item",
     "evaluate_popularity",
+    "evaluate_recent",
+    "evaluate_recent_artifact",
     "evaluate_replies",
     "event_text",
     "flat_metrics",
