@@ -318,3 +318,48 @@ def test_a_wrong_layout_is_named_with_what_is_allowed(tmp_path, layout, message)
     write(tmp_path / "events.toml", layout)
     with pytest.raises(DataError, match=message):
         load_dataset(write(tmp_path / "events.csv", "user_id,item_id\nu,a\n"))
+
+
+# -- RecBole's sequential benchmark files: the split is the files' ------------------------
+
+
+def write_sequential(directory: Path, test_row: str = "u1\t3 4\t5") -> Path:
+    """u1's sequence 1 2 3 4 5, its histories cut to their last 2 items as the files do;
+    u2's 7 8 9 6, with a text for every item but 9."""
+    header = "user_id:token\titem_id_list:token_seq\titem_id:token\n"
+    write(directory / "X.train.inter", header + "u1\t1\t2\nu1\t1 2\t3\nu2\t7\t8\n")
+    write(directory / "X.valid.inter", header + "u1\t2 3\t4\nu2\t7 8\t9\n")
+    write(directory / "X.test.inter", header + test_row + "\nu2\t8 9\t6\n")
+    texts = "".join(f"{i}\titem {i} text\n" for i in (1, 2, 3, 4, 5, 6, 7, 8))
+    write(directory / "X.text", "item_id:token\ttext:token_seq\n" + texts)
+    return directory
+
+
+def test_recbole_sequential_files_rebuild_each_sequence_and_keep_the_given_split(tmp_path):
+    from temporec.training.splits import encode, eval_split
+
+    dataset = load_dataset(write_sequential(tmp_path))
+    assert {u: [e.item_id for e in events] for u, events in dataset.sequences.items()} == {
+        "u1": ["1", "2", "3", "4", "5"],
+        "u2": ["7", "8", "9", "6"],
+    }
+    assert dataset.catalog.texts[dataset.catalog.index["9"]] == ""  # not in X.text: known by id
+    assert dataset.catalog.texts[dataset.catalog.index["3"]] == "item 3 text"
+    seqs = encode(dataset, ["watch"])
+    index = dataset.catalog.item_ids
+    assert [index[i] for i in eval_split(seqs, "test").targets] == ["5", "6"]  # the test file's targets
+    assert [index[i] for i in eval_split(seqs, "valid").targets] == ["4", "9"]  # the valid file's
+    assert load_dataset(tmp_path / "X.test.inter").sequences == dataset.sequences  # any of the three names them
+
+
+def test_a_sequential_row_that_does_not_continue_its_user_is_refused(tmp_path):
+    write_sequential(tmp_path, test_row="u1\t9 4\t5")
+    with pytest.raises(DataError, match=r"X.test.inter:2: the history of user 'u1' does not continue its earlier rows"):
+        load_dataset(tmp_path)
+
+
+def test_sequential_files_come_as_three(tmp_path):
+    write_sequential(tmp_path)
+    (tmp_path / "X.valid.inter").unlink()
+    with pytest.raises(DataError, match=r"X.valid.inter: the valid split of X .* not found"):
+        load_dataset(tmp_path / "X.train.inter")

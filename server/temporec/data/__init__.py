@@ -7,6 +7,7 @@ per-user, time-ordered event lists).
     MovieLens-100k     u.data + u.item (+ u.genre)
     sequences          <name>.user_sequences.tsv + movies.dat
     RecBole            <name>.inter + <name>.item
+    RecBole sequential X.train|valid|test.inter (+ X.text): the split is the files'
     plain events       events.csv|jsonl (+ items.csv|jsonl)
     Taobao             UserBehavior.csv / user_behavior*.csv (shop events, no item text)
 
@@ -32,7 +33,7 @@ from temporec.contract.types import Catalog, Dataset
 from temporec.data.base import DataError, at, numbered_lines, parse_timestamp, require_file
 from temporec.data.events import load_events, read_events, read_items
 from temporec.data.movielens import load_movielens, load_sequences
-from temporec.data.recbole import load_recbole
+from temporec.data.recbole import load_recbole, load_recbole_sequential, sequential_files
 from temporec.data.taobao import find_taobao_file, is_taobao_file, load_taobao
 
 log = logging.getLogger(__name__)
@@ -49,6 +50,7 @@ __all__ = [
     "load_events",
     "load_movielens",
     "load_recbole",
+    "load_recbole_sequential",
     "load_sequences",
     "load_taobao",
     "read_events",
@@ -58,6 +60,7 @@ LAYOUTS = (
     "a MovieLens directory (ratings.dat + movies.dat, or u.data + u.item)",
     "a *.user_sequences.tsv file with movies.dat beside it",
     "a RecBole .inter file (or its directory) with the .item file beside it",
+    "RecBole sequential files X.train.inter, X.valid.inter, X.test.inter (or their directory), X.text beside them",
     "an events .csv/.jsonl file (or a directory with events.csv|jsonl), items.csv|jsonl beside it",
     "a Taobao UserBehavior.csv / user_behavior*.csv file (or its directory)",
 )
@@ -68,6 +71,9 @@ def load_dataset(path: str | os.PathLike) -> Dataset:
     path = Path(path)
     if not path.exists():
         raise DataError(f"{path}: no such file or directory")
+    sequential = sequential_files(path)  # before other .inter files: it is a trio of them
+    if sequential:
+        return load_recbole_sequential(sequential)
     directory = path if path.is_dir() else path.parent
     name = path.name
     if path.is_dir():

@@ -9,6 +9,15 @@ token, token_seq, float, float_seq; for example (ml-100k)::
 Interactions need ``user_id`` and ``item_id``; ``timestamp`` (Unix seconds) is optional.
 An item's text joins its token fields in header order ("Toy Story. Release year: 1995.
 Class: Animation Children's Comedy"); every non-id field is also kept as a catalog feature.
+
+RecBole's sequential benchmark files, in which text-based benchmarks are distributed
+(UniSRec's, for example), hold the split itself: ``X.train.inter``, ``X.valid.inter``
+and ``X.test.inter`` with ``user_id:token``, ``item_id_list:token_seq`` (the history,
+oldest first, often cut to its last items) and ``item_id:token`` (the next item), and
+``X.text`` (``item_id:token``, ``text:token_seq``) or ``X.item`` beside them. Each user's
+sequence is rebuilt from its rows in file order, train then valid then test, so its
+valid and test rows are its last two events: leave-one-out then evaluates exactly the
+given split. A row whose history does not continue the user's earlier rows is refused.
 """
 
 from __future__ import annotations
@@ -30,6 +39,8 @@ from temporec.data.base import (
 FIELD_TYPES = ("token", "token_seq", "float", "float_seq")
 TEXT_TYPES = ("token", "token_seq")
 USER, ITEM, TIME = "user_id", "item_id", "timestamp"
+HISTORY, TEXT = "item_id_list", "text"
+SEQUENTIAL_SPLITS = ("train", "valid", "test")
 
 
 def read_atomic(path: str | Path, required: tuple[str, ...]) -> tuple[dict[str, str], list[tuple[int, dict[str, str]]]]:
@@ -124,3 +135,60 @@ def load_recbole(path: str | Path, action: str = "") -> Dataset:
     inter = find_inter_file(path) if path.is_dir() else path
     catalog = read_items(require_file(inter.with_suffix(".item"), ".item file (the item texts)"))
     return Dataset(str(inter.resolve()), catalog, read_interactions(inter, catalog, action))
+
+
+def sequential_files(path: Path) -> dict[str, Path] | None:
+    """``{split: X.<split>.inter}`` when ``path`` is one of them or a directory holding
+    one such trio, else None."""
+    if path.is_dir():
+        names = sorted({p.name.removesuffix(".train.inter") for p in path.glob("*.train.inter")})
+        if not names:
+            return None
+        if len(names) > 1:
+            raise DataError(f"{path}: holds the sequential files of {allowed(names)}; give one X.train.inter")
+        directory, name = path, names[0]
+    else:
+        split = next((s for s in SEQUENTIAL_SPLITS if path.name.endswith(f".{s}.inter")), None)
+        if split is None:
+            return None
+        directory, name = path.parent, path.name.removesuffix(f".{split}.inter")
+    files = {split: directory / f"{name}.{split}.inter" for split in SEQUENTIAL_SPLITS}
+    for split, file in files.items():
+        require_file(file, f"the {split} split of {name} (RecBole sequential files come as train, valid, test)")
+    return files
+
+
+def load_recbole_sequential(files: dict[str, Path]) -> Dataset:
+    """A data set from RecBole's sequential files (see the module's docstring)."""
+    sequences: dict[str, list[str]] = {}
+    last_split: dict[str, str] = {}
+    for split in SEQUENTIAL_SPLITS:
+        _, rows = read_atomic(files[split], (USER, HISTORY, ITEM))
+        for number, row in rows:
+            user, history, target = row[USER].strip(), row[HISTORY].split(), row[ITEM].strip()
+            sequence = sequences.setdefault(user, history)
+            if history != sequence[len(sequence) - len(history) :] or len(history) > len(sequence):
+                raise at(files[split], number, f"the history of user {user!r} does not continue its earlier rows")
+            sequence.append(target)
+            last_split[user] = split
+    incomplete = [user for user in sequences if last_split[user] != "test"]
+    if incomplete:
+        raise DataError(f"{files['test']}: no test row for user {incomplete[0]!r} (and {len(incomplete) - 1} more)")
+    catalog = _sequential_catalog(files["train"], [item for sequence in sequences.values() for item in sequence])
+    histories = {user: [Event(item) for item in sequence] for user, sequence in sequences.items()}
+    return Dataset(str(files["train"].resolve()), catalog, histories)
+
+
+def _sequential_catalog(train: Path, items: list[str]) -> Catalog:
+    """The items' texts from ``X.text`` (or ``X.item``); items it lacks are known by id."""
+    name = train.name.removesuffix(".train.inter")
+    text_file, item_file = train.with_name(f"{name}.text"), train.with_name(f"{name}.item")
+    texts: dict[str, str] = {}
+    if text_file.is_file():
+        _, rows = read_atomic(text_file, (ITEM, TEXT))
+        texts = {row[ITEM].strip(): row[TEXT].strip() for _, row in rows}
+    elif item_file.is_file():
+        described = read_items(item_file)
+        texts = dict(zip(described.item_ids, described.texts))
+    ids = list(dict.fromkeys(items))
+    return Catalog(ids, [texts.get(item, "") for item in ids])
