@@ -126,6 +126,7 @@ def train(
     _check_inputs(dataset, text_embeddings, config)
     torch.set_num_threads(config.threads or _available_cores())
     device = resolve_device(config.device)
+    domain = domain() if isinstance(domain, type) else domain  # a class is as good as its instance
     actions = domain.action_vocabulary(dataset)
     _check_item_fields(dataset, actions, config)
     seqs = encode(dataset, actions)

@@ -91,7 +91,7 @@ def train_conversations(
     if not (data.train and data.valid):
         raise InvalidArgument(f"{data.name}: training needs train and valid conversations")
     device = resolve_device(config.device)
-    actions = domain.action_vocabulary(data.as_dataset())
+    actions = list(domain.actions)  # the conversation roles
     model = build_model(head_cls, item_embeddings, len(actions), config).to(device)
     inputs, targets = _examples(data.train, data.catalog, actions, config.max_len, text_vectors)
     popularity = targets.sum(0).float()
