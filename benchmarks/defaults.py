@@ -83,11 +83,9 @@ def defaults_section(args: argparse.Namespace, data: Path, work: Path) -> str:
     budget = str(args.minutes)
     common = ("--head", "lstm", "--threads", "1", "--device", "cpu", "--seed", "0", "--encoder", "local")
     runs = {
-        "defaults (epochs 20, patience 3)": ("--epochs", "20", "--patience", "3"),
-        f"budget {budget} min, patience 10": ("--epochs", "100000", "--patience", "10", "--minutes", budget),
-        f"budget {budget} min, patience 10, full softmax": (
-            "--epochs", "100000", "--patience", "10", "--minutes", budget, "--negatives", "0",
-        ),
+        "0.1 defaults (--epochs 20 --patience 3)": ("--epochs", "20", "--patience", "3"),
+        f"0.2 defaults (--minutes {budget})": ("--minutes", budget),
+        f"0.2 defaults, full softmax (--minutes {budget} --negatives 0)": ("--minutes", budget, "--negatives", "0"),
     }  # fmt: skip
     lines = [
         "| ranker | test HR@10 | test NDCG@10 | purchase HR@10 | purchase NDCG@10 | trained |",

@@ -86,7 +86,12 @@ def add_parser(subparsers) -> None:
     )
     model.add_argument("--no-ids", action="store_true", help="represent items by their text alone (no id embeddings)")
     model.add_argument("--no-text", action="store_true", help="represent items by id embeddings alone")
-    model.add_argument("--epochs", type=int, default=DEFAULTS.epochs, help=f"most epochs (default {DEFAULTS.epochs})")
+    model.add_argument(
+        "--epochs",
+        type=int,
+        default=DEFAULTS.epochs,
+        help=f"most epochs, a safety cap (default {DEFAULTS.epochs}): --minutes and --patience decide",
+    )
     model.add_argument(
         "--patience",
         type=int,
@@ -138,10 +143,17 @@ def add_parser(subparsers) -> None:
     model.add_argument("--seed", type=int, default=DEFAULTS.seed, help=f"random seed (default {DEFAULTS.seed})")
     model.add_argument("--device", default="auto", help="torch device: auto, cpu, cuda, cuda:N (default auto)")
     model.add_argument(
-        "--minutes", type=float, default=0, help="stop training after this many minutes (default 0: no limit)"
+        "--minutes",
+        type=float,
+        default=DEFAULTS.time_budget_s / 60,
+        help=f"stop training after this many minutes (default {DEFAULTS.time_budget_s / 60:g}; 0: no limit); "
+        "with --patience, the budget decides how long training runs",
     )
     model.add_argument(
-        "--threads", type=int, default=DEFAULTS.threads, help="torch CPU threads (default 0: one per core)"
+        "--threads",
+        type=int,
+        default=DEFAULTS.threads,
+        help="torch CPU threads (default 0: one per core but one, so that another busy process does not stall training)",
     )
     parser.set_defaults(run=run)
 

@@ -124,7 +124,7 @@ def train(
         config = replace(config, negatives=0)
     check_compatible(head_cls, domain)  # a head that needs what the domain's data lacks
     _check_inputs(dataset, text_embeddings, config)
-    torch.set_num_threads(config.threads or _available_cores())
+    torch.set_num_threads(config.threads or default_threads())
     device = resolve_device(config.device)
     domain = domain() if isinstance(domain, type) else domain  # a class is as good as its instance
     actions = domain.action_vocabulary(dataset)
@@ -351,8 +351,13 @@ def slow_epoch_warning(epoch: int, seconds: float, fastest: float, threads: int)
     )
 
 
-def _available_cores() -> int:
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+def default_threads() -> int:
+    """Torch threads for training: one per core this process may use, but one. Torch's
+    threads wait for each other at every operation, so a run that takes every core slows
+    down as soon as another process takes one (2 threads on 2 cores: 2x slower with one
+    core busy, where 1 thread was unaffected; benchmarks/RESULTS.md, section threads)."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    return max(1, cores - 1)
 
 
 def _check_inputs(dataset: Dataset, text_embeddings: torch.Tensor, config: TrainConfig) -> None:
