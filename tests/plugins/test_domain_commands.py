@@ -264,6 +264,25 @@ def test_the_events_domain_trains_a_shop_log_as_it_comes_and_serves_its_actions(
     assert answer.head == "lstm" and len(answer.items) == 3 and not {"100", "103"} & {i.item_id for i in answer.items}
 
 
+def test_recbole_sequential_files_train_and_evaluate_on_their_split(tmp_path, hashing_encoder, capsys):
+    header = "user_id:token\titem_id_list:token_seq\titem_id:token\n"
+    users = [[f"{(u + t) % 12}" for t in range(6)] for u in range(24)]  # each user walks the 12 items in order
+    for split, (start, stop) in {"train": (1, 4), "valid": (4, 5), "test": (5, 6)}.items():
+        rows = [
+            f"u{u}\t{' '.join(seq[max(0, t - 3) : t])}\t{seq[t]}\n"
+            for u, seq in enumerate(users)
+            for t in range(start, stop)
+        ]
+        (tmp_path / f"X.{split}.inter").write_text(header + "".join(rows))
+    (tmp_path / "X.text").write_text(
+        "item_id:token\ttext:token_seq\n" + "".join(f"{i}\tstop {i} of the line\n" for i in range(12))
+    )
+    out = tmp_path / "models"
+    printed = temporec(capsys, *training(tmp_path / "X.train.inter", out, "events", "--epochs", "3", "--dim", "16"))
+    report = evaluate_json(capsys, Path(printed.strip().splitlines()[-1]))
+    assert report["users"] == 24 and report["same_data_as_training"] and "test.hr@10" in report["metrics"]
+
+
 # -- errors ---------------------------------------------------------------------------------
 
 
