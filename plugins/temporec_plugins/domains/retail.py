@@ -180,8 +180,8 @@ class RetailDomain(Domain):
         a training target."""
         model, dataset = request.model, self.load_dataset(request.data)
         report = request.leave_one_out(dataset)
-        report.metrics.update(evaluate_recent_artifact(model, dataset))  # every split has every baseline
         within, _ = restrict_to_catalog(dataset, model.catalog)
+        report.metrics.update(evaluate_recent_artifact(model, within))  # every split has every baseline
         bought = {user: events for user, events in within.sequences.items() if events[-1].action == PURCHASE}
         cases = self.next_item_cases(Dataset(within.name, within.catalog, bought))
         if cases:

@@ -15,7 +15,7 @@ News impressions (``temporec_plugins.domains.news.reader``) and customer-service
 (``temporec_plugins.domains.customer_service.reader``) have readers of their own, used by their domains.
 
 For readers of other formats (plugins): ``DataError``, ``at`` (an error at a file's line),
-``numbered_lines``, ``parse_timestamp``, ``require_file`` and ``read_items``.
+``numbered_lines``, ``json_objects``, ``parse_timestamp``, ``require_file`` and ``read_items``.
 
 A data set read from disk is named by its absolute path, so a model's manifest says
 where its data came from. Malformed rows raise ``DataError`` naming the file and line.
@@ -30,7 +30,7 @@ from pathlib import Path
 import numpy as np
 
 from temporec.contract.types import Catalog, Dataset
-from temporec.data.base import DataError, at, numbered_lines, parse_timestamp, require_file
+from temporec.data.base import DataError, at, json_objects, numbered_lines, parse_timestamp, require_file
 from temporec.data.events import load_events, read_events, read_items
 from temporec.data.movielens import load_movielens, load_sequences
 from temporec.data.recbole import load_recbole, load_recbole_sequential, sequential_files
@@ -41,6 +41,7 @@ log = logging.getLogger(__name__)
 __all__ = [
     "DataError",
     "at",
+    "json_objects",
     "numbered_lines",
     "parse_timestamp",
     "read_items",

@@ -3,6 +3,7 @@ time-ordered histories, and turning an item's fields into one text for the encod
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Iterable, Iterator
 from datetime import datetime, timezone
@@ -33,6 +34,19 @@ def numbered_lines(path: str | os.PathLike, encoding: str = "utf-8") -> Iterator
         raise DataError(f"{path}: not {encoding} text ({exc.reason} at byte {exc.start})") from exc
     except OSError as exc:
         raise DataError(f"{path}: cannot read: {exc.strerror or exc}") from exc
+
+
+def json_objects(path: str | os.PathLike) -> Iterator[tuple[int, dict]]:
+    """``(line, object)`` for each line of a JSON Lines file; anything but an object is an
+    error naming the line."""
+    for number, line in numbered_lines(path):
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise at(path, number, f"invalid JSON: {exc.msg}") from None
+        if not isinstance(record, dict):
+            raise at(path, number, "expected a JSON object")
+        yield number, record
 
 
 def split_fields(path, number: int, line: str, separator: str, count: int, layout: str) -> list[str]:

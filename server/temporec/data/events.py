@@ -23,7 +23,6 @@ file beside it with its name (``events.toml`` for ``events.csv``; docs/data.md):
 from __future__ import annotations
 
 import csv
-import json
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -38,7 +37,7 @@ from temporec.data.base import (
     at,
     describe_item,
     group_histories,
-    numbered_lines,
+    json_objects,
     parse_timestamp,
 )
 
@@ -149,13 +148,7 @@ def _csv_records(path: Path, required: tuple[str, ...], layout: Layout) -> Itera
 
 
 def _jsonl_records(path: Path) -> Iterator[tuple[int, dict[str, str]]]:
-    for number, line in numbered_lines(path):
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise at(path, number, f"invalid JSON: {exc.msg}") from None
-        if not isinstance(record, dict):
-            raise at(path, number, "expected a JSON object")
+    for number, record in json_objects(path):
         yield number, {key: "" if value is None else str(value) for key, value in record.items()}
 
 

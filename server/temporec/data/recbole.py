@@ -166,8 +166,8 @@ def load_recbole_sequential(files: dict[str, Path]) -> Dataset:
         _, rows = read_atomic(files[split], (USER, HISTORY, ITEM))
         for number, row in rows:
             user, history, target = row[USER].strip(), row[HISTORY].split(), row[ITEM].strip()
-            sequence = sequences.setdefault(user, history)
-            if history != sequence[len(sequence) - len(history) :] or len(history) > len(sequence):
+            sequence = sequences.setdefault(user, list(history))  # a user's first row: its history
+            if sequence[len(sequence) - len(history) :] != history:  # later rows: a tail of it
                 raise at(files[split], number, f"the history of user {user!r} does not continue its earlier rows")
             sequence.append(target)
             last_split[user] = split

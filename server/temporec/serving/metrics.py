@@ -35,9 +35,12 @@ from prometheus_client import (
 )
 
 from temporec.contract.errors import FailedPrecondition
-from temporec.triton.metrics import BUCKETS, PROCESS_REGISTRY
 
+#: Seconds: from a fraction of a millisecond (a cached score) to the 30 s default ceiling.
+BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
 OTHER = "other"  # the label value of a domain or head that is not installed
+#: Process-wide metrics (``temporec.triton.metrics``), included in every server's exposition.
+PROCESS_REGISTRY = CollectorRegistry()
 
 
 class _Include:

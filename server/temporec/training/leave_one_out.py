@@ -117,10 +117,10 @@ def evaluate_recent(seqs: Sequences, split: str, n_items: int, batch_size: int =
 
 
 def evaluate_recent_artifact(model: LoadedModel, dataset: Dataset) -> dict[str, float]:
-    """``evaluate_recent`` on both splits of ``dataset`` over ``model``'s catalog, under the
-    keys ``recent.<split>.<metric>``, beside what ``evaluate_artifact`` reports."""
-    within, _ = restrict_to_catalog(dataset, model.catalog)
-    seqs = encode(within, model.manifest.actions)
+    """``evaluate_recent`` on both splits of ``dataset`` (already over ``model``'s catalog:
+    ``restrict_to_catalog``), under the keys ``recent.<split>.<metric>``, beside what
+    ``evaluate_artifact`` reports."""
+    seqs = encode(dataset, model.manifest.actions)
     return {
         f"recent.{split}.{key}": value
         for split in SPLITS

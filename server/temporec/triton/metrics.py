@@ -1,6 +1,6 @@
-"""Metrics of the calls to Triton Inference Server, process-wide: an encoder belongs to no
-one server, so every server's exposition includes ``PROCESS_REGISTRY``
-(``temporec.serving.metrics``)."""
+"""The histogram of calls to Triton Inference Server. It is process-wide (an encoder
+belongs to no one server), so it lives in ``PROCESS_REGISTRY``, which every server's
+exposition includes (``temporec.serving.metrics``)."""
 
 from __future__ import annotations
 
@@ -9,13 +9,10 @@ import contextlib
 import time
 from collections.abc import Iterator
 
-from prometheus_client import CollectorRegistry, Histogram
+from prometheus_client import Histogram
 
-#: Seconds: from a fraction of a millisecond (a cached score) to the 30 s default ceiling.
-BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
+from temporec.serving.metrics import BUCKETS, PROCESS_REGISTRY
 
-#: Process-wide metrics, included in every server's exposition.
-PROCESS_REGISTRY = CollectorRegistry()
 TRITON_REQUEST_SECONDS = Histogram(
     "temporec_triton_request_seconds",
     "Calls from the triton encoder to Triton Inference Server, by model and status code.",

@@ -32,7 +32,7 @@ from temporec import Catalog, Dataset, Event, allowed
 from temporec.data import (
     DataError,
     at,
-    numbered_lines,
+    json_objects,
     parse_timestamp,
     read_items,
     require_file,
@@ -170,13 +170,7 @@ def load_conversations(path: str | Path) -> ConversationData:
         raise DataError(f"{path.parent}: replies.csv or replies.jsonl (item_id, text) not found beside {path.name}")
     catalog = read_items(items)
     conversations = []
-    for position, (number, line) in enumerate(numbered_lines(path)):
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise at(path, number, f"invalid JSON: {exc.msg}") from None
-        if not isinstance(record, dict):
-            raise at(path, number, "expected a JSON object")
+    for position, (number, record) in enumerate(json_objects(path)):
         split = record.get("split") or split_by_position(position)
         if split not in SPLITS:
             raise at(path, number, f"split {split!r}; allowed: {allowed(SPLITS)}")
