@@ -11,7 +11,7 @@ from conftest import SHARED_DATA
 from temporec.contract.types import Catalog, Dataset, Event
 from temporec.data import k_core, load_dataset
 from temporec.training.leave_one_out import evaluate_popularity, evaluate_recent, rank_split
-from temporec.training.ranking_metrics import summarize, target_ranks
+from temporec.training.ranking_metrics import bootstrap_interval, per_user, summarize, target_ranks
 from temporec.training.splits import (
     IGNORE,
     encode,
@@ -114,3 +114,20 @@ def test_recent_ranks_the_history_first_then_popularity():
     seqs = encode(dataset_of({"a": "1212", "b": "0340", "c": "345"}), ["watch"])
     metrics = evaluate_recent(seqs, "test", 6)
     assert metrics["mrr"] == pytest.approx((1 + 1 + 1 / 4) / 3) and metrics["hr@5"] == 1.0
+
+
+def test_bootstrap_interval_brackets_the_mean_and_narrows_with_more_users():
+    rng = np.random.default_rng(0)
+    few, many = rng.integers(0, 40, 200), rng.integers(0, 40, 20_000)
+    for ranks in (few, many):
+        low, high = bootstrap_interval(ranks, "hr@10")
+        assert low < summarize(ranks)["hr@10"] < high
+    width = lambda ranks: -np.subtract(*bootstrap_interval(ranks, "ndcg@10"))  # noqa: E731
+    assert width(many) < width(few) / 5  # about sqrt(100) = 10 times narrower
+
+
+def test_per_user_metrics_average_to_the_summary_and_refuse_unknown_names():
+    ranks = torch.tensor([0, 3, 12, 40])
+    assert per_user(ranks, "ndcg@10").mean().item() == pytest.approx(summarize(ranks)["ndcg@10"])
+    with pytest.raises(ValueError, match="hr@K, ndcg@K or mrr"):
+        per_user(ranks, "recall@10")

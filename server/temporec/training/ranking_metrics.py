@@ -32,10 +32,30 @@ def summarize(ranks: np.ndarray | torch.Tensor, ks: tuple[int, ...] = KS) -> dic
     ranks = torch.as_tensor(ranks, dtype=torch.float64)
     if ranks.numel() == 0:
         raise ValueError("no ranks to summarize: the split has no users")
-    metrics = {}
-    for k in ks:
-        hit = ranks < k
-        metrics[f"hr@{k}"] = hit.double().mean().item()
-        metrics[f"ndcg@{k}"] = torch.where(hit, 1 / torch.log2(ranks + 2), 0.0).mean().item()
-    metrics["mrr"] = (1 / (ranks + 1)).mean().item()
-    return metrics
+    names = [f"{name}@{k}" for k in ks for name in ("hr", "ndcg")] + ["mrr"]
+    return {name: per_user(ranks, name).mean().item() for name in names}
+
+
+def per_user(ranks: torch.Tensor, metric: str) -> torch.Tensor:
+    """Each user's share of ``metric`` (``hr@K``, ``ndcg@K`` or ``mrr``): the metric is their mean."""
+    ranks = torch.as_tensor(ranks, dtype=torch.float64)
+    if metric == "mrr":
+        return 1 / (ranks + 1)
+    name, _, k = metric.partition("@")
+    if name not in ("hr", "ndcg") or not k.isdigit():
+        raise ValueError(f"metric {metric!r}: expected hr@K, ndcg@K or mrr")
+    hit = ranks < int(k)
+    return hit.double() if name == "hr" else torch.where(hit, 1 / torch.log2(ranks + 2), 0.0)
+
+
+def bootstrap_interval(
+    ranks: np.ndarray | torch.Tensor, metric: str, level: float = 0.95, resamples: int = 1000, seed: int = 0
+) -> tuple[float, float]:
+    """A percentile bootstrap interval of ``metric`` over users: how far the mean could
+    move were the same number of users drawn again (the uncertainty of a small test set)."""
+    values = per_user(torch.as_tensor(ranks), metric)
+    generator = torch.Generator().manual_seed(seed)
+    means = values[torch.randint(len(values), (resamples, len(values)), generator=generator)].mean(1)
+    tail = (1 - level) / 2
+    low, high = torch.quantile(means, torch.tensor([tail, 1 - tail], dtype=torch.float64)).tolist()
+    return low, high
