@@ -220,10 +220,11 @@ class Server:
 
 def build_requests(data: Path, settings: Settings, count: int = 4000, seed: int = 0) -> list:
     """``count`` valid Recommend requests from the data's histories, as the domain reads it."""
+    from temporec.data import k_core
     from temporec.v1 import recommender_pb2 as pb
     from temporec_plugins.domains.video import VideoDomain
 
-    dataset = VideoDomain().load_dataset(str(data))
+    dataset = k_core(VideoDomain().load_dataset(str(data)), VideoDomain.min_interactions)  # as the model was trained
     histories = [events for events in dataset.sequences.values() if events]
     rng = random.Random(seed)
     requests = []

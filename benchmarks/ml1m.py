@@ -45,6 +45,7 @@ from results_file import (
 )
 from temporec.contract.registry import load_registry
 from temporec.contract.types import Dataset
+from temporec.data import k_core
 from temporec.model.artifacts import load_model, read_manifest
 from temporec.model.devices import resolve_device
 from temporec.model.embedding_cache import cache_root, catalog_embeddings
@@ -220,7 +221,7 @@ def _run_order(name: str) -> int:
 def load_data(path: Path, users: int) -> tuple[Dataset, torch.Tensor, str]:
     """The 5-core data set (its first ``users`` users when > 0) and its text embeddings."""
     registry = load_registry()
-    dataset = registry.domains[DOMAIN]().load_dataset(str(path))
+    dataset = k_core(registry.domains[DOMAIN]().load_dataset(str(path)), 5)  # the protocol's 5-core
     if users:
         kept = dict(list(dataset.sequences.items())[:users])
         dataset = Dataset(f"{dataset.name} (first {users} users)", dataset.catalog, kept)

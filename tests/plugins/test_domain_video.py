@@ -15,6 +15,7 @@ from temporec.cli import train as train_command
 from temporec.contract.errors import InvalidArgument
 from temporec.contract.registry import load_registry
 from temporec.contract.types import Catalog, Query
+from temporec.data import k_core
 from temporec.model.artifacts import read_manifest
 from temporec.training import TrainConfig, train
 from temporec_plugins.domains.video import VideoDomain
@@ -56,11 +57,37 @@ def test_plugins_register_the_video_domain_and_lstm_head():
     assert VideoDomain.actions[0] == "watch" and VideoDomain.default_head == "lstm"
 
 
-def test_video_domain_reads_movielens_into_its_five_core(tmp_path):
+def test_video_domain_reads_movielens_and_trains_on_its_five_core_unless_told_otherwise(tmp_path):
     dataset = VideoDomain().load_dataset(str(write_ml100k(tmp_path)))
-    assert len(dataset.catalog) == 20 and "99" not in dataset.catalog.index
-    assert len(dataset.sequences) == 40 and all(len(events) == 8 for events in dataset.sequences.values())
+    assert len(dataset.catalog) == 21 and "99" in dataset.catalog.index
     assert dataset.catalog.texts[0] == "Movie 1 (1981). Genres: Adventure"
+    assert VideoDomain().training_config(dataset, TrainConfig()).min_interactions == 5
+    assert VideoDomain().training_config(dataset, TrainConfig(min_interactions=0)).min_interactions == 0
+    core = k_core(dataset, 5)
+    assert len(core.catalog) == 20 and "99" not in core.catalog.index
+    assert len(core.sequences) == 40 and all(len(events) == 8 for events in core.sequences.values())
+
+
+def test_train_and_eval_commands_keep_the_chosen_core(tmp_path, capsys):
+    """The default 5-core drops movie 99 (seen twice); --min-interactions 0 keeps it, and
+    eval filters the data as its model's training did, so it reads as the training data."""
+    data = write_ml100k(tmp_path)
+    common = ["train", "--data", str(data), "--no-text", "--epochs", "1", "--dim", "8", "--max-len", "8"]
+    for flags, k, items in (([], 5, 20), (["--min-interactions", "0"], 0, 21)):
+        assert run_command(train_command, [*common, "--out", str(tmp_path / f"core-{k}"), *flags]) == 0
+        path = capsys.readouterr().out.strip().splitlines()[-1]
+        manifest = read_manifest(path)
+        assert manifest.training["min_interactions"] == k
+        assert run_command(eval_command, ["eval", "--model", path, "--json"]) == 0
+        report = json.loads(capsys.readouterr().out)
+        assert report["same_data_as_training"] and report["dropped_events"] == 0
+        assert len((Path(path) / "catalog.jsonl").read_text().splitlines()) == items
+
+
+def test_train_command_refuses_a_negative_core(tmp_path):
+    with pytest.raises(InvalidArgument, match="min_interactions: -1; must be at least 0"):
+        argv = ["train", "--data", str(write_ml100k(tmp_path)), "--no-text", "--min-interactions", "-1"]
+        run_command(train_command, [*argv, "--out", str(tmp_path / "models")])
 
 
 def test_watched_titles_are_not_repeated_unless_allowed():
@@ -75,7 +102,7 @@ def test_watched_titles_are_not_repeated_unless_allowed():
 
 @pytest.mark.skipif(not ML1M.is_dir(), reason=f"shared data set absent: {ML1M}")
 def test_video_domain_reads_the_ml1m_sequences_as_the_protocol_says():
-    dataset = VideoDomain().load_dataset(str(ML1M / "ml-1m.user_sequences.tsv"))
+    dataset = k_core(VideoDomain().load_dataset(str(ML1M / "ml-1m.user_sequences.tsv")), 5)
     assert (len(dataset.sequences), len(dataset.catalog)) == (6040, 3416)
 
 

@@ -132,6 +132,14 @@ def add_parser(subparsers) -> None:
         help="sampled negatives per step; 0 = full softmax over the catalog (default: the domain's choice, 1024 for retail, else the full softmax)",
     )
     model.add_argument(
+        "--min-interactions",
+        type=int,
+        default=DEFAULTS.min_interactions,
+        metavar="K",
+        help="keep the K-core: drop items, then users, with fewer than K events until none is left; 0 keeps "
+        "every event (default: the domain's choice, 5 for video, else 0)",
+    )
+    model.add_argument(
         "--similarity",
         choices=SIMILARITIES,
         default=DEFAULTS.similarity,
@@ -209,6 +217,7 @@ def train_config(args: argparse.Namespace, head_cls: type) -> TrainConfig:
         use_ids=not args.no_ids,
         head_options=head_options,
         negatives=args.negatives,
+        min_interactions=args.min_interactions,
         similarity=args.similarity,
         temperature=args.temperature,
         device=args.device,

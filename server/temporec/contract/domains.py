@@ -81,7 +81,8 @@ class Domain(ABC):
 
     def training_config(self, dataset: Dataset, config: TrainConfig) -> TrainConfig:
         """The training settings for ``dataset``: the user's ``config`` fitted to this
-        domain's data (e.g. no id embeddings for short-lived items). The default keeps it."""
+        domain's data (e.g. no id embeddings for short-lived items, or the k-core that
+        ``min_interactions`` keeps when the user chose none). The default keeps it."""
         return config
 
     def train(self, request: TrainRequest) -> Path:

@@ -46,6 +46,10 @@ class TrainConfig:
     # None: the domain decides (full softmax unless its ``training_config`` says otherwise);
     # 0: full softmax over the catalog; N: N sampled negatives per batch
     negatives: int | None = None
+    # The k-core kept before training: items, then users, with fewer events are dropped until
+    # none is left. None: the domain decides (5 for video, as the sequential benchmarks do; else
+    # none); 0: every event is kept. ``temporec eval`` filters the same way.
+    min_interactions: int | None = None
     similarity: str = "dot"  # "dot" or "cosine" (temporec.model.recommender.SIMILARITIES)
     temperature: float = 1.0  # divides cosine scores; 0.05 is HSTU's
     grad_clip: float = 5.0

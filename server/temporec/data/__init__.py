@@ -105,7 +105,10 @@ def load_dataset(path: str | os.PathLike) -> Dataset:
 def k_core(dataset: Dataset, k: int = 5) -> Dataset:
     """Keep the ``k``-core: repeatedly drop items with fewer than ``k`` interactions, then
     users with fewer than ``k``, until neither drops anything. Catalog items left without
-    interactions are dropped too; order (catalog and histories) is kept."""
+    interactions are dropped too; order (catalog and histories) is kept. ``k`` below 1:
+    the data set as it is."""
+    if k < 1:
+        return dataset
     users = list(dataset.sequences)
     lengths = np.array([len(dataset.sequences[u]) for u in users], dtype=np.int64)
     user_of = np.repeat(np.arange(len(users)), lengths)

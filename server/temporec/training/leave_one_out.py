@@ -18,10 +18,10 @@ import torch
 from temporec.contract.encoders import Encoder
 from temporec.contract.errors import InvalidArgument, NotFound, allowed
 from temporec.contract.registry import Registry, load_registry
-from temporec.contract.training import EvalRequest, Report
+from temporec.contract.training import EvalRequest, Report, TrainConfig
 from temporec.contract.types import Catalog, Dataset
-from temporec.data import DataError
-from temporec.model.artifacts import LoadedModel, load_model
+from temporec.data import DataError, k_core
+from temporec.model.artifacts import LoadedModel, Manifest, load_model
 from temporec.model.devices import resolve_device  # noqa: F401  (re-exported for training code)
 from temporec.model.recommender import SequenceRecommender
 from temporec.training.ranking_metrics import summarize, target_ranks
@@ -159,6 +159,17 @@ def load_domain_dataset(domain: str, path: str | os.PathLike, registry: Registry
     return registry.domains[domain]().load_dataset(str(path))
 
 
+def trained_core(manifest: Manifest, dataset: Dataset, registry: Registry) -> int:
+    """The ``min_interactions`` its model was trained with; for a model saved before the
+    option was recorded, the one its domain chooses (which the domain then applied)."""
+    recorded = manifest.training.get("min_interactions")
+    if recorded is not None:
+        return int(recorded)
+    if manifest.domain not in registry.domains:
+        return 0
+    return registry.domains[manifest.domain]().training_config(dataset, TrainConfig()).min_interactions or 0
+
+
 def evaluate_artifact(
     model: str | os.PathLike | LoadedModel,
     data: str | os.PathLike | Dataset | None = None,
@@ -183,6 +194,7 @@ def evaluate_artifact(
                 f"--data: the model's training data {data!r} is not there; give the data to evaluate on"
             )
     dataset = data if isinstance(data, Dataset) else load_domain_dataset(manifest.domain, data, registry)
+    dataset = k_core(dataset, trained_core(manifest, dataset, registry))
     same = dataset.fingerprint() == manifest.data_fingerprint
     if not same:
         log.warning(

@@ -35,7 +35,7 @@ from temporec.contract.errors import InvalidArgument, allowed
 from temporec.contract.heads import Head
 from temporec.contract.training import TrainConfig, TrainRequest
 from temporec.contract.types import Catalog, Dataset
-from temporec.data import DataError
+from temporec.data import DataError, k_core
 from temporec.files import replaced_atomically
 from temporec.model.artifacts import Manifest, save_model
 from temporec.model.devices import resolve_device
@@ -122,6 +122,8 @@ def train(
     config = config or TrainConfig()
     if config.negatives is None:  # no domain chose: the full softmax, recorded as such
         config = replace(config, negatives=0)
+    if config.min_interactions is None:  # ``dataset`` is what it trains on
+        config = replace(config, min_interactions=0)
     check_compatible(head_cls, domain)  # a head that needs what the domain's data lacks
     _check_inputs(dataset, text_embeddings, config)
     torch.set_num_threads(config.threads or default_threads())
@@ -170,6 +172,8 @@ def train_request(
     ``encoder`` (through the embedding cache) and runs ``train`` for ``domain``."""
 
     def fit(dataset: Dataset, fitted: TrainConfig) -> Path:
+        fitted = replace(fitted, min_interactions=fitted.min_interactions or 0)  # None: the domain chose none
+        dataset = k_core(dataset, fitted.min_interactions)
         events = sum(map(len, dataset.sequences.values()))
         log.info(
             "%s: %d users, %d items, %d events", dataset.name, len(dataset.sequences), len(dataset.catalog), events
@@ -369,6 +373,10 @@ def _check_inputs(dataset: Dataset, text_embeddings: torch.Tensor, config: Train
     for name in ("dim", "max_len", "epochs", "batch_size"):
         if getattr(config, name) < 1:
             raise InvalidArgument(f"config.{name}: {getattr(config, name)}; must be at least 1")
+    if config.min_interactions is not None and config.min_interactions < 0:
+        raise InvalidArgument(
+            f"config.min_interactions: {config.min_interactions}; must be at least 0 (0 keeps every event)"
+        )
     if config.schedule not in SCHEDULES:
         raise InvalidArgument(f"config.schedule: {config.schedule!r}; allowed: {allowed(SCHEDULES)}")
     if config.warmup_steps < 0:
