@@ -23,6 +23,8 @@ RESULTS_SECTIONS = (
     *("customer_service-stackfaq", "customer_service-banking77"),  # benchmarks/domains.py
     "load",  # benchmarks/load.py
     *("defaults-shop-ids", "threads"),  # benchmarks/defaults.py
+    "sasrec-gap",  # benchmarks/sasrec_gap.py
+    *("tuning-amazon-office", "tuning-amazon-beauty"),  # benchmarks/tuning.py
 )
 
 

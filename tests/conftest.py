@@ -7,9 +7,11 @@
 # background thread. To serve real plugins and models instead, call
 #     start_grpc_server(load_registry(), trained_models_dir, default_encoder="local")
 
+import argparse
 import asyncio
 import contextlib
 import hashlib
+import random
 import shutil
 import subprocess
 import sys
@@ -331,3 +333,29 @@ def access_log(caplog) -> AccessLog:
 
 
 # ---- end of access-log fixtures ----------------------------------------------------------
+
+
+def write_ml100k(directory: Path, movies: int = 20, users: int = 40, length: int = 8) -> Path:
+    """u.item/u.data where users watch the movies in one fixed cycle; movie 99 is seen
+    only twice, so the 5-core drops it."""
+    rng = random.Random(0)
+    lines = []
+    for movie in [*range(1, movies + 1), 99]:
+        flags = ["1" if g == 1 + movie % 18 else "0" for g in range(19)]
+        lines.append(f"{movie}|Movie {movie} ({1980 + movie})|01-Jan-1990||http://x|" + "|".join(flags))
+    (directory / "u.item").write_text("\n".join(lines) + "\n", encoding="latin-1")
+    rows = []
+    for user in range(1, users + 1):
+        start = rng.randrange(movies)
+        rows += [f"{user}\t{(start + t) % movies + 1}\t4\t{880_000_000 + 60 * t}" for t in range(length)]
+    rows += [f"1\t99\t3\t{870_000_000}", f"2\t99\t3\t{870_000_000}"]
+    (directory / "u.data").write_text("\n".join(rows) + "\n")
+    return directory
+
+
+def run_command(module, argv: list[str]) -> int:
+    """Parse ``argv`` with the command's own parser, as ``temporec`` does, and run it."""
+    parser = argparse.ArgumentParser(prog="temporec")
+    module.add_parser(parser.add_subparsers(dest="command", required=True))
+    args = parser.parse_args(argv)
+    return args.run(args)

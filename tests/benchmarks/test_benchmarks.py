@@ -69,3 +69,37 @@ def test_every_benchmark_describes_the_machine_it_ran_on_the_same_way():
     assert described["device"] == "cpu" and "gpu" not in described
     line = machine_line(described, ("threads", "cpu"))
     assert line == f"threads {described['threads']}, cpu {described['cpu']}"
+
+
+def test_the_textbook_sasrec_is_causal_and_reads_left_padding_as_nothing():
+    import torch
+
+    from sasrec_gap import TextbookSASRec
+
+    torch.manual_seed(0)
+    model = TextbookSASRec(n_items=9, dim=16, max_len=6).eval()
+    items = torch.tensor([[0, 0, 3, 4, 5, 6]])
+    states = model(items)
+    changed = model(torch.tensor([[0, 0, 3, 4, 5, 7]]))  # only the last item differs
+    assert torch.allclose(states[0, :5], changed[0, :5], atol=1e-6) and not torch.allclose(states[0, 5], changed[0, 5])
+    assert torch.allclose(model(items[:, 2:])[0, -1], states[0, -1], atol=1e-5)  # padding changes nothing
+    assert model.logits(states[:, -1]).shape == (1, 9)
+
+
+def test_the_amazon_reader_keeps_file_order_and_describes_items(tmp_path):
+    from amazon import load_amazon
+
+    (tmp_path / "interactions.tsv").write_text(
+        "user_idx\treviewerID\tasin\tunix_time\n1\tA\tB2\t200\n1\tA\tB1\t200\n2\tB\tB1\t100\n"
+    )
+    (tmp_path / "items.jsonl").write_text(
+        '{"asin": "B1", "title": "Nail polish", "brand": "OPI", "categories": "\'Beauty\', \'Nails\'"}\n'
+        '{"asin": "B2", "title": "Stapler", "brand": "", "categories": "Office, Staplers"}\n'
+    )
+    dataset = load_amazon(tmp_path)
+    assert [e.item_id for e in dataset.sequences["1"]] == ["B2", "B1"]  # same day: the file's order
+    assert dataset.catalog.texts == [
+        "Nail polish. Brand: OPI. Categories: Beauty, Nails",
+        "Stapler. Categories: Office, Staplers",
+    ]
+    assert dataset.catalog.features == {"brand": ["OPI", ""], "category": ["Nails", "Staplers"]}

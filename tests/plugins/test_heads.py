@@ -111,6 +111,7 @@ def random_batch(lengths: list[int], dim: int = 8, seed: int = 0) -> tuple[torch
 HEAD_VARIANTS = [
     ("ar", {}),
     ("ar", {"positions": "last", "layers": 1, "heads": 2}),
+    ("ar", {"norm": "post", "mlp_ratio": 1}),
     ("lstm", {}),
     ("lstm", {"cell": "gru", "layers": 2}),
     ("vae", {}),
@@ -187,6 +188,7 @@ def test_ar_head_reads_at_most_max_len_events():
     [
         ("ar", {"heads": 3}, "heads=3; must divide the model width 8"),
         ("ar", {"positions": "middle"}, "positions='middle'; allowed: 'first', 'last'"),
+        ("ar", {"norm": "sandwich"}, "norm='sandwich'; allowed: 'post', 'pre'"),
         ("ar", {"layers": 0, "dropout": 1.0}, "layers=0; must be at least 1; option dropout=1.0"),
         ("vae", {"latent": -1}, "latent=-1; must be at least 1, or 0 for the model width"),
         ("vae", {"kl_weight": -0.1}, "kl_weight=-0.1; must be at least 0"),

@@ -11,7 +11,8 @@ from temporec.contract.types import Catalog, Dataset, Event
 from temporec.data import DataError
 from temporec.model.artifacts import Manifest, load_model, read_manifest, save_model
 from temporec.model.recommender import EventBatch, SequenceRecommender
-from temporec.training import TrainConfig, evaluate_artifact, train
+from temporec.model.text_adaptor import MoEAdaptor
+from temporec.training import TrainConfig, build_model, evaluate_artifact, train
 from temporec_plugins.domains.video import VideoDomain
 from temporec_plugins.heads.lstm import LSTMHead
 
@@ -62,8 +63,10 @@ def fit(dataset, out_dir, config=FAST, **kwargs):
         {"use_ids": False, "head_options": {"cell": "gru"}, "epochs": 30, "patience": 30},
         {"negatives": 20, "epochs": 30, "patience": 30},  # starts on a plateau: no early stop
         {"similarity": "cosine", "temperature": 0.1},
+        {"use_ids": False, "tuning": "adaptor", "epochs": 30, "patience": 30},
+        {"use_text": False, "ids_from_text": True},
     ],
-    ids=["lstm-ids-and-text", "gru-text-only", "sampled-softmax", "cosine"],
+    ids=["lstm-ids-and-text", "gru-text-only", "sampled-softmax", "cosine", "adaptor-text-only", "ids-from-text"],
 )
 def test_lstm_head_learns_order_and_beats_popularity(tmp_path, changes):
     config = TrainConfig(**{**FAST.__dict__, **changes})
@@ -201,3 +204,52 @@ def test_cosine_scores_are_cosines_over_the_temperature():
     torch.testing.assert_close(model.scores(batch)[0], expected)
     with pytest.raises(InvalidArgument, match="similarity 'l1'; allowed: dot, cosine"):
         fit(ordered_dataset(users=10), "unused", TrainConfig(similarity="l1"))
+
+
+def test_the_adaptor_mixes_whitening_experts_by_its_gate():
+    torch.manual_seed(0)
+    adaptor = MoEAdaptor(6, 4, experts=3, dropout=0.0)
+    torch.nn.init.normal_(adaptor.centres)
+    torch.nn.init.normal_(adaptor.gate.weight)
+    x = torch.randn(5, 6)
+    gates = torch.softmax(x @ adaptor.gate.weight.T, dim=-1)
+    expected = sum(gates[:, k : k + 1] * ((x - adaptor.centres[k]) @ adaptor.weights[k]) for k in range(3))
+    assert torch.allclose(adaptor(x), expected, atol=1e-6)
+    with pytest.raises(ValueError, match="experts 0; must be at least 1"):
+        MoEAdaptor(6, 4, experts=0)
+
+
+def test_an_adaptor_model_is_saved_loaded_and_scores_texts_outside_its_catalog(tmp_path):
+    config = TrainConfig(**{**FAST.__dict__, "epochs": 2, "tuning": "adaptor", "adaptor_experts": 4})
+    path = fit(ordered_dataset(users=40), tmp_path, config)
+    manifest = read_manifest(path)
+    assert (manifest.text_projection, manifest.adaptor_experts, manifest.training["tuning"]) == (
+        "adaptor",
+        4,
+        "adaptor",
+    )
+    loaded = load_model(path, {"lstm": LSTMHead})
+    assert isinstance(loaded.model.text_proj, MoEAdaptor) and loaded.model.text_proj.experts == 4
+    texts = unit_vectors(3, seed=7)
+    batch = EventBatch.from_histories([[0, -1, 2]], [[0, 0, 0]], [[1.0, 2.0, 3.0]], 8, texts=[[None, texts[0], None]])
+    states = loaded.model.user_states(batch)
+    assert torch.isfinite(states).all()
+    assert torch.allclose(loaded.model.text_vectors(texts), loaded.model.text_proj(texts))
+
+
+def test_ids_from_text_start_at_the_texts_principal_components():
+    texts = unit_vectors(N_ITEMS)
+    texts[1] = texts[0]  # two items that read alike
+    config = TrainConfig(**{**FAST.__dict__, "use_text": False, "ids_from_text": True})
+    model = build_model(LSTMHead, texts, 2, config)
+    ids = model.item_ids.weight.detach()
+    assert model.text_embeddings.shape == (N_ITEMS, 0)  # the text itself is not kept
+    assert torch.equal(ids[0], ids[1]) and not torch.equal(ids[0], ids[2])
+    assert ids.std().item() == pytest.approx(1 / 32, rel=0.05)  # a random start's scale (scale_ids)
+    with pytest.raises(InvalidArgument, match="ids_from_text: needs id embeddings"):
+        build_model(LSTMHead, texts, 2, TrainConfig(**{**FAST.__dict__, "use_ids": False, "ids_from_text": True}))
+
+
+def test_unknown_tuning_names_the_allowed_ones(tmp_path):
+    with pytest.raises(InvalidArgument, match="config.tuning: 'lorax'; allowed: 'adaptor', 'frozen'"):
+        fit(ordered_dataset(users=10), tmp_path, TrainConfig(**{**FAST.__dict__, "tuning": "lorax"}))

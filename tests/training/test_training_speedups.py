@@ -109,7 +109,7 @@ def test_length_buckets_cover_every_window_once_with_less_padding():
     def padded_positions(batches):
         return sum(int(lengths[rows].max()) * len(rows) for rows in batches)
 
-    config = dataclasses.replace(CONFIG, batch_size=8)
+    config = dataclasses.replace(CONFIG, batch_size=8, length_buckets=True)
     bucketed = _batches(examples, config, epoch=1)
     plain = _batches(examples, dataclasses.replace(config, length_buckets=False), epoch=1)
     for batches in (bucketed, plain):

@@ -14,7 +14,7 @@ from temporec.cli.common import (
 )
 from temporec.contract.errors import InvalidArgument, allowed
 from temporec.model.recommender import SIMILARITIES
-from temporec.training.next_item import SCHEDULES, TrainConfig
+from temporec.training.next_item import SCHEDULES, TUNINGS, TrainConfig
 
 DEFAULTS = TrainConfig()
 
@@ -85,6 +85,80 @@ def add_parser(subparsers) -> None:
         help=f"events of history the head reads (default {DEFAULTS.max_len})",
     )
     model.add_argument("--no-ids", action="store_true", help="represent items by their text alone (no id embeddings)")
+    model.add_argument(
+        "--tuning",
+        choices=TUNINGS,
+        default=DEFAULTS.tuning,
+        help="how the language model learns from the users: frozen (a linear projection of its vectors), "
+        "adaptor (a mixture of whitening experts over them, UniSRec's), lora (low-rank adapters in the "
+        "encoder) or top (the encoder's top layers trained); docs/encoders.md "
+        f"(default {DEFAULTS.tuning})",
+    )
+    tuning = parser.add_argument_group("tuning the language model (--tuning)")
+    tuning.add_argument(
+        "--adaptor-experts",
+        type=int,
+        default=DEFAULTS.adaptor_experts,
+        help=f"adaptor: experts (default {DEFAULTS.adaptor_experts})",
+    )
+    tuning.add_argument(
+        "--lora-rank", type=int, default=DEFAULTS.lora_rank, help=f"lora: rank (default {DEFAULTS.lora_rank})"
+    )
+    tuning.add_argument(
+        "--lora-alpha",
+        type=float,
+        default=DEFAULTS.lora_alpha,
+        help=f"lora: scale alpha (default {DEFAULTS.lora_alpha:g})",
+    )
+    tuning.add_argument(
+        "--lora-targets",
+        nargs="+",
+        default=DEFAULTS.lora_targets,
+        metavar="LAYER",
+        help=f"lora: names of the linear layers to adapt (default {' '.join(DEFAULTS.lora_targets)}: BERT's)",
+    )
+    tuning.add_argument(
+        "--top-layers",
+        type=int,
+        default=DEFAULTS.top_layers,
+        help=f"top: layers trained (default {DEFAULTS.top_layers})",
+    )
+    tuning.add_argument(
+        "--encoder-lr",
+        type=float,
+        default=DEFAULTS.encoder_lr,
+        help=f"lora, top: the encoder's learning rate (default {DEFAULTS.encoder_lr:g})",
+    )
+    tuning.add_argument(
+        "--text-max-length",
+        type=int,
+        default=DEFAULTS.text_max_length,
+        help=f"lora, top: tokens kept per item text (default {DEFAULTS.text_max_length})",
+    )
+    tuning.add_argument(
+        "--tuned-items-per-step",
+        type=int,
+        default=DEFAULTS.tuned_items_per_step,
+        help="lora, top: item texts re-encoded with gradients per step; the others come from the epoch's "
+        f"encoding (default {DEFAULTS.tuned_items_per_step})",
+    )
+    model.add_argument(
+        "--length-buckets",
+        action="store_true",
+        help="batch windows of similar lengths together: faster epochs where lengths vary, at some accuracy "
+        "(docs/heads.md)",
+    )
+    model.add_argument(
+        "--no-scale-ids",
+        action="store_true",
+        help="id embeddings start at std 1/sqrt(dim) and enter the events unscaled (0.1's models), not at "
+        "1/dim times sqrt(dim) as Transformers embed tokens",
+    )
+    model.add_argument(
+        "--ids-from-text",
+        action="store_true",
+        help="start the id embeddings at the text embeddings' principal components (LLM2BERT4Rec), not at zero or noise",
+    )
     model.add_argument("--no-text", action="store_true", help="represent items by id embeddings alone")
     model.add_argument(
         "--epochs",
@@ -215,6 +289,18 @@ def train_config(args: argparse.Namespace, head_cls: type) -> TrainConfig:
         seed=args.seed,
         use_text=not args.no_text,
         use_ids=not args.no_ids,
+        tuning=args.tuning,
+        adaptor_experts=args.adaptor_experts,
+        lora_rank=args.lora_rank,
+        lora_alpha=args.lora_alpha,
+        lora_targets=list(args.lora_targets),
+        top_layers=args.top_layers,
+        encoder_lr=args.encoder_lr,
+        text_max_length=args.text_max_length,
+        tuned_items_per_step=args.tuned_items_per_step,
+        ids_from_text=args.ids_from_text,
+        scale_ids=not args.no_scale_ids,
+        length_buckets=args.length_buckets,
         head_options=head_options,
         negatives=args.negatives,
         min_interactions=args.min_interactions,

@@ -25,6 +25,9 @@ class Encoder(ABC):
     #: options ``model`` and ``max_length``: ``temporec export-triton`` can move its model
     #: into a Triton model repository.
     exportable: ClassVar[bool] = False
+    #: An exportable encoder's model, as loaded (a directory or a cached hub id): training
+    #: that tunes the language model (``TrainConfig.tuning``) starts from it.
+    source: str = ""
 
     #: Identifies the vector space: two encoders with equal ``model_id`` give the same
     #: vectors for the same text. Keys the embedding cache and model compatibility.

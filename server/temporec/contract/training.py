@@ -50,6 +50,28 @@ class TrainConfig:
     # none is left. None: the domain decides (5 for video, as the sequential benchmarks do; else
     # none); 0: every event is kept. ``temporec eval`` filters the same way.
     min_interactions: int | None = None
+    # How the language model's knowledge is tuned to the users (docs/encoders.md): "frozen"
+    # (a linear projection of fixed text embeddings), "adaptor" (a mixture of
+    # ``adaptor_experts`` whitening experts over them, UniSRec's), "lora" (low-rank adapters
+    # on the encoder's ``lora_targets`` layers) or "top" (its top ``top_layers`` layers).
+    # The last two train the encoder itself, at ``encoder_lr``, on texts cut to
+    # ``text_max_length`` tokens, re-encoding ``tuned_items_per_step`` of the step's items.
+    tuning: str = "frozen"
+    adaptor_experts: int = 8
+    lora_rank: int = 8
+    lora_alpha: float = 16.0
+    lora_targets: list[str] = field(default_factory=lambda: ["query", "value"])
+    top_layers: int = 1
+    encoder_lr: float = 1e-4
+    encoder_weight_decay: float = 0.01
+    text_max_length: int = 64
+    tuned_items_per_step: int = 256
+    # Start each id embedding from its item's projected text (LLM2BERT4Rec) instead of zero
+    # (beside text) or noise (ids only).
+    ids_from_text: bool = False
+    # Id embeddings start at std 1/dim and enter the events times sqrt(dim), as Transformers
+    # embed tokens; off: std 1/sqrt(dim), unscaled (0.1's models).
+    scale_ids: bool = True
     similarity: str = "dot"  # "dot" or "cosine" (temporec.model.recommender.SIMILARITIES)
     temperature: float = 1.0  # divides cosine scores; 0.05 is HSTU's
     grad_clip: float = 5.0
@@ -57,7 +79,10 @@ class TrainConfig:
     device: str = ""  # empty or "auto": CUDA when present, else the CPU
     time_budget_s: float = 600.0  # > 0: stop training (mid-epoch) once this many seconds are spent; 0: no limit
     threads: int = 0  # CPU threads for torch; 0: one per available core but one (``default_threads``)
-    length_buckets: bool = True  # batch windows of similar lengths together (less padding, faster)
+    # Batch windows of similar lengths together: less padding, faster epochs on data of mixed
+    # lengths, but batches unlike the data; on a shop log of short histories it cost 10% of
+    # HR@10 (benchmarks/RESULTS.md, sasrec-gap), so it is for long-history data in a hurry.
+    length_buckets: bool = False
     item_features: list[str] = field(default_factory=list)  # categorical catalog features to embed
     # action -> weight in [0, 1] of its events as targets (others 1): each such target enters
     # a step's loss with that probability, an unbiased weighting that suits every loss

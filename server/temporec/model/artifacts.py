@@ -30,6 +30,8 @@ from temporec.model.recommender import SequenceRecommender
 
 FORMAT = 1
 MANIFEST, WEIGHTS, CATALOG = "manifest.json", "model.safetensors", "catalog.jsonl"
+ENCODER_DIR = "encoder"  # a tuned language model, a Hugging Face model directory
+TUNED = "text_encoder."  # its weights' prefix in the training model, saved in ENCODER_DIR instead
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +52,13 @@ class Manifest:
     dropout: float = 0.1
     similarity: str = "dot"  # how states score items (temporec.model.recommender.SIMILARITIES)
     temperature: float = 1.0
+    text_projection: str = "linear"  # or "adaptor" (temporec.model.text_adaptor)
+    adaptor_experts: int = 8
+    scale_ids: bool = False  # the Transformer parameterisation of the ids (SequenceRecommender)
+    # A model whose training tuned its language model: the ``local`` encoder options that run
+    # the tuned encoder saved in the artifact (``model`` relative to the artifact), and how it
+    # was tuned. Empty: the text embeddings are the named encoder's own.
+    tuned_encoder: dict = field(default_factory=dict)
     data_name: str = ""  # where the training data came from (a path for data read from disk)
     data_fingerprint: str = ""
     training: dict = field(default_factory=dict)  # the training settings (TrainConfig)
@@ -120,11 +129,18 @@ def save_model(
     )
     final = root / f"{manifest.domain}-{manifest.head}-{manifest.version}"
     with replaced_atomically(final, directory=True) as staging:
-        tensors = {f"model.{k}": v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+        state = model.state_dict()
+        tensors = {f"model.{k}": v.detach().cpu().contiguous() for k, v in state.items() if not k.startswith(TUNED)}
         tensors["popularity"] = popularity.float().cpu().contiguous()
         save_file(tensors, staging / WEIGHTS)
         _write_catalog(staging / CATALOG, catalog)
-        manifest.files = {name: _sha256(staging / name) for name in (WEIGHTS, CATALOG)}
+        names = [WEIGHTS, CATALOG]
+        if model.text_encoder is not None:
+            model.text_encoder.save(staging / ENCODER_DIR)
+            names += sorted(
+                p.relative_to(staging).as_posix() for p in (staging / ENCODER_DIR).rglob("*") if p.is_file()
+            )
+        manifest.files = {name: _sha256(staging / name) for name in names}
         (staging / MANIFEST).write_text(json.dumps(asdict(manifest), indent=2) + "\n")
     return final
 
@@ -176,6 +192,9 @@ def _build(path: Path, manifest: Manifest, head_class: type) -> LoadedModel:
         item_features={name: state[f"item_features.{name}.values"] for name in manifest.item_features},
         similarity=manifest.similarity,
         temperature=manifest.temperature,
+        text_projection=manifest.text_projection,
+        adaptor_experts=manifest.adaptor_experts,
+        scale_ids=manifest.scale_ids,
     )
     model.load_state_dict(state)
     model.eval()

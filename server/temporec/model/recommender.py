@@ -22,6 +22,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from temporec.contract.heads import Head, HeadOutput
+from temporec.model.text_adaptor import text_projection as text_projection_module
 
 GAP_BUCKETS = 32  # bucket 0: unknown gap; then one bucket per doubling of seconds
 SIMILARITIES = ("dot", "cosine")
@@ -111,11 +112,17 @@ class SequenceRecommender(nn.Module):
         item_features: dict[str, torch.Tensor] | None = None,
         similarity: str = "dot",
         temperature: float = 1.0,
+        text_projection: str = "linear",
+        adaptor_experts: int = 8,
+        scale_ids: bool = False,
     ):
         """``item_features``: categorical catalog features, name -> (n_items,) value
         indices (0..values-1); each value gets an embedding, added to the item vector.
         ``similarity``: how a user state scores an item, "dot" or "cosine" (divided by
-        ``temperature``: a sharp softmax over unit vectors, as HSTU trains)."""
+        ``temperature``: a sharp softmax over unit vectors, as HSTU trains).
+        ``text_projection``: "linear", or "adaptor" with ``adaptor_experts`` experts
+        (``temporec.model.text_adaptor``). ``scale_ids``: the Transformer parameterisation
+        of the id embeddings (see ``event_vectors``)."""
         super().__init__()
         if not (use_text or use_ids or item_features):
             raise ValueError("an item representation needs text, ids or categorical features")
@@ -124,6 +131,7 @@ class SequenceRecommender(nn.Module):
         if temperature <= 0:
             raise ValueError(f"temperature {temperature}; must be above 0")
         self.similarity, self.temperature = similarity, float(temperature)
+        self.text_projection, self.adaptor_experts = text_projection, adaptor_experts
         n_items, text_dim = text_embeddings.shape
         dim = head.dim
         self.head = head
@@ -133,14 +141,17 @@ class SequenceRecommender(nn.Module):
         # alignment of its inputs. Torch's own allocations are 64-byte aligned, so a trained
         # model and the same model loaded from disk compute bit for bit alike.
         self.register_buffer("text_embeddings", text_embeddings.to(torch.float32, copy=True).contiguous())
-        self.text_proj = nn.Linear(text_dim, dim) if use_text else None
+        self.text_proj = (
+            text_projection_module(text_projection, text_dim, dim, adaptor_experts, dropout) if use_text else None
+        )
         self.item_ids = nn.Embedding(n_items, dim) if use_ids else None
         if self.item_ids is not None and use_text:
             # Beside text, an id embedding is a learned correction that starts at zero: an
             # item never seen in training keeps none, and is represented by its text alone.
             nn.init.zeros_(self.item_ids.weight)
         elif self.item_ids is not None:
-            nn.init.normal_(self.item_ids.weight, std=1 / math.sqrt(dim))
+            nn.init.normal_(self.item_ids.weight, std=1 / dim if scale_ids else 1 / math.sqrt(dim))
+        self.scale_ids = scale_ids
         self.item_features = nn.ModuleDict(
             {name: ItemFeature(values, dim) for name, values in sorted((item_features or {}).items())}
         )
@@ -151,16 +162,21 @@ class SequenceRecommender(nn.Module):
         for table in (self.actions, self.gaps):
             nn.init.normal_(table.weight, std=1 / math.sqrt(dim))
         self.dropout = nn.Dropout(dropout)
+        # While training tunes the language model (``temporec.training.encoder_tuning``): the
+        # encoder that ``text_embeddings`` come from. Saved apart (``artifacts.ENCODER_DIR``).
+        self.text_encoder: nn.Module | None = None
 
     @property
     def n_items(self) -> int:
         return self.text_embeddings.shape[0]
 
-    def item_vectors(self, index: torch.Tensor | None = None) -> torch.Tensor:
-        """Vectors of catalog items ``index`` (all items when None): (..., dim)."""
+    def item_vectors(self, index: torch.Tensor | None = None, texts: torch.Tensor | None = None) -> torch.Tensor:
+        """Vectors of catalog items ``index`` (all items when None): (..., dim). ``texts``:
+        the catalog's text embeddings to use instead of the stored ones (a tuning step's)."""
         parts = []
         if self.use_text:
-            text = self.text_embeddings if index is None else self.text_embeddings[index]
+            table = self.text_embeddings if texts is None else texts
+            text = table if index is None else table[index]
             parts.append(self.text_proj(text))
         if self.use_ids:
             parts.append(self.item_ids.weight if index is None else self.item_ids(index))
@@ -178,6 +194,12 @@ class SequenceRecommender(nn.Module):
         (training computes it once per step for the loss and reuses it here)."""
         known = batch.items.clamp(min=0)
         items = self.item_vectors(known) if item_table is None else item_table[known]
+        if self.scale_ids and self.item_ids is not None:
+            # As Transformers embed tokens (SASRec included): ids start small (std 1/dim) and
+            # enter the events times sqrt(dim), so they weigh in the events as before but
+            # learn faster; the scores read them unscaled. On a shop log of ids this
+            # converged in a third of the epochs, higher (benchmarks/RESULTS.md, sasrec-gap).
+            items = items + (math.sqrt(self.item_ids.embedding_dim) - 1) * self.item_ids(known)
         if batch.texts is not None:
             outside = (batch.items < 0).unsqueeze(-1)
             items = torch.where(outside, self.text_vectors(batch.texts), items)

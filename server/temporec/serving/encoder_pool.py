@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import json
 import logging
 from typing import Any
 
@@ -32,28 +33,33 @@ class EncoderPool:
         self.started: dict[str, Encoder] = {}
         self._starting: dict[str, asyncio.Task] = {}
 
-    async def get(self, name: str) -> Encoder:
-        """The encoder ``name``, created on first use.
+    async def get(self, name: str, options: dict[str, Any] | None = None) -> Encoder:
+        """The encoder ``name``, created on first use; with ``options``, an instance of its
+        own with those options over the configured ones (a model's tuned encoder: the
+        ``local`` encoder on the model's directory), started once like the others.
 
-        Creating it is one task per name, shared by the calls that need it: a call that
+        Creating it is one task per instance, shared by the calls that need it: a call that
         gives up (its deadline) leaves the task running for the next, so a slow load is
         neither repeated nor lost. A failed start is forgotten, and the next call retries."""
         if name not in self.classes:
             raise NotFound(f"encoder: unknown encoder {name!r}; installed: {allowed(self.classes)}")
-        if name in self.started:
-            return self.started[name]
-        task = self._starting.get(name)
+        key = name if options is None else f"{name} {json.dumps(options, sort_keys=True)}"
+        if key in self.started:
+            return self.started[key]
+        task = self._starting.get(key)
         if task is None:
-            task = self._starting[name] = asyncio.create_task(self._start(name), context=contextvars.Context())
+            merged = {**self.options.get(name, {}), **(options or {})}
+            task = asyncio.create_task(self._start(key, name, merged), context=contextvars.Context())
+            self._starting[key] = task
         return await asyncio.shield(task)
 
-    async def _start(self, name: str) -> Encoder:
-        cls, options = self.classes[name], self.options.get(name, {})
+    async def _start(self, key: str, name: str, options: dict[str, Any]) -> Encoder:
+        cls = self.classes[name]
         try:
-            self.started[name] = await asyncio.to_thread(plugin_call, f"encoder {name!r} start", lambda: cls(**options))
-            return self.started[name]
+            self.started[key] = await asyncio.to_thread(plugin_call, f"encoder {name!r} start", lambda: cls(**options))
+            return self.started[key]
         finally:
-            del self._starting[name]
+            del self._starting[key]
 
     @staticmethod
     async def encode(encoder: Encoder, texts: list[str], timeout: float | None = None) -> torch.Tensor:
@@ -70,8 +76,9 @@ class EncoderPool:
         return vectors
 
     async def health(self, timeout: float = 2.0) -> dict[str, bool]:
-        """Whether each started encoder can serve now (``Encoder.healthy``); an encoder
-        that raises or takes longer than ``timeout`` seconds counts as unhealthy."""
+        """Whether each started encoder can serve now (``Encoder.healthy``), by name (a
+        model's own instances are left out: they run in process); an encoder that raises
+        or takes longer than ``timeout`` seconds counts as unhealthy."""
 
         async def check(encoder: Encoder) -> bool:
             try:
@@ -79,7 +86,7 @@ class EncoderPool:
             except Exception:
                 return False
 
-        started = dict(self.started)
+        started = {name: encoder for name, encoder in self.started.items() if name in self.classes}
         results = await asyncio.gather(*(check(encoder) for encoder in started.values()))
         return dict(zip(started, results))
 

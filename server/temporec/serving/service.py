@@ -20,6 +20,7 @@ from pathlib import Path
 import torch
 
 from temporec.contract.domains import Domain, check_compatible
+from temporec.contract.encoders import Encoder
 from temporec.contract.errors import (
     FailedPrecondition,
     NotFound,
@@ -30,7 +31,7 @@ from temporec.contract.errors import (
 from temporec.contract.options import read_options
 from temporec.contract.registry import Registry, load_registry
 from temporec.contract.types import HandOff, Limits, Query, Recommendation, ScoredItem
-from temporec.model.artifacts import LoadedModel
+from temporec.model.artifacts import LoadedModel, Manifest
 from temporec.model.devices import resolve_device
 from temporec.serving.batching import Prepared, Ranked, ServingModel
 from temporec.serving.components import list_components
@@ -223,18 +224,37 @@ class RecommenderService:
                 f"history: items outside the catalog need a text-based model; {manifest.head!r} for "
                 f"{manifest.domain!r} was trained on item ids only"
             )
-        encoder = await self.encoders.get(self.serving_encoder(manifest.encoder))
-        if encoder.model_id != manifest.encoder_model_id:
-            raise FailedPrecondition(
-                f"encoder {encoder.name!r} is configured with {encoder.model_id!r}, but the model was "
-                f"trained on {manifest.encoder_model_id!r} embeddings"
-            )
+        encoder = await (self._tuned_encoder(loaded) if manifest.tuned_encoder else self._encoder(manifest))
         remaining = None if deadline is None else max(deadline - asyncio.get_running_loop().time(), 0.0)
         vectors = await self.encoders.encode(encoder, list(outside.values()), remaining)
         texts: list[torch.Tensor | None] = [None] * length
         for position, vector in zip(outside, vectors):
             texts[position] = vector
         return texts
+
+    async def _encoder(self, manifest: Manifest) -> Encoder:
+        """The configured encoder that serves ``manifest``'s model, checked to embed alike."""
+        encoder = await self.encoders.get(self.serving_encoder(manifest.encoder))
+        if encoder.model_id != manifest.encoder_model_id:
+            raise FailedPrecondition(
+                f"encoder {encoder.name!r} is configured with {encoder.model_id!r}, but the model was "
+                f"trained on {manifest.encoder_model_id!r} embeddings"
+            )
+        return encoder
+
+    async def _tuned_encoder(self, loaded: LoadedModel) -> Encoder:
+        """The language model that training tuned, run from the model's artifact by the
+        encoder it was trained with; no other encoder stands in for it."""
+        manifest, tuned = loaded.manifest, loaded.manifest.tuned_encoder
+        serving = self.serving_encoder(manifest.encoder)
+        if serving != manifest.encoder:
+            raise FailedPrecondition(
+                f"encoder_substitutes: model {manifest.version!r} tuned its language model in training "
+                f"({tuned['tuning']!r}); it embeds texts with its own, through encoder {manifest.encoder!r}, and "
+                f"{serving!r} cannot stand in for it: remove {manifest.encoder!r} from encoder_substitutes"
+            )
+        options = {"model": str(loaded.path / tuned["model"]), "max_length": int(tuned["max_length"])}
+        return await self.encoders.get(manifest.encoder, options)
 
     def _allowed(
         self, query: Query, domain: Domain, history: list[int], serving: ServingModel

@@ -37,10 +37,12 @@ from temporec.contract.training import TrainConfig, TrainRequest
 from temporec.contract.types import Catalog, Dataset
 from temporec.data import DataError, k_core
 from temporec.files import replaced_atomically
-from temporec.model.artifacts import Manifest, save_model
+from temporec.model.artifacts import ENCODER_DIR, Manifest, save_model
 from temporec.model.devices import resolve_device
 from temporec.model.embedding_cache import catalog_embeddings
 from temporec.model.recommender import EventBatch, SequenceRecommender
+from temporec.model.tuned_encoder import TunedEncoder
+from temporec.training.encoder_tuning import TUNES_ENCODER, TextTuning, parameter_groups, tuned_encoder
 from temporec.training.leave_one_out import evaluate_all, evaluate_model
 from temporec.training.losses import (
     full_softmax_cross_entropy,
@@ -76,6 +78,7 @@ class Progress:
 
 
 SCHEDULES = ("constant", "cosine")
+TUNINGS = ("frozen", "adaptor", *TUNES_ENCODER)  # TrainConfig.tuning
 
 
 @dataclass
@@ -112,12 +115,15 @@ def train(
     out_dir: str | os.PathLike,
     config: TrainConfig | None = None,
     on_epoch: EpochCallback | None = None,
+    text_encoder: TunedEncoder | None = None,
 ) -> Path:
     """Train ``head_cls`` on ``dataset`` for ``domain`` and save the model under ``out_dir``.
 
     ``text_embeddings`` (n_items, E) are the encoder's L2-normalized vectors of the
     catalog texts, in catalog order. ``on_epoch(epoch, {"loss", "valid.ndcg@10"})`` is
-    called after each epoch's checkpoint is written. Returns the artifact directory.
+    called after each epoch's checkpoint is written. ``text_encoder``: the language model
+    to tune when ``config.tuning`` trains it (``encoder_tuning``); it then gives the text
+    vectors. Returns the artifact directory.
     """
     config = config or TrainConfig()
     if config.negatives is None:  # no domain chose: the full softmax, recorded as such
@@ -138,7 +144,9 @@ def train(
 
     fingerprint = dataset.fingerprint()
     features = feature_values(dataset.catalog, config.item_features)
-    model = build_model(head_cls, text_embeddings, len(actions), config, features).to(device)
+    model = build_model(head_cls, text_embeddings, len(actions), config, features)
+    tuning = _text_tuning(model, text_encoder, dataset, config)
+    model.to(device)
     counts = np.bincount(seqs.items, minlength=len(dataset.catalog))  # events per catalog item
     _train_only_seen_ids(model, torch.from_numpy(counts == 0))
     key = _run_key(fingerprint, head_cls, text_embeddings, domain, actions, encoder_model_id, config)
@@ -146,17 +154,40 @@ def train(
     weights = (
         torch.tensor([config.target_weights.get(action, 1.0) for action in actions]) if config.target_weights else None
     )
-    progress = _fit(model, seqs, examples, checkpoint, config, device, on_epoch, weights)
+    progress = _fit(model, seqs, examples, checkpoint, config, device, on_epoch, weights, tuning)
+    if tuning:
+        tuning.finish()
 
     metrics = evaluate_all(model, seqs, config.max_len, config.eval_batch_size)
     metrics.update(best_epoch=float(progress.best_epoch), epochs=float(progress.epoch))
     manifest = training_manifest(
         model, config, domain, encoder_name, encoder_model_id, actions, dataset.name, fingerprint, metrics
     )
+    if tuning:  # its text vectors are the tuned encoder's, in a space of their own
+        manifest.encoder_model_id = f"{encoder_model_id}+{config.tuning}"
+        manifest.tuned_encoder = {"model": ENCODER_DIR, "max_length": config.text_max_length, "tuning": config.tuning}
     popularity = torch.from_numpy(counts).float()
     path = save_model(out_dir, manifest, model, dataset.catalog, popularity)
     checkpoint.remove()
     return path
+
+
+def _text_tuning(
+    model: SequenceRecommender, text_encoder: TunedEncoder | None, dataset: Dataset, config: TrainConfig
+) -> TextTuning | None:
+    """What tunes the language model in this run, attached to ``model``; None when nothing does."""
+    if config.tuning not in TUNES_ENCODER:
+        return None
+    if text_encoder is None:
+        raise InvalidArgument(f"config.tuning: {config.tuning!r} needs the language model to tune (text_encoder)")
+    if text_encoder.dim != model.text_embeddings.shape[1]:
+        raise InvalidArgument(
+            f"text_encoder: width {text_encoder.dim}, the text embeddings' {model.text_embeddings.shape[1]}"
+        )
+    model.text_encoder = text_encoder
+    tuning = TextTuning(model, dataset.catalog.texts, config.tuned_items_per_step)
+    tuning.refresh()  # at the tuned encoder's text length, as every later refresh
+    return tuning
 
 
 def train_request(
@@ -178,7 +209,11 @@ def train_request(
         log.info(
             "%s: %d users, %d items, %d events", dataset.name, len(dataset.sequences), len(dataset.catalog), events
         )
-        if fitted.use_text:
+        text_encoder = None
+        if fitted.use_text and fitted.tuning in TUNES_ENCODER:  # the tuned encoder gives the vectors
+            text_encoder = tuned_encoder(encoder, fitted)
+            embeddings = torch.zeros(len(dataset.catalog), text_encoder.dim)
+        elif fitted.use_text or fitted.ids_from_text:
             embeddings = catalog_embeddings(encoder, dataset.catalog, cache_dir=cache_dir)
         else:  # a model without a text tower never reads them: store none
             embeddings = torch.zeros(len(dataset.catalog), 0)
@@ -191,6 +226,7 @@ def train_request(
             encoder_model_id=encoder.model_id,
             out_dir=out_dir,
             config=fitted,
+            text_encoder=text_encoder,
         )
 
     return TrainRequest(data, head_cls, encoder, config, Path(out_dir), fit, cache_dir)
@@ -223,6 +259,9 @@ def training_manifest(
         dropout=config.dropout,
         similarity=model.similarity,
         temperature=model.temperature,
+        text_projection=model.text_projection,
+        adaptor_experts=model.adaptor_experts,
+        scale_ids=model.scale_ids,
         data_name=data_name,
         data_fingerprint=data_fingerprint,
         training=asdict(config),
@@ -253,9 +292,9 @@ def build_model(
     except (TypeError, ValueError) as exc:
         raise InvalidArgument(f"head options {config.head_options}: {exc}") from exc
     try:
-        return SequenceRecommender(
+        model = SequenceRecommender(
             head,
-            text_embeddings,
+            text_embeddings if config.use_text else text_embeddings[:, :0],
             n_actions,
             use_text=config.use_text,
             use_ids=config.use_ids,
@@ -263,9 +302,32 @@ def build_model(
             item_features=features,
             similarity=config.similarity,
             temperature=config.temperature,
+            text_projection="adaptor" if config.tuning == "adaptor" else "linear",
+            adaptor_experts=config.adaptor_experts,
+            scale_ids=config.scale_ids,
         )
     except ValueError as exc:
         raise InvalidArgument(f"config: {exc}") from exc
+    if config.ids_from_text:
+        _ids_from_text(model, text_embeddings)
+    return model
+
+
+def _ids_from_text(model: SequenceRecommender, text_embeddings: torch.Tensor) -> None:
+    """Start the id table at the text embeddings' principal components (LLM2BERT4Rec,
+    Harte et al., RecSys'23): items that read alike start close, at the scale of a random
+    start. An item without a training event keeps this start (``_train_only_seen_ids``)."""
+    if model.item_ids is None or text_embeddings.shape[1] == 0:
+        raise InvalidArgument("config.ids_from_text: needs id embeddings (use_ids) and the items' text embeddings")
+    dim = model.item_ids.embedding_dim
+    centred = text_embeddings.float() - text_embeddings.float().mean(0)
+    _, _, basis = torch.pca_lowrank(centred, q=min(dim, *centred.shape), center=False)
+    components = centred @ basis
+    start = torch.zeros(len(components), dim)
+    scale = 1 / dim if model.scale_ids else 1 / math.sqrt(dim)  # a random start's
+    start[:, : components.shape[1]] = components / components.std().clamp(min=1e-12) * scale
+    with torch.no_grad():
+        model.item_ids.weight.copy_(start)
 
 
 def _train_only_seen_ids(model: SequenceRecommender, unseen: torch.Tensor) -> None:
@@ -291,11 +353,12 @@ def _fit(
     device: torch.device,
     on_epoch: EpochCallback | None,
     target_weights: torch.Tensor | None = None,
+    tuning: TextTuning | None = None,
 ) -> Progress:
     """Train epochs (from the checkpoint, if any) until ``config.epochs``, early stop or
     the time budget, and leave the best epoch's weights in ``model``. An epoch cut short
     by the budget is validated and checkpointed like any other, and is the last."""
-    optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    optimizer = torch.optim.AdamW(parameter_groups(model, config))
     progress, best = checkpoint.restore(model, optimizer)
     started = time.monotonic() - progress.seconds  # the clock of the whole run, resumed parts included
     budget = config.time_budget_s if config.time_budget_s > 0 else math.inf
@@ -308,7 +371,11 @@ def _fit(
     while progress.epoch < config.epochs and progress.stale < config.patience and progress.seconds < budget:
         progress.epoch += 1
         epoch_started = time.monotonic()
-        loss = _train_epoch(model, optimizer, examples, config, progress, device, deadline, target_weights, schedule)
+        loss = _train_epoch(
+            model, optimizer, examples, config, progress, device, deadline, target_weights, schedule, tuning
+        )
+        if tuning:
+            tuning.refresh()  # validation and the next epoch read the tuned encoder's vectors
         score = evaluate_model(model, seqs, "valid", config.max_len, config.eval_batch_size)["ndcg@10"]
         progress.seconds = time.monotonic() - started
         seconds = time.monotonic() - epoch_started
@@ -377,6 +444,10 @@ def _check_inputs(dataset: Dataset, text_embeddings: torch.Tensor, config: Train
         raise InvalidArgument(
             f"config.min_interactions: {config.min_interactions}; must be at least 0 (0 keeps every event)"
         )
+    if config.tuning not in TUNINGS:
+        raise InvalidArgument(f"config.tuning: {config.tuning!r}; allowed: {allowed(TUNINGS)}")
+    if config.tuning != "frozen" and not config.use_text:
+        raise InvalidArgument(f"config.tuning: {config.tuning!r} tunes the text tower, which use_text off leaves out")
     if config.schedule not in SCHEDULES:
         raise InvalidArgument(f"config.schedule: {config.schedule!r}; allowed: {allowed(SCHEDULES)}")
     if config.warmup_steps < 0:
@@ -410,6 +481,7 @@ def _train_epoch(
     deadline: float,
     target_weights: torch.Tensor | None,
     schedule: Schedule,
+    tuning: TextTuning | None = None,
 ) -> float:
     """One pass (epoch ``progress.epoch``) over the shuffled windows, cut short at
     ``deadline`` (a ``time.monotonic`` value); returns the mean loss and counts the steps in
@@ -427,7 +499,10 @@ def _train_epoch(
             batch = _columns(batch, first).to(device)
             targets = targets[:, first:].to(device)
             # The item tower runs once per step: its table feeds both the events and the loss.
-            table = None if config.negatives else model.item_vectors()
+            texts = (
+                tuning.step_texts(torch.cat([batch.items[batch.mask], targets[targets != IGNORE]])) if tuning else None
+            )
+            table = model.item_vectors(texts=texts) if texts is not None or not config.negatives else None
             output = model(batch, table)
             known = targets != IGNORE
             if target_weights is not None:
@@ -442,7 +517,7 @@ def _train_epoch(
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
             for group in optimizer.param_groups:
-                group["lr"] = schedule(progress.steps)
+                group["lr"] = schedule(progress.steps) * group["scale"]
             optimizer.step()
             progress.steps += 1
             total, steps = total + loss.item(), steps + 1
@@ -488,7 +563,8 @@ def _next_item_loss(
     computed when None), or against ``negatives`` sampled items (see ``losses``)."""
     states = model.scoring_states(states)
     if negatives:
-        return sampled_softmax_cross_entropy(states, targets, model.candidate_vectors, model.n_items, negatives)
+        candidates = model.candidate_vectors if table is None else lambda index: model.scoring_items(table[index])
+        return sampled_softmax_cross_entropy(states, targets, candidates, model.n_items, negatives)
     return full_softmax_cross_entropy(
         states, model.scoring_items(model.item_vectors() if table is None else table), targets
     )

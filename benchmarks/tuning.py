@@ -1,0 +1,143 @@
+"""Does the language model learn from behaviour? The tuning modes side by side on a
+text-rich shop, at equal time budgets, on the same split.
+
+    .venv/bin/python benchmarks/tuning.py                        # Amazon Office, 10 min a run, 2 at a time
+    .venv/bin/python benchmarks/tuning.py --set amazon-beauty --minutes 30
+
+Every row trains through ``train_request(...).fit`` (what ``temporec train`` runs) with the
+``events`` domain and the ``ar`` head, one torch thread, and the same stopping rule
+(validation NDCG@10, patience 10, the time budget); the rows differ in ``--tuning`` and in
+how items are represented (text, ids, both). Test: leave-one-out, full ranking, the history
+masked, with a bootstrap interval over the users. Section ``tuning-<set>`` of
+``benchmarks/RESULTS.md``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+import time
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass, field, replace
+from multiprocessing import get_context
+from pathlib import Path
+
+import torch
+
+import results_file
+from amazon import SETS, load_amazon, test_ranks
+from temporec.contract.registry import load_registry
+from temporec.model import read_manifest
+from temporec.training import TrainConfig, train_request
+from temporec.training.ranking_metrics import bootstrap_interval, summarize
+
+DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+RESULTS = Path(__file__).resolve().parent / "RESULTS.md"
+
+
+@dataclass
+class Run:
+    name: str
+    config: dict = field(default_factory=dict)  # TrainConfig fields over BASE
+
+
+BASE = dict(seed=0, threads=1, device="cpu")
+TEXT, BOTH, IDS = {"use_ids": False}, {}, {"use_text": False}
+RUNS = (
+    Run("ids only", IDS),
+    Run("ids only, started from the text (LLM2BERT4Rec)", {**IDS, "ids_from_text": True}),
+    Run("text, frozen", TEXT),
+    Run("text, adaptor", {**TEXT, "tuning": "adaptor"}),
+    Run("text, lora", {**TEXT, "tuning": "lora"}),
+    Run("text, top layer", {**TEXT, "tuning": "top"}),
+    Run("text + ids, frozen", BOTH),
+    Run("text + ids, adaptor", {**BOTH, "tuning": "adaptor"}),
+    Run("text + ids, lora", {**BOTH, "tuning": "lora"}),
+)
+
+
+def measure(run: Run, data: Path, minutes: float, work: str) -> dict:
+    """One row, in its own process (one torch thread each, so two run side by side)."""
+    torch.set_num_threads(1)
+    registry = load_registry()
+    dataset = load_amazon(data)
+    config = replace(TrainConfig(**BASE), time_budget_s=minutes * 60, **run.config)
+    encoder = registry.encoders["local"](device="cpu")
+    domain = registry.domains["events"]()
+    request = train_request(domain, str(data), registry.heads["ar"], encoder, config, Path(work) / run.name)
+    started = time.monotonic()
+    path = request.fit(dataset, domain.training_config(dataset, config))
+    trained = read_manifest(path).metrics
+    return {
+        "ranks": test_ranks(path, dataset).numpy(),
+        "epochs": int(trained["epochs"]),
+        "best_epoch": int(trained["best_epoch"]),
+        "minutes": (time.monotonic() - started) / 60,
+    }
+
+
+def render(runs: dict[str, dict], set_name: str, minutes: float) -> str:
+    lines = [
+        "| items | HR@10 (95% CI) | NDCG@10 (95% CI) | NDCG@10 / frozen's | epochs (best) | minutes |",
+        "| --- | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    ndcg = {name: summarize(result["ranks"])["ndcg@10"] for name, result in runs.items()}
+    for run in RUNS:
+        result = runs[run.name]
+        cells = []
+        for metric in ("hr@10", "ndcg@10"):
+            low, high = bootstrap_interval(result["ranks"], metric)
+            cells.append(f"{summarize(result['ranks'])[metric]:.4f} ({low:.4f}-{high:.4f})")
+        frozen = "text + ids, frozen" if run.name.startswith("text + ids") else "text, frozen"
+        ratio = f"{ndcg[run.name] / ndcg[frozen]:.2f}" if run.name.startswith("text") else ""
+        lines.append(
+            f"| {run.name} | {' | '.join(cells)} | {ratio} | {result['epochs']} ({result['best_epoch']}) "
+            f"| {result['minutes']:.1f} |"
+        )
+    defaults = TrainConfig()
+    return (
+        f"Data: `{set_name}`. Each row: `ar` (2 blocks), {minutes:g} min, one torch thread, validation NDCG@10 "
+        f"with patience 10; the encoder all-MiniLM-L6-v2 (frozen: texts up to 256 tokens; lora and top: "
+        f"{defaults.text_max_length}, rank {defaults.lora_rank} on query and value, encoder lr "
+        f"{defaults.encoder_lr:g}, {defaults.tuned_items_per_step} texts re-encoded a step). Test: leave-one-out, "
+        "full ranking, the history masked; intervals: bootstrap over the test users.\n\n" + "\n".join(lines)
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument(
+        "--set", choices=SETS, default="amazon-office", help="the shared data set (default amazon-office)"
+    )
+    parser.add_argument("--data", type=Path, default=DATA, help=f"shared data folder (default {DATA})")
+    parser.add_argument("--minutes", type=float, default=10.0, help="time budget of every row (default 10)")
+    parser.add_argument("--jobs", type=int, default=2, help="rows trained at once (default 2: one per core)")
+    parser.add_argument("--out", type=Path, default=RESULTS, help="results file (default benchmarks/RESULTS.md)")
+    args = parser.parse_args(argv)
+    data = args.data / args.set
+    if not data.is_dir():
+        print(f"no shared data at {data}: nothing to benchmark", file=sys.stderr)
+        return 1
+    started = time.monotonic()
+    with tempfile.TemporaryDirectory(prefix="temporec-tuning-") as work:
+        with ProcessPoolExecutor(args.jobs, mp_context=get_context("spawn")) as pool:
+            futures = {run.name: pool.submit(measure, run, data, args.minutes, work) for run in RUNS}
+            runs = {name: future.result() for name, future in futures.items()}
+    section = f"tuning-{args.set}"
+    shown = " ".join(["python benchmarks/tuning.py", *(argv if argv is not None else sys.argv[1:])])
+    machine = results_file.machine_line(results_file.machine("cpu"))
+    head = (
+        f"## {section}\n\nCommand: `{shown}` ({time.strftime('%Y-%m-%d')}, commit {results_file.source_revision()}, "
+        f"{machine}; took {(time.monotonic() - started) / 60:.1f} min)\n"
+    )
+    body = render(runs, args.set, args.minutes)
+    results_file.write_section(
+        args.out, section, head + "\n" + body, results_file.RESULTS_TITLE, order=results_file.RESULTS_SECTIONS
+    )
+    print(body)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

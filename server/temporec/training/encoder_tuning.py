@@ -1,0 +1,94 @@
+"""Training that tunes the language model (``TrainConfig.tuning`` "lora" or "top").
+
+The encoder trains jointly with the head on the next-item loss. Encoding the whole catalog
+at every step would cost far more than the head, so, as Recformer does, the catalog's text
+vectors are a cache: every step re-encodes, with gradients, the texts of the items the step
+uses (its inputs and targets; at most ``tuned_items_per_step`` of them) and takes the rest
+from the cache, and the whole cache is re-encoded after every epoch, before validation. At
+the end the adapters are merged and the cache re-encoded by the merged model, so the saved
+text vectors are exactly what the saved encoder gives.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import torch
+
+from temporec.contract.encoders import Encoder
+from temporec.contract.errors import InvalidArgument
+from temporec.contract.training import TrainConfig
+from temporec.model.recommender import SequenceRecommender
+from temporec.model.tuned_encoder import Tokens, TunedEncoder
+
+log = logging.getLogger(__name__)
+
+TUNES_ENCODER = ("lora", "top")  # the ``tuning`` modes that train the language model itself
+
+
+def tuned_encoder(encoder: Encoder, config: TrainConfig) -> TunedEncoder:
+    """A trainable copy of ``encoder``'s language model, set up as ``config.tuning`` says."""
+    if not (encoder.exportable and encoder.source):
+        raise InvalidArgument(
+            f"config.tuning: {config.tuning!r} trains the language model, which encoder {encoder.name!r} does "
+            "not run in this process; train with an encoder that does (local)"
+        )
+    tuned = TunedEncoder.load(encoder.source, config.text_max_length)
+    if config.tuning == "lora":
+        return tuned.with_lora(config.lora_rank, config.lora_alpha, config.lora_targets, config.dropout)
+    return tuned.with_top_layers(config.top_layers)
+
+
+class TextTuning:
+    """The catalog's texts tokenized once, and the step and epoch re-encodings."""
+
+    def __init__(self, model: SequenceRecommender, texts: list[str], per_step: int):
+        if model.text_encoder is None:
+            raise ValueError("the model has no text encoder to tune")
+        if per_step < 1:
+            raise InvalidArgument(f"config.tuned_items_per_step: {per_step}; must be at least 1")
+        self.model, self.per_step = model, per_step
+        self.tokens: Tokens = model.text_encoder.tokenize(texts)
+
+    @property
+    def encoder(self) -> TunedEncoder:
+        return self.model.text_encoder
+
+    def refresh(self) -> None:
+        """Re-encode the whole catalog into the model's stored text vectors."""
+        vectors = self.encoder.embed(self.tokens)
+        self.model.text_embeddings.copy_(vectors.to(self.model.text_embeddings.device))
+
+    def step_texts(self, items: torch.Tensor) -> torch.Tensor:
+        """The catalog's text vectors for one step: ``items`` (catalog indices the step
+        uses; a random ``per_step`` of them when more) freshly encoded, with gradients."""
+        items = torch.unique(items.cpu())
+        if len(items) > self.per_step:
+            items = items[torch.randperm(len(items))[: self.per_step]]
+        fresh = self.encoder(self.tokens.rows(items))
+        table = self.model.text_embeddings
+        return table.index_put((items.to(table.device),), fresh.to(table.dtype))
+
+    def finish(self) -> None:
+        """Merge the adapters and re-encode the catalog with the merged model."""
+        self.encoder.merge_adapters()
+        self.refresh()
+
+
+def parameter_groups(model: SequenceRecommender, config: TrainConfig) -> list[dict]:
+    """The optimiser's groups: the encoder's trainable weights at their own rate and decay.
+    ``scale`` keeps each group's rate in proportion as the schedule changes the base rate."""
+    tuned = [] if model.text_encoder is None else model.text_encoder.trainable_parameters()
+    ids = {id(p) for p in tuned}
+    rest = [p for p in model.parameters() if p.requires_grad and id(p) not in ids]
+    groups = [{"params": rest, "lr": config.lr, "weight_decay": config.weight_decay, "scale": 1.0}]
+    if tuned:
+        groups.append(
+            {
+                "params": tuned,
+                "lr": config.encoder_lr,
+                "weight_decay": config.encoder_weight_decay,
+                "scale": config.encoder_lr / config.lr,
+            }
+        )
+    return groups

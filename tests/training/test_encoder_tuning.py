@@ -1,0 +1,105 @@
+"""Tuning the language model in training (``--tuning lora`` and ``top``): the real bundled
+all-MiniLM-L6-v2 on small generated MovieLens-style files, through ``temporec train``, the
+saved artifact, the ``local`` encoder on its tuned model, and a real service."""
+
+import asyncio
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from conftest import TinyEncoder, run_command, write_ml100k
+from temporec.cli import train as train_command
+from temporec.contract.errors import FailedPrecondition, InvalidArgument
+from temporec.contract.registry import load_registry
+from temporec.contract.types import Event, Query
+from temporec.model.artifacts import ENCODER_DIR, load_model, read_manifest
+from temporec.model.pretrained import bundled_model_dir
+from temporec.model.tuned_encoder import TunedEncoder
+from temporec.serving.service import RecommenderService
+from temporec.training import TrainConfig
+from temporec.training.encoder_tuning import tuned_encoder
+
+TEXT_LENGTH = 16
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    return write_ml100k(tmp_path_factory.mktemp("ml100k"))
+
+
+@pytest.fixture(scope="module")
+def tuned_models(data, tmp_path_factory):
+    """One artifact per mode, trained by the command (2 epochs, a fast encoder rate)."""
+    root = tmp_path_factory.mktemp("models")
+    paths = {}
+    for mode in ("lora", "top"):
+        argv = ["train", "--data", str(data), "--out", str(root / mode), "--tuning", mode, "--epochs", "2",
+                "--dim", "16", "--max-len", "8", "--text-max-length", str(TEXT_LENGTH), "--encoder-lr", "1e-3",
+                "--device", "cpu", "--threads", "1"]  # fmt: skip
+        assert run_command(train_command, argv) == 0
+        paths[mode] = next((root / mode).glob("video-lstm-*"))
+    return paths
+
+
+@pytest.mark.parametrize(
+    "mode, tuned_layers",
+    [("lora", ("attention.self.query.weight", "attention.self.value.weight")), ("top", ("encoder.layer.5.",))],
+)
+def test_tuning_changes_the_encoder_and_the_artifact_reproduces_its_item_vectors(tuned_models, mode, tuned_layers):
+    path = tuned_models[mode]
+    manifest = read_manifest(path)
+    assert manifest.tuned_encoder == {"model": ENCODER_DIR, "max_length": TEXT_LENGTH, "tuning": mode}
+    assert manifest.training["tuning"] == mode and f"{ENCODER_DIR}/model.safetensors" in manifest.files
+    base = load_file(bundled_model_dir() / "model.safetensors")
+    tuned = load_file(path / ENCODER_DIR / "model.safetensors")
+    assert set(tuned) <= set(base)  # a plain model: the adapters are merged into its weights
+    changed = {name for name in tuned if not torch.equal(tuned[name], base[name])}
+    assert changed and all(any(part in name for part in tuned_layers) for name in changed), sorted(changed)
+
+    loaded = load_model(path, load_registry().heads)
+    local = load_registry().encoders["local"](model=str(path / ENCODER_DIR), max_length=TEXT_LENGTH, device="cpu")
+    vectors = local.encode(loaded.catalog.texts)
+    assert torch.allclose(vectors, loaded.model.text_embeddings, atol=1e-5)
+    untuned = load_registry().encoders["local"](max_length=TEXT_LENGTH, device="cpu").encode(loaded.catalog.texts)
+    assert not torch.allclose(vectors, untuned, atol=1e-3)
+
+
+def test_the_server_embeds_new_texts_with_the_models_own_tuned_encoder(tuned_models, tmp_path):
+    path = tuned_models["lora"]
+    service = RecommenderService(load_registry(), path.parent, device="cpu")
+    asyncio.run(service.start())
+    loaded = load_model(path, load_registry().heads)
+    text = loaded.catalog.texts[3]
+    result = asyncio.run(service.recommend(Query("video", [Event("", "watch", text=text)], k=3)))
+    assert len(result.items) == 3 and result.encoder == "local"
+    (instance,) = service.encoders.started.values()  # the tuned model, from the artifact
+    assert instance.source == str(path / ENCODER_DIR)
+    assert torch.allclose(instance.encode([text])[0], loaded.model.text_embeddings[3], atol=1e-5)
+
+    substituted = RecommenderService(
+        load_registry(), path.parent, encoder_substitutes={"local": "triton"}, device="cpu"
+    )
+    asyncio.run(substituted.start())
+    with pytest.raises(FailedPrecondition, match="tuned its language model in training .'lora'.*cannot stand in"):
+        asyncio.run(substituted.recommend(Query("video", [Event("", "watch", text=text)], k=3)))
+    catalog_only = asyncio.run(substituted.recommend(Query("video", [Event(loaded.catalog.item_ids[0], "watch")], k=3)))
+    assert len(catalog_only.items) == 3  # the stored item vectors need no encoder
+
+
+def test_tuning_needs_an_encoder_that_runs_its_model_here_and_layers_it_has():
+    with pytest.raises(InvalidArgument, match="encoder 'tiny-hash' does not run in this process"):
+        tuned_encoder(TinyEncoder(), TrainConfig(tuning="lora"))
+    model = TunedEncoder.load(str(bundled_model_dir()), TEXT_LENGTH)
+    with pytest.raises(InvalidArgument, match=r"lora_targets: \['q_proj'\]; this model's linear layers are .*query"):
+        model.with_lora(4, 8, ["q_proj"])
+    with pytest.raises(InvalidArgument, match="top_layers: 7; this model has 6 layers"):
+        model.with_top_layers(7)
+
+
+def test_tuned_encoder_vectors_are_the_local_encoders():
+    """Before any training, the tuned encoder embeds as the local encoder does."""
+    texts = ["A mystery in Paris", "Cartoon about talking toys", "x"]
+    tuned = TunedEncoder.load(str(bundled_model_dir()), TEXT_LENGTH)
+    local = load_registry().encoders["local"](max_length=TEXT_LENGTH, device="cpu")
+    assert torch.allclose(tuned.embed(tuned.tokenize(texts)), local.encode(texts), atol=1e-5)
