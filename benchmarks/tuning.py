@@ -54,6 +54,7 @@ RUNS = (
     Run("text + ids, frozen", BOTH),
     Run("text + ids, adaptor", {**BOTH, "tuning": "adaptor"}),
     Run("text + ids, lora", {**BOTH, "tuning": "lora"}),
+    Run("text + ids, frozen, ids unscaled (--no-scale-ids)", {**BOTH, "scale_ids": False}),
 )
 
 

@@ -65,7 +65,7 @@ class TrainConfig:
     encoder_lr: float = 1e-4
     encoder_weight_decay: float = 0.01
     text_max_length: int = 64
-    tuned_items_per_step: int = 256
+    tuned_items_per_step: int = 64  # sized for a CPU: a GPU takes 512 as easily
     # Start each id embedding from its item's projected text (LLM2BERT4Rec) instead of zero
     # (beside text) or noise (ids only).
     ids_from_text: bool = False
