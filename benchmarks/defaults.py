@@ -162,12 +162,7 @@ def main(argv: list[str] | None = None) -> int:
                 continue
             started = time.monotonic()
             body = section(args, data, Path(work) / name)
-            shown = " ".join(["python benchmarks/defaults.py", *(argv if argv is not None else sys.argv[1:])])
-            machine = results_file.machine_line(results_file.machine("cpu"))
-            head = f"## {name}\n\nCommand: `{shown}` ({time.strftime('%Y-%m-%d')}, commit {results_file.source_revision()}, {machine}; took {(time.monotonic() - started) / 60:.1f} min)\n"
-            results_file.write_section(
-                args.out, name, head + "\n" + body, results_file.RESULTS_TITLE, order=results_file.RESULTS_SECTIONS
-            )
+            results_file.record(args.out, name, "defaults.py", argv, started, body)
     return 0
 
 

@@ -7,6 +7,8 @@ import os
 import platform
 import re
 import subprocess
+import sys
+import time
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -95,3 +97,16 @@ def _read_lines(path: str) -> list[str]:
         return Path(path).read_text().splitlines()
     except OSError:
         return []
+
+
+def record(out: Path, name: str, script: str, argv: list[str] | None, started: float, body: str) -> None:
+    """Write ``body`` as section ``name`` of ``out``, headed by the command that measured it
+    (``script`` run with ``argv``, the process's own arguments when None), the date, the
+    commit, the machine and how long it took (``started``: its ``time.monotonic()``)."""
+    command = " ".join([f"python benchmarks/{script}", *(argv if argv is not None else sys.argv[1:])])
+    took = (time.monotonic() - started) / 60
+    head = (
+        f"## {name}\n\nCommand: `{command}` ({time.strftime('%Y-%m-%d')}, commit {source_revision()}, "
+        f"{machine_line(machine('cpu'))}; took {took:.1f} min)\n"
+    )
+    write_section(out, name, head + "\n" + body, RESULTS_TITLE, order=RESULTS_SECTIONS)

@@ -225,16 +225,8 @@ def main(argv: list[str] | None = None) -> int:
         with ProcessPoolExecutor(args.jobs, mp_context=get_context("spawn")) as pool:
             futures = {run.name: pool.submit(measure, run, data, args.minutes, work) for run in RUNS}
             runs = {name: future.result() for name, future in futures.items()}
-    shown = " ".join(["python benchmarks/sasrec_gap.py", *(argv if argv is not None else sys.argv[1:])])
-    machine = results_file.machine_line(results_file.machine("cpu"))
-    head = (
-        f"## {SECTION}\n\nCommand: `{shown}` ({time.strftime('%Y-%m-%d')}, commit {results_file.source_revision()}, "
-        f"{machine}; took {(time.monotonic() - started) / 60:.1f} min)\n"
-    )
     body = render(runs, load_amazon(data), args.minutes)
-    results_file.write_section(
-        args.out, SECTION, head + "\n" + body, results_file.RESULTS_TITLE, order=results_file.RESULTS_SECTIONS
-    )
+    results_file.record(args.out, SECTION, "sasrec_gap.py", argv, started, body)
     print(body)
     return 0
 
