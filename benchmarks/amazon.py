@@ -10,8 +10,13 @@ category are catalog features. ``test_ranks``: what the Amazon benchmarks measur
 
 from __future__ import annotations
 
+import argparse
 import csv
 import json
+import tempfile
+from collections.abc import Callable, Sequence
+from concurrent.futures import ProcessPoolExecutor
+from multiprocessing import get_context
 from pathlib import Path
 
 import torch
@@ -24,6 +29,8 @@ from temporec.training.leave_one_out import rank_split
 from temporec.training.splits import encode, history_batch
 
 SETS = ("amazon-beauty", "amazon-office")
+DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+RESULTS = Path(__file__).resolve().parent / "RESULTS.md"
 
 
 def load_amazon(folder: Path) -> Dataset:
@@ -59,6 +66,34 @@ def test_ranks(artifact: Path, dataset: Dataset) -> torch.Tensor:
         return loaded.model.scores(history_batch(seqs, users, stops, max_len))
 
     return rank_split(score, seqs, "test", 256, torch.device("cpu"))
+
+
+def arguments(description: str, minutes: float, argv: list[str] | None) -> argparse.Namespace:
+    """The flags every Amazon benchmark takes; ``folder``: the chosen set's (checked to exist)."""
+    parser = argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument(
+        "--set", choices=SETS, default="amazon-office", help="the shared data set (default amazon-office)"
+    )
+    parser.add_argument("--data", type=Path, default=DATA, help=f"shared data folder (default {DATA})")
+    parser.add_argument(
+        "--minutes", type=float, default=minutes, help=f"time budget of every row (default {minutes:g})"
+    )
+    parser.add_argument("--jobs", type=int, default=2, help="rows trained at once (default 2: one per core)")
+    parser.add_argument("--out", type=Path, default=RESULTS, help="results file (default benchmarks/RESULTS.md)")
+    args = parser.parse_args(argv)
+    args.folder = args.data / args.set
+    if not args.folder.is_dir():
+        raise SystemExit(f"no shared data at {args.folder}: nothing to benchmark")
+    return args
+
+
+def side_by_side(measure: Callable, runs: Sequence, args: argparse.Namespace) -> dict[str, dict]:
+    """``measure(run, folder, minutes, work)`` of every run, ``args.jobs`` at a time, each in
+    a process of its own (one torch thread each); results by run name, in order."""
+    with tempfile.TemporaryDirectory(prefix="temporec-amazon-") as work:
+        with ProcessPoolExecutor(args.jobs, mp_context=get_context("spawn")) as pool:
+            futures = {run.name: pool.submit(measure, run, args.folder, args.minutes, work) for run in runs}
+            return {name: future.result() for name, future in futures.items()}
 
 
 def _categories(item: dict) -> str:

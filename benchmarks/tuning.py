@@ -14,26 +14,19 @@ masked, with a bootstrap interval over the users. Section ``tuning-<set>`` of
 
 from __future__ import annotations
 
-import argparse
 import sys
-import tempfile
 import time
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field, replace
-from multiprocessing import get_context
 from pathlib import Path
 
 import torch
 
 import results_file
-from amazon import SETS, load_amazon, test_ranks
+from amazon import arguments, load_amazon, side_by_side, test_ranks
 from temporec.contract.registry import load_registry
 from temporec.model import read_manifest
 from temporec.training import TrainConfig, train_request
 from temporec.training.ranking_metrics import bootstrap_interval, summarize
-
-DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
-RESULTS = Path(__file__).resolve().parent / "RESULTS.md"
 
 
 @dataclass
@@ -107,24 +100,9 @@ def render(runs: dict[str, dict], set_name: str, minutes: float) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument(
-        "--set", choices=SETS, default="amazon-office", help="the shared data set (default amazon-office)"
-    )
-    parser.add_argument("--data", type=Path, default=DATA, help=f"shared data folder (default {DATA})")
-    parser.add_argument("--minutes", type=float, default=10.0, help="time budget of every row (default 10)")
-    parser.add_argument("--jobs", type=int, default=2, help="rows trained at once (default 2: one per core)")
-    parser.add_argument("--out", type=Path, default=RESULTS, help="results file (default benchmarks/RESULTS.md)")
-    args = parser.parse_args(argv)
-    data = args.data / args.set
-    if not data.is_dir():
-        print(f"no shared data at {data}: nothing to benchmark", file=sys.stderr)
-        return 1
+    args = arguments(__doc__, 10.0, argv)
     started = time.monotonic()
-    with tempfile.TemporaryDirectory(prefix="temporec-tuning-") as work:
-        with ProcessPoolExecutor(args.jobs, mp_context=get_context("spawn")) as pool:
-            futures = {run.name: pool.submit(measure, run, data, args.minutes, work) for run in RUNS}
-            runs = {name: future.result() for name, future in futures.items()}
+    runs = side_by_side(measure, RUNS, args)
     body = render(runs, args.set, args.minutes)
     results_file.record(args.out, f"tuning-{args.set}", "tuning.py", argv, started, body)
     print(body)
