@@ -40,7 +40,7 @@ from temporec import (
     allowed,
     hookimpl,
 )
-from temporec.data import DataError, load_dataset
+from temporec.data import DataError, k_core, load_dataset
 from temporec.training import (
     MIN_EVENTS,
     NextItemCase,
@@ -178,7 +178,10 @@ class RetailDomain(Domain):
         whose target is a purchase, ranked against the whole catalog under the retail
         rules (``evaluate_next_item``) beside popularity and "recent". No test target was
         a training target."""
-        model, dataset = request.model, self.load_dataset(request.data)
+        model = request.model
+        # The core the model was trained on (``--min-interactions``; retail keeps all by default),
+        # for the baselines and the purchase split as for leave-one-out.
+        dataset = k_core(self.load_dataset(request.data), model.manifest.training.get("min_interactions") or 0)
         report = request.leave_one_out(dataset)
         within, _ = restrict_to_catalog(dataset, model.catalog)
         report.metrics.update(evaluate_recent_artifact(model, within))  # every split has every baseline
