@@ -21,7 +21,7 @@ from temporec_plugins.domains.customer_service.training import (
 )
 from temporec_plugins.domains.news.reader import load_news
 
-HEADS = ("lstm", "ar", "vae")
+HEADS = ("lstm", "ar", "vae", "hstu")
 SHORT = TrainConfig(dim=16, max_len=8, epochs=1, batch_size=8)
 
 

@@ -1,28 +1,35 @@
-"""The temporal heads ar, lstm and vae: each learns order (it beats popularity and itself
-trained on order-shuffled histories), is causal, ignores left padding, survives a save
-and load bit for bit, and answers Recommend through the real gRPC server.
+"""The temporal heads ar, hstu, lstm and vae: each learns order (it beats popularity and
+itself trained on order-shuffled histories), is causal, ignores left padding, survives a
+save and load bit for bit, and answers Recommend through the real gRPC server.
 
 Small generated data; the conftest's tiny hash encoder gives the text embeddings."""
 
+import asyncio
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
-from conftest import TinyEncoder, TinyPlugin
+from conftest import TinyEncoder, TinyPlugin, run_command, write_ml100k
+from temporec import Head, HeadOutput
+from temporec.cli import train as train_command
 from temporec.contract.registry import Registry, load_registry
-from temporec.contract.types import Catalog, Dataset, Event
+from temporec.contract.types import Catalog, Dataset, Event, Query
 from temporec.model.artifacts import Manifest, load_model, read_manifest, save_model
 from temporec.model.recommender import EventBatch, SequenceRecommender
+from temporec.serving.service import RecommenderService
 from temporec.training import TrainConfig, evaluate_artifact, train
+from temporec.training.splits import encode, history_batch, training_examples
 from temporec_client import Event as ClientEvent
 from temporec_client import TemporecClient
 from temporec_plugins.domains.video import VideoDomain
 from temporec_plugins.heads.ar import ARHead
+from temporec_plugins.heads.hstu import HSTUHead, time_buckets
 from temporec_plugins.heads.lstm import LSTMHead
 from temporec_plugins.heads.vae import VAEHead
 
-HEADS = {"ar": ARHead, "lstm": LSTMHead, "vae": VAEHead}
+HEADS = {"ar": ARHead, "hstu": HSTUHead, "lstm": LSTMHead, "vae": VAEHead}
 N_ITEMS = 40
 T0 = 1_700_000_000.0
 CONFIG = TrainConfig(dim=32, max_len=16, epochs=20, batch_size=32, lr=1e-2, dropout=0.1, patience=5, threads=1)
@@ -108,6 +115,20 @@ def random_batch(lengths: list[int], dim: int = 8, seed: int = 0) -> tuple[torch
     return torch.randn(len(lengths), width, dim, generator=g) * mask.unsqueeze(-1), mask
 
 
+def random_times(mask: torch.Tensor, seed: int = 0) -> torch.Tensor:
+    """Left-padded increasing Unix times (float64, gaps from a second to weeks), 0 on padding."""
+    g = torch.Generator().manual_seed(seed)
+    gaps = torch.exp(14 * torch.rand(mask.shape, generator=g, dtype=torch.float64))
+    return (T0 + (gaps * mask).cumsum(1)) * mask
+
+
+def states(head: torch.nn.Module, events: torch.Tensor, mask: torch.Tensor, times: torch.Tensor) -> torch.Tensor:
+    """The head's states, called as the model calls it: ``times`` only for a head that reads them."""
+    if head.reads_timestamps:
+        return head(events, mask, timestamps=times).states
+    return head(events, mask).states
+
+
 HEAD_VARIANTS = [
     ("ar", {}),
     ("ar", {"positions": "last", "layers": 1, "heads": 2}),
@@ -116,6 +137,9 @@ HEAD_VARIANTS = [
     ("lstm", {"cell": "gru", "layers": 2}),
     ("vae", {}),
     ("vae", {"layers": 2, "latent": 4}),
+    ("hstu", {}),
+    ("hstu", {"heads": 3, "attention_dim": 3, "linear_dim": 5, "scale": "max_len", "layers": 3}),
+    ("hstu", {"time_buckets": 0, "layers": 1}),
 ]
 
 
@@ -128,9 +152,10 @@ def make_head(name: str, options: dict, max_len: int = 16) -> torch.nn.Module:
 def test_a_later_event_does_not_change_earlier_states(name, options):
     head = make_head(name, options)
     events, mask = random_batch([6, 4])
+    times = random_times(mask)
     changed = events.clone()
     changed[:, 4] = torch.randn(2, 8, generator=torch.Generator().manual_seed(1))
-    before, after = head(events, mask).states, head(changed, mask).states
+    before, after = states(head, events, mask, times), states(head, changed, mask, times)
     torch.testing.assert_close(before[:, :4], after[:, :4], rtol=0, atol=1e-6)
     assert not torch.allclose(before[:, 4:], after[:, 4:])
 
@@ -139,9 +164,10 @@ def test_a_later_event_does_not_change_earlier_states(name, options):
 def test_left_padding_does_not_change_the_states(name, options):
     head = make_head(name, options)
     events, mask = random_batch([3, 7, 1])
-    padded = head(events, mask).states
+    times = random_times(mask)
+    padded = states(head, events, mask, times)
     for row, n in enumerate([3, 7, 1]):
-        alone = head(events[row : row + 1, -n:], mask[row : row + 1, -n:]).states
+        alone = states(head, events[row : row + 1, -n:], mask[row : row + 1, -n:], times[row : row + 1, -n:])
         torch.testing.assert_close(padded[row, -n:], alone[0], rtol=0, atol=1e-5)
         assert torch.all(padded[row, :-n] == 0)  # padding positions carry no state
 
@@ -151,9 +177,10 @@ def test_a_row_of_padding_only_gives_zero_states_not_nan(name, options):
     head = make_head(name, options)
     events, mask = random_batch([5, 1])
     events[1], mask[1] = 0.0, False
+    times = random_times(mask)
     for mode in (head.eval(), head.train()):
-        states = mode(events, mask).states
-        assert torch.isfinite(states).all() and torch.all(states[1] == 0)
+        out = states(mode, events, mask, times)
+        assert torch.isfinite(out).all() and torch.all(out[1] == 0)
 
 
 @pytest.mark.parametrize(("name", "options"), HEAD_VARIANTS)
@@ -193,6 +220,10 @@ def test_ar_head_reads_at_most_max_len_events():
         ("vae", {"latent": -1}, "latent=-1; must be at least 1, or 0 for the model width"),
         ("vae", {"kl_weight": -0.1}, "kl_weight=-0.1; must be at least 0"),
         ("vae", {"anneal": 5}, "unknown options \\['anneal'\\]"),
+        ("hstu", {"heads": 3}, "heads=3; must divide the model width 8 \\(or set attention_dim and linear_dim\\)"),
+        ("hstu", {"layers": 0, "time_buckets": -1}, "layers=0; must be at least 1; option time_buckets=-1"),
+        ("hstu", {"linear_dim": -2}, "linear_dim=-2; must be at least 1, or 0 for the model width / heads"),
+        ("hstu", {"scale": "softmax"}, "scale='softmax'; allowed: 'events', 'max_len'"),
     ],
 )
 def test_bad_head_options_are_named(name, options, message):
@@ -226,6 +257,75 @@ def test_vae_annealing_resumes_from_a_saved_step(tmp_path):
     restored = VAEHead(8, 16, anneal_steps=10)
     restored.load_state_dict(head.state_dict())
     assert restored.kl_scale() == pytest.approx(0.2 * 0.7)
+
+
+# -- timestamps, and the hstu's time bias ------------------------------------------------------
+
+
+class TimesHead(Head):
+    """Returns its events and keeps the timestamps it was given."""
+
+    name = "times"
+    reads_timestamps = True
+
+    def forward(self, events, mask, timestamps=None):
+        self.seen = timestamps
+        return HeadOutput(events)
+
+
+def test_the_model_passes_left_padded_timestamps_to_a_head_that_reads_them():
+    catalog = Catalog(["a", "b", "c", "d"], ["A", "B", "C", "D"])
+    head = TimesHead(8, 5)
+    model = SequenceRecommender(head, TinyEncoder().encode(catalog.texts), n_actions=1).eval()
+    model.scores(EventBatch.from_histories([[0, 1, 2], [3]], [[0, 0, 0], [0]], [[10.0, 20.0, 90.0], [5.0]], 5))
+    # Exact: whole seconds are exact in float64, and the model only copies them.
+    assert head.seen.dtype == torch.float64
+    assert head.seen.tolist() == [[10.0, 20.0, 90.0], [0.0, 0.0, 5.0]]
+    # A head that does not read them (lstm: forward(events, mask)) is called as before.
+    lstm = SequenceRecommender(LSTMHead(8, 5), TinyEncoder().encode(catalog.texts), n_actions=1)
+    assert lstm.scores(EventBatch.from_histories([[0, 1]], [[0, 0]], [[1.0, 2.0]], 5)).shape == (1, 4)
+
+
+def test_training_batches_carry_the_timestamps():
+    seqs = encode(chain_dataset(users=2, length=6), ["watch"])
+    batch = history_batch(seqs, np.array([0, 1]), np.array([3, 2]), max_len=5)
+    hours = [T0 + 3600 * t for t in range(3)]  # exact in float64: whole seconds
+    assert batch.timestamps.tolist() == [hours, [0.0, *hours[:2]]]
+    inputs, _ = training_examples(seqs, max_len=4).rows(torch.tensor([1]))
+    assert torch.equal(inputs.timestamps[inputs.mask], torch.tensor(hours, dtype=torch.float64))
+
+
+def test_hstu_time_buckets_are_log_scaled_and_unknown_times_get_none():
+    times = torch.tensor([[0.0, T0, T0 + 1, T0 + 60, T0 + 86_400, T0 + 1e12]], dtype=torch.float64)
+    buckets = time_buckets(times, 64)[0, :, 1]  # each event against the one at T0
+    assert buckets.tolist() == [0, 1, 3, 14, 38, 64]  # unknown; 0 s; 1 s; a minute; a day; clamped
+
+
+def test_hstu_reads_the_time_between_events_and_not_the_times_on_padding():
+    head = make_head("hstu", {})
+    events, mask = random_batch([6, 4])
+    times = random_times(mask)
+    before = head(events, mask, timestamps=times).states
+    later = times.clone()
+    later[:, -1] += 30 * 86_400  # the most recent events a month later
+    after = head(events, mask, timestamps=later).states
+    torch.testing.assert_close(after[:, :-1], before[:, :-1], rtol=0, atol=1e-6)  # causal
+    assert (after[:, -1] - before[:, -1]).abs().max() > 1e-3
+    noisy = times.clone()
+    noisy[~mask] = T0 + 1e6 * torch.rand(int((~mask).sum()), dtype=torch.float64)
+    torch.testing.assert_close(head(events, mask, timestamps=noisy).states, before, rtol=0, atol=1e-6)
+
+
+def test_hstu_without_timestamps_uses_positions_only():
+    head = make_head("hstu", {})
+    events, mask = random_batch([6, 4])
+    unknown = head(events, mask, timestamps=torch.zeros(mask.shape, dtype=torch.float64)).states
+    torch.testing.assert_close(unknown, head(events, mask).states, rtol=0, atol=1e-6)
+    with torch.no_grad():
+        for layer in head.layers:
+            layer.time_bias.weight.add_(1.0)  # unknown times read no bucket: the change is invisible
+    torch.testing.assert_close(head(events, mask).states, unknown, rtol=0, atol=1e-6)
+    assert not torch.allclose(head(events, mask, timestamps=random_times(mask)).states, unknown, atol=1e-3)
 
 
 # -- serving ----------------------------------------------------------------------------------
@@ -267,3 +367,35 @@ def test_recommend_serves_each_head_with_its_offline_ranking(head, head_server, 
     best = scores.topk(5)
     assert result.item_ids == [loaded.catalog.item_ids[i] for i in best.indices]
     assert [item.score for item in result.items] == pytest.approx(best.values.tolist(), rel=1e-5)
+
+
+def test_hstu_trains_through_the_command_and_serves(tmp_path, capsys):
+    data = write_ml100k(tmp_path)
+    argv = ["train", "--data", str(data), "--head", "hstu", "--no-text", "--epochs", "2", "--dim", "16",
+            "--max-len", "8", "--threads", "1", "--device", "cpu", "--head-option", "heads=2",
+            "--head-option", "time_buckets=32", "--out", str(tmp_path / "models")]  # fmt: skip
+    assert run_command(train_command, argv) == 0
+    path = Path(capsys.readouterr().out.strip().splitlines()[-1])
+    manifest = read_manifest(path)
+    assert manifest.head == "hstu" and manifest.head_options == {**HSTUHead.options, "heads": 2, "time_buckets": 32}
+
+    loaded = load_model(path, HEADS)
+    index = {item: i for i, item in enumerate(loaded.catalog.item_ids)}
+    history = [Event(item, "watch", 880_000_000 + 60 * t) for t, item in enumerate(["3", "4", "5"])]
+    batch = EventBatch.from_histories(
+        [[index[e.item_id] for e in history]], [[0] * 3], [[e.timestamp for e in history]], 8
+    )
+    scores = loaded.model.scores(batch)[0]
+    scores[[index[e.item_id] for e in history]] = float("-inf")  # the domain's rule: no repeats
+
+    async def ask():
+        service = RecommenderService(load_registry(), path.parent, device="cpu")
+        await service.start()
+        try:
+            return await service.recommend(Query("video", history, head="hstu", k=3))
+        finally:
+            await service.close()
+
+    result = asyncio.run(ask())
+    assert result.head == "hstu"
+    assert [item.item_id for item in result.items] == [loaded.catalog.item_ids[i] for i in scores.topk(3).indices]

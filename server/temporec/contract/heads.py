@@ -32,7 +32,11 @@ class Head(nn.Module):
     ``dim``, the longest history ``max_len`` and the options (defaults filled in).
 
     ``forward(events, mask) -> HeadOutput`` takes ``events`` (batch, length, dim) float
-    and ``mask`` (batch, length) bool.
+    and ``mask`` (batch, length) bool. A head that sets ``reads_timestamps`` is called
+    ``forward(events, mask, timestamps=...)`` instead: (batch, length) float64 Unix
+    seconds, left-padded as ``events``, 0 on padding and where unknown; or None when the
+    caller has no times at all. Such a head must work without them (a domain may not
+    provide "timestamps"), or declare them in ``requires``.
     """
 
     name: ClassVar[str] = ""
@@ -40,6 +44,9 @@ class Head(nn.Module):
     #: what the head needs of the data (see ``temporec.contract.domains.DATA_TRAITS``), e.g.
     #: {"timestamps"} for a head built on the time gaps; a domain must provide each
     requires: ClassVar[frozenset[str]] = frozenset()
+    #: whether ``forward`` takes the events' ``timestamps`` (a keyword); off by default, so
+    #: that heads written for ``forward(events, mask)`` keep working
+    reads_timestamps: ClassVar[bool] = False
 
     def __init__(self, dim: int, max_len: int, **options: Any):
         super().__init__()

@@ -15,7 +15,7 @@ is represented from its text alone.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 
 import torch
 import torch.nn.functional as F
@@ -46,6 +46,7 @@ class EventBatch:
     gaps: torch.Tensor  # (B, L) long: time-gap bucket (``gap_buckets``)
     mask: torch.Tensor  # (B, L) bool: False on padding
     texts: torch.Tensor | None = None  # (B, L, E): text embeddings where items == -1
+    timestamps: torch.Tensor | None = None  # (B, L) float64 Unix seconds; 0 on padding and where unknown
 
     @classmethod
     def from_histories(
@@ -77,11 +78,16 @@ class EventBatch:
                         text_t = torch.zeros(*size, vector.shape[-1])
                     text_t[b, width - n + t] = vector
         mask = torch.arange(width).expand(size) >= (width - torch.as_tensor(lengths)).unsqueeze(1)
-        return cls(item_t, action_t, gap_buckets(time_t), mask, text_t)
+        return cls(item_t, action_t, gap_buckets(time_t), mask, text_t, time_t)
+
+    def map(self, fn) -> "EventBatch":
+        """The batch with ``fn`` applied to each of its tensors (rows picked, columns cut, a
+        device), so that no field is forgotten."""
+        tensors = {f.name: getattr(self, f.name) for f in fields(self)}
+        return EventBatch(**{name: None if t is None else fn(t) for name, t in tensors.items()})
 
     def to(self, device) -> "EventBatch":
-        move = lambda t: None if t is None else t.to(device)  # noqa: E731
-        return EventBatch(*(move(t) for t in (self.items, self.actions, self.gaps, self.mask, self.texts)))
+        return self.map(lambda t: t.to(device))
 
 
 class ItemFeature(nn.Module):
@@ -207,7 +213,11 @@ class SequenceRecommender(nn.Module):
         return self.dropout(events) * batch.mask.unsqueeze(-1)
 
     def forward(self, batch: EventBatch, item_table: torch.Tensor | None = None) -> HeadOutput:
-        return self.head(self.event_vectors(batch, item_table), batch.mask)
+        events = self.event_vectors(batch, item_table)
+        # Only a head that asks for them gets the timestamps: others take (events, mask) alone.
+        if getattr(self.head, "reads_timestamps", False):
+            return self.head(events, batch.mask, timestamps=batch.timestamps)
+        return self.head(events, batch.mask)
 
     def scoring_states(self, states: torch.Tensor) -> torch.Tensor:
         """Head states as the left side of the score (unit length / τ for "cosine")."""

@@ -549,7 +549,7 @@ def _batches(examples: TrainingExamples, config: TrainConfig, epoch: int) -> lis
 
 
 def _columns(batch: EventBatch, first: int) -> EventBatch:
-    return EventBatch(batch.items[:, first:], batch.actions[:, first:], batch.gaps[:, first:], batch.mask[:, first:])
+    return batch.map(lambda t: t[:, first:])
 
 
 def _next_item_loss(

@@ -83,7 +83,11 @@ def window(seqs: Sequences, users: np.ndarray, stops: np.ndarray, width: int) ->
     actions = np.where(valid, seqs.actions[flat], 0)
     timestamps = torch.from_numpy(np.where(valid, seqs.timestamps[flat], 0.0))
     return EventBatch(
-        torch.from_numpy(items), torch.from_numpy(actions), gap_buckets(timestamps), torch.from_numpy(valid)
+        torch.from_numpy(items),
+        torch.from_numpy(actions),
+        gap_buckets(timestamps),
+        torch.from_numpy(valid),
+        timestamps=timestamps,
     )
 
 
@@ -138,8 +142,7 @@ class TrainingExamples:
         return self.targets.shape[0]
 
     def rows(self, index: torch.Tensor) -> tuple[EventBatch, torch.Tensor]:
-        b = self.inputs
-        return EventBatch(b.items[index], b.actions[index], b.gaps[index], b.mask[index]), self.targets[index]
+        return self.inputs.map(lambda t: t[index]), self.targets[index]
 
 
 def training_examples(seqs: Sequences, max_len: int) -> TrainingExamples:

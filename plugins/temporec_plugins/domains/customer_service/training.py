@@ -152,8 +152,7 @@ def _examples(
 
 
 def _rows(batch: EventBatch, index: torch.Tensor) -> EventBatch:
-    pick = lambda t: None if t is None else t[index]  # noqa: E731
-    return EventBatch(*(pick(t) for t in (batch.items, batch.actions, batch.gaps, batch.mask, batch.texts)))
+    return batch.map(lambda t: t[index])
 
 
 def _train_epoch(
