@@ -3,6 +3,7 @@ all-MiniLM-L6-v2 on small generated MovieLens-style files, through ``temporec tr
 saved artifact, the ``local`` encoder on its tuned model, and a real service."""
 
 import asyncio
+from dataclasses import replace
 
 import pytest
 import torch
@@ -79,12 +80,18 @@ def test_the_server_embeds_new_texts_with_the_models_own_tuned_encoder(tuned_mod
     assert instance.source == str(path / ENCODER_DIR)
     assert torch.allclose(instance.encode([text])[0], loaded.model.text_embeddings[3], atol=1e-5)
 
+    registry = load_registry()
+    registry = replace(registry, encoders={**registry.encoders, TinyEncoder.name: TinyEncoder})
     substituted = RecommenderService(
-        load_registry(), path.parent, encoder_substitutes={"local": "triton"}, device="cpu"
+        registry, path.parent, encoder_substitutes={"local": TinyEncoder.name}, device="cpu"
     )
     asyncio.run(substituted.start())
     with pytest.raises(FailedPrecondition, match="tuned its language model in training .'lora'.*cannot stand in"):
         asyncio.run(substituted.recommend(Query("video", [Event("", "watch", text=text)], k=3)))
+    with pytest.raises(FailedPrecondition, match="cannot stand in"):  # nor for Encode naming the model
+        asyncio.run(substituted.encode([text], model_version=loaded.version))
+    _, own = asyncio.run(service.encode([text], model_version=loaded.version))
+    assert torch.allclose(own[0], loaded.model.text_embeddings[3], atol=1e-5)
     catalog_only = asyncio.run(substituted.recommend(Query("video", [Event(loaded.catalog.item_ids[0], "watch")], k=3)))
     assert len(catalog_only.items) == 3  # the stored item vectors need no encoder
 
@@ -105,3 +112,24 @@ def test_tuned_encoder_vectors_are_the_local_encoders():
     tuned = TunedEncoder.load(str(bundled_model_dir()), TEXT_LENGTH)
     local = load_registry().encoders["local"](max_length=TEXT_LENGTH, device="cpu")
     assert torch.allclose(tuned.embed(tuned.tokenize(texts)), local.encode(texts), atol=1e-5)
+
+
+def test_gradient_checkpointing_computes_the_same_gradients():
+    """Recomputed activations (``--gradient-checkpointing``) give the gradients kept ones do."""
+    texts = ["A mystery in Paris", "Cartoon about talking toys", "x"]
+    direction = torch.randn(384, generator=torch.Generator().manual_seed(0))
+    gradients = []
+    for checkpointed in (False, True):
+        config = TrainConfig(
+            tuning="top", top_layers=2, text_max_length=TEXT_LENGTH, gradient_checkpointing=checkpointed
+        )
+        encoder = tuned_encoder(load_registry().encoders["local"](device="cpu"), config).train()
+        renamed = hasattr(encoder.model, "is_activation_checkpointing")  # transformers 5.x's name
+        assert getattr(encoder.model, "is_activation_checkpointing" if renamed else "is_gradient_checkpointing") == (
+            checkpointed
+        )
+        torch.manual_seed(0)  # the same dropout masks: a checkpoint replays the random state
+        (encoder(encoder.tokenize(texts)) @ direction).sum().backward()
+        gradients.append(torch.cat([p.grad.flatten() for p in encoder.trainable_parameters()]))
+    assert gradients[0].abs().max() > 0
+    assert torch.allclose(gradients[0], gradients[1], atol=1e-6)

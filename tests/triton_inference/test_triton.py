@@ -21,12 +21,14 @@ import numpy as np
 import pytest
 import torch
 
+from conftest import run_command, write_ml100k
 from temporec.cli import main as temporec_main
+from temporec.cli import train as train_command
 from temporec.contract.errors import InvalidArgument, Unavailable
 from temporec.contract.registry import load_registry
 from temporec.contract.types import Catalog
 from temporec.grpc.server import encoder_health_name
-from temporec.model.artifacts import Manifest, save_model
+from temporec.model.artifacts import ENCODER_DIR, Manifest, load_model, read_manifest, save_model
 from temporec.model.recommender import SequenceRecommender
 from temporec.triton import configs
 from temporec.triton.export import VERSION, Encoder, onnx_max_error, validate_repository
@@ -44,7 +46,8 @@ pytestmark = [
 ]
 
 NAME = "enc"  # model-name prefix of the exported repository
-SERVED = [NAME, f"{NAME}_tokens", f"{NAME}_tokenizer", f"{NAME}_pooling"]  # the ONNX models need the NGC container
+TUNED_NAME = "enc_tuned"  # the tuned language model of a trained model, exported from its artifact
+SERVED = [NAME, f"{NAME}_tokens", f"{NAME}_tokenizer", f"{NAME}_pooling", TUNED_NAME]  # ONNX needs the NGC container
 T0 = 1_700_000_000.0
 TITLES = [
     "Toy Story (1995)",
@@ -81,9 +84,22 @@ Code = grpc.StatusCode
 
 
 @pytest.fixture(scope="module")
-def repository(tmp_path_factory) -> Path:
-    """Every format, written (and validated) by the real command."""
+def tuned_artifact(tmp_path_factory) -> Path:
+    """A model whose training tuned its language model (LoRA, one epoch), by the command."""
+    data, root = write_ml100k(tmp_path_factory.mktemp("ml100k")), tmp_path_factory.mktemp("tuned-models")
+    argv = ["train", "--data", str(data), "--out", str(root), "--tuning", "lora", "--epochs", "1", "--dim", "16",
+            "--max-len", "8", "--text-max-length", "16", "--encoder-lr", "1e-3", "--device", "cpu", "--threads", "1"]  # fmt: skip
+    assert run_command(train_command, argv) == 0
+    return next(root.glob("video-lstm-*"))
+
+
+@pytest.fixture(scope="module")
+def repository(tmp_path_factory, tuned_artifact) -> Path:
+    """Every format, written (and validated) by the real command, and the tuned model's
+    encoder beside them."""
     out = tmp_path_factory.mktemp("triton-repo")
+    tuned = ["export-triton", "--out", str(out), "--artifact", str(tuned_artifact), "--name", TUNED_NAME]
+    assert temporec_main(tuned) == 0
     status = temporec_main(
         [
             "export-triton",
@@ -218,7 +234,7 @@ def statistics_since(before: tuple[int, int], triton: LocalTriton, model: str, t
 
 def test_every_config_parses_as_a_triton_model_config(repository):
     checks = validate_repository(repository)
-    assert len(checks) == 6
+    assert len(checks) == 7  # six formats of the base encoder, and the tuned one
     ensemble = configs.read(repository / f"{NAME}_ensemble" / configs.CONFIG_FILE)
     steps = [step.model_name for step in ensemble.ensemble_scheduling.step]
     assert steps == [f"{NAME}_tokenizer", f"{NAME}_onnx", f"{NAME}_pooling"]
@@ -493,3 +509,75 @@ def test_temporec_serve_with_the_triton_encoder(triton, models_dir, tmp_path, lo
         serve.wait(timeout=30)
     assert result.encoder == "triton" and len(result.items) == 5
     np.testing.assert_allclose(embedding, local.encode(["a road movie across the desert"]).numpy(), atol=1e-5)
+
+
+# -- a tuned language model, exported from its artifact -------------------------------------
+
+
+@pytest.fixture(scope="module")
+def tuned_local(tuned_artifact):
+    """The tuned model's encoder in process, as the server runs it without Triton."""
+    return LocalEncoder(model=str(tuned_artifact / ENCODER_DIR), max_length=16, device="cpu")
+
+
+def test_triton_serves_a_tuned_models_encoder_as_it_runs_in_process(triton, tuned_artifact, tuned_local):
+    manifest = read_manifest(tuned_artifact)
+    encoder = TritonEncoder(url=triton.url, model=TUNED_NAME)
+    try:
+        assert encoder.model_id == manifest.tuned_encoder_id and encoder.max_length == 16
+        np.testing.assert_allclose(encoder.encode(TEXTS).numpy(), tuned_local.encode(TEXTS).numpy(), atol=1e-5)
+        catalog = load_model(tuned_artifact, load_registry().heads)
+        stored = catalog.model.text_embeddings.numpy()  # the item vectors training computed
+        np.testing.assert_allclose(encoder.encode(catalog.catalog.texts).numpy(), stored, atol=1e-5)
+    finally:
+        encoder.close()
+
+
+def test_recommend_and_encode_with_a_tuned_model_answer_alike_through_triton(
+    start_grpc_server, registry, triton, tuned_artifact
+):
+    """Text-only events ranked by the tuned model: its own encoder in process, then the
+    same encoder on Triton standing in for it (encoder_substitutes)."""
+    version = read_manifest(tuned_artifact).version
+    events = [Event("", "watch", T0, text="Movie 3 (1983)"), Event("", "watch", T0 + 60, text="a film never seen")]
+    answers = {}
+    for served_by, settings in {
+        "local": {"encoders": {"local": {"device": "cpu"}}},
+        "triton": {"encoders": {"triton": {"url": triton.url, "model": TUNED_NAME}}, "encoder_substitutes": {"local": "triton"}},
+    }.items():  # fmt: skip
+        with start_grpc_server(registry, tuned_artifact.parent, **settings) as running:
+            with TemporecClient(running.target, timeout=60) as client:
+                answers[served_by] = (
+                    client.recommend("video", events, k=5),
+                    client.encode(["Movie 3 (1983)"], model_version=version),
+                )
+    (local_result, local_vectors), (triton_result, triton_vectors) = answers["local"], answers["triton"]
+    assert (local_result.encoder, triton_result.encoder) == ("local", "triton")
+    assert [i.item_id for i in triton_result.items] == [i.item_id for i in local_result.items]
+    np.testing.assert_allclose([i.score for i in triton_result.items], [i.score for i in local_result.items], atol=1e-4)
+    assert (local_vectors.encoder, triton_vectors.encoder) == ("local", "triton")
+    np.testing.assert_allclose(triton_vectors.vectors, local_vectors.vectors, atol=1e-5)
+
+
+def test_an_untuned_triton_model_cannot_stand_in_for_a_tuned_one(start_grpc_server, registry, triton, tuned_artifact):
+    settings = {"encoders": {"triton": {"url": triton.url, "model": NAME}}, "encoder_substitutes": {"local": "triton"}}
+    with start_grpc_server(registry, tuned_artifact.parent, **settings) as running:
+        with TemporecClient(running.target, timeout=60) as client:
+            error = call_error(client.recommend, "video", [Event("", "watch", T0, text="a new film")], k=3)
+            assert error.code == Code.FAILED_PRECONDITION
+            assert "cannot stand in" in error.details and "export-triton --artifact" in error.details
+            catalog_only = client.recommend("video", [Event("1", "watch", T0)], k=3)
+            assert len(catalog_only.items) == 3  # the stored item vectors need no encoder
+            error = call_error(client.encode, ["x"], encoder="triton", model_version="v")
+            assert error.code == Code.INVALID_ARGUMENT and "set one of them" in error.details
+            error = call_error(client.encode, ["x"], model_version="no-such-version")
+            assert error.code == Code.NOT_FOUND and read_manifest(tuned_artifact).version in error.details
+
+
+def test_export_triton_refuses_an_artifact_without_a_tuned_encoder(models_dir, tuned_artifact, tmp_path, capsys):
+    untuned = next(models_dir.glob("video-lstm-*"))
+    assert temporec_main(["export-triton", "--out", str(tmp_path / "a"), "--artifact", str(untuned)]) == 2
+    assert "did not tune its language model" in capsys.readouterr().err
+    argv = ["export-triton", "--out", str(tmp_path / "b"), "--artifact", str(tuned_artifact), "--max-length", "8"]
+    assert temporec_main(argv) == 2
+    assert "--max-length: not with --artifact" in capsys.readouterr().err

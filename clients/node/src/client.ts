@@ -247,9 +247,15 @@ export class TemporecClient {
     return { encoders, heads, domains, models };
   }
 
-  /** Embed `texts` with `encoder` (default: the server's default encoder). */
-  async encode(texts: string[], options: CallOptions & { encoder?: string } = {}): Promise<Embeddings> {
-    const request = { texts, encoder: options.encoder ?? "" };
+  /**
+   * Embed `texts` with `encoder` (default: the server's default encoder), or with the
+   * encoder of the loaded model `modelVersion` (its tuned one, if it has one).
+   */
+  async encode(
+    texts: string[],
+    options: CallOptions & { encoder?: string; modelVersion?: string } = {},
+  ): Promise<Embeddings> {
+    const request = { texts, encoder: options.encoder ?? "", modelVersion: options.modelVersion ?? "" };
     const response = await this.call(this.stub.encode.bind(this.stub), request, options);
     return { encoder: response.encoder, dim: response.dim, vectors: response.embeddings.map((e) => e.values) };
   }

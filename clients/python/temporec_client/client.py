@@ -244,9 +244,12 @@ class TemporecClient:
             components(response.encoders), components(response.heads), components(response.domains), models
         )
 
-    def encode(self, texts: Iterable[str], encoder: str = "", timeout: float | None = None) -> Embeddings:
-        """Embed ``texts`` with ``encoder`` (default: the server's default encoder)."""
-        request = pb.EncodeRequest(texts=list(texts), encoder=encoder)
+    def encode(
+        self, texts: Iterable[str], encoder: str = "", timeout: float | None = None, model_version: str = ""
+    ) -> Embeddings:
+        """Embed ``texts`` with ``encoder`` (default: the server's default encoder), or with
+        the encoder of the loaded model ``model_version`` (its tuned one, if it has one)."""
+        request = pb.EncodeRequest(texts=list(texts), encoder=encoder, model_version=model_version)
         response = self._call(self._stub.Encode, request, timeout)
         return Embeddings(response.encoder, response.dim, [list(e.values) for e in response.embeddings])
 

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 from temporec.contract.errors import InvalidArgument, NotFound, allowed
 
 DESCRIPTION = """\
 Write a Triton Inference Server model repository that serves the Hugging Face model of a
 configured in-process encoder (the local encoder: all-MiniLM-L6-v2 unless its 'model'
-option names another), then validate it.
+option names another), or the language model that a trained model tuned (--artifact),
+then validate it.
 
 Formats (--format, repeatable; NAME is --name):
   python         NAME: Python backend, tokenizer + model inside, text in, embedding out.
@@ -32,6 +34,7 @@ Examples:
   temporec export-triton --out triton-repo/
   temporec export-triton --out triton-repo/ --format onnx --instance-kind gpu --tensorrt fp16
   temporec export-triton --config temporec.toml --out triton-repo/ --format python --format onnx
+  temporec export-triton --out triton-repo/ --artifact models/video-lstm-20261202-ab12cd34
   temporec export-triton --check triton-repo/
 
 Serve it on this machine with the bundled Triton (CPU, Python backend):
@@ -40,6 +43,9 @@ and point temporec at it (temporec.toml):
   [encoders.triton]
   url = "localhost:8001"
   model = "temporec_encoder"          # or temporec_encoder_ensemble on a GPU host
+A tuned model's encoder is served through Triton by substituting the triton encoder
+for the one it was trained with (encoder_substitutes = { local = "triton" }, with
+[encoders.triton] model naming the exported model): its vector space is checked.
 See docs/triton.md for GPU hosts, scaling and TLS.
 """
 
@@ -66,6 +72,12 @@ def add_parser(subparsers) -> None:
         "--model", default=None, help="its 'model' option: a model directory or hub id (overrides --config)"
     )
     source.add_argument(
+        "--artifact",
+        metavar="DIR",
+        default=None,
+        help="a trained model whose tuned language model to export (its encoder/ directory), instead of an encoder",
+    )
+    source.add_argument(
         "--max-length",
         type=int,
         default=None,
@@ -80,7 +92,11 @@ def add_parser(subparsers) -> None:
         default=None,
         help=f"repeatable (default {defaults.formats[0]})",
     )
-    what.add_argument("--name", default=defaults.name, help=f"model name prefix (default {defaults.name})")
+    what.add_argument(
+        "--name",
+        default=None,
+        help=f"model name prefix (default {defaults.name}; with --artifact, {defaults.name}_<model version>)",
+    )
     run_as = parser.add_argument_group("how Triton runs it")
     run_as.add_argument(
         "--max-batch-size", type=int, default=serving.max_batch_size, help=f"default {serving.max_batch_size}"
@@ -123,6 +139,35 @@ def encoder_options(args: argparse.Namespace) -> dict:
     return options
 
 
+def artifact_encoder(args: argparse.Namespace) -> dict:
+    """The tuned language model of the trained model ``args.artifact``: where it lies, its
+    token budget, its vector space and a model name, its files checked against the manifest."""
+    from temporec.model.artifacts import check_files, read_manifest
+    from temporec.triton.export import ExportSettings
+
+    path = Path(args.artifact)
+    manifest = read_manifest(path)
+    tuned = manifest.tuned_encoder
+    if not tuned:
+        raise InvalidArgument(
+            f"--artifact: model {manifest.version!r} did not tune its language model (tuning "
+            f"{manifest.training.get('tuning', 'frozen')!r}); its texts are embedded by encoder "
+            f"{manifest.encoder!r} as {manifest.encoder_model_id!r}: export that encoder instead (--model)"
+        )
+    for flag in ("config", "model", "max_length"):
+        if getattr(args, flag) is not None:
+            raise InvalidArgument(
+                f"--{flag.replace('_', '-')}: not with --artifact, whose tuned encoder is exported as trained"
+            )
+    check_files(path, manifest, under=f"{tuned['model']}/")
+    return {
+        "model": str(path / tuned["model"]),
+        "max_length": int(tuned["max_length"]),
+        "model_id": manifest.tuned_encoder_id,
+        "name": f"{ExportSettings().name}_{manifest.version}",
+    }
+
+
 def run(args: argparse.Namespace) -> int:
     from temporec.triton.configs import Serving
     from temporec.triton.export import (
@@ -132,21 +177,23 @@ def run(args: argparse.Namespace) -> int:
         validate_repository,
     )
 
-    options = encoder_options(args)
+    defaults = ExportSettings()
+    options = artifact_encoder(args) if args.artifact else encoder_options(args)
     settings = ExportSettings(
         model=options.get("model", ""),
-        name=args.name,
-        formats=tuple(dict.fromkeys(args.formats or ExportSettings().formats)),
-        max_length=options.get("max_length", ExportSettings().max_length),
+        name=args.name or options.get("name", defaults.name),
+        model_id=options.get("model_id", ""),
+        formats=tuple(dict.fromkeys(args.formats or defaults.formats)),
+        max_length=options.get("max_length", defaults.max_length),
         serving=Serving(args.max_batch_size, args.max_queue_delay_us, args.instance_kind, args.instances),
         tensorrt=args.tensorrt,
     )
-    encoder = Encoder.load(settings.model)
+    encoder = Encoder.load(settings.model, settings.model_id)
     if args.check:
         report = validate_repository(args.check, encoder, settings.max_length)
     else:
         result = export_repository(args.out, settings, encoder)
-        print(f"wrote {', '.join(path.name for path in result.models)} into {args.out}")
+        print(f"wrote {', '.join(path.name for path in result.models)} into {args.out} ({encoder.model_id})")
         report = result.checks
     for line in report:
         print(f"  ok  {line}")

@@ -142,6 +142,11 @@ def add_parser(subparsers) -> None:
         help="lora, top: item texts re-encoded with gradients per step; the others come from the epoch's "
         f"encoding (default {DEFAULTS.tuned_items_per_step})",
     )
+    tuning.add_argument(
+        "--gradient-checkpointing",
+        action="store_true",
+        help="lora, top: recompute the encoder's activations in the backward pass: less memory, more time",
+    )
     model.add_argument(
         "--length-buckets",
         action="store_true",
@@ -298,6 +303,7 @@ def train_config(args: argparse.Namespace, head_cls: type) -> TrainConfig:
         encoder_lr=args.encoder_lr,
         text_max_length=args.text_max_length,
         tuned_items_per_step=args.tuned_items_per_step,
+        gradient_checkpointing=args.gradient_checkpointing,
         ids_from_text=args.ids_from_text,
         scale_ids=not args.no_scale_ids,
         length_buckets=args.length_buckets,

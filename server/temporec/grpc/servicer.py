@@ -41,6 +41,6 @@ class RecommenderServicer(recommender_pb2_grpc.RecommenderServicer):
     @grpc_errors
     async def Encode(self, request, context):
         encoder, vectors = await self.service.encode(
-            list(request.texts), request.encoder, timeout=self._timeout(context)
+            list(request.texts), request.encoder, timeout=self._timeout(context), model_version=request.model_version
         )
         return translate.embeddings_to_proto(encoder, vectors)

@@ -72,6 +72,17 @@ class Manifest:
     def key(self) -> tuple[str, str, str]:
         return (self.domain, self.head, self.encoder)
 
+    @property
+    def tuned_encoder_id(self) -> str:
+        """The vector space of a tuned language model: its base and mode, and the start of
+        its weights' checksum, so that no other tuning (another run, another artifact) can
+        pass for it. The Triton model that ``temporec export-triton --artifact`` writes
+        announces it; an encoder standing in for the model must. Empty: nothing was tuned."""
+        if not self.tuned_encoder:
+            return ""
+        weights = self.files.get(f"{self.tuned_encoder['model']}/{WEIGHTS}", "")
+        return f"{self.encoder_model_id}@{weights[:12]}"
+
 
 @dataclass
 class LoadedModel:
@@ -161,12 +172,7 @@ def load_model(path: str | os.PathLike, heads: dict[str, type]) -> LoadedModel:
     A corrupt, truncated or incompatible artifact raises FailedPrecondition naming it."""
     path = Path(path)
     manifest = read_manifest(path)
-    unlisted = sorted({WEIGHTS, CATALOG} - set(manifest.files))
-    if unlisted:
-        raise FailedPrecondition(f"{path}: {MANIFEST} lists no checksum for {', '.join(unlisted)}")
-    for name, expected in manifest.files.items():
-        if not (path / name).is_file() or _sha256(path / name) != expected:
-            raise FailedPrecondition(f"{path}: {name} is missing or does not match its checksum")
+    check_files(path, manifest, required=(WEIGHTS, CATALOG))
     if manifest.head not in heads:
         raise FailedPrecondition(f"{path}: head {manifest.head!r} is not installed (installed: {sorted(heads)})")
     try:
@@ -175,6 +181,17 @@ def load_model(path: str | os.PathLike, heads: dict[str, type]) -> LoadedModel:
         raise
     except Exception as exc:  # weights that do not fit the manifest, options the head refuses, ...
         raise FailedPrecondition(f"{path}: incompatible artifact: {type(exc).__name__}: {exc}") from exc
+
+
+def check_files(path: Path, manifest: Manifest, required: tuple[str, ...] = (), under: str = "") -> None:
+    """Each of the manifest's files (those ``under`` a directory, with ``under``) is there
+    and matches its checksum, and ``required`` ones are listed; FailedPrecondition otherwise."""
+    unlisted = sorted(set(required) - set(manifest.files))
+    if unlisted:
+        raise FailedPrecondition(f"{path}: {MANIFEST} lists no checksum for {', '.join(unlisted)}")
+    for name, expected in manifest.files.items():
+        if name.startswith(under) and (not (path / name).is_file() or _sha256(path / name) != expected):
+            raise FailedPrecondition(f"{path}: {name} is missing or does not match its checksum")
 
 
 def _build(path: Path, manifest: Manifest, head_class: type) -> LoadedModel:

@@ -116,6 +116,18 @@ class TunedEncoder(nn.Module):
             layer.requires_grad_(True)
         return self
 
+    def checkpoint_gradients(self) -> "TunedEncoder":
+        """Keep no layer's activations for the backward pass: recompute them (non-reentrant
+        checkpoints, which need no input that requires a gradient: the embeddings are frozen)."""
+        if not getattr(self.model, "supports_gradient_checkpointing", False):
+            raise InvalidArgument(f"config.gradient_checkpointing: {type(self.model).__name__} does not support it")
+        kwargs = {"use_reentrant": False}
+        if hasattr(self.model, "activation_checkpointing_enable"):  # the name since transformers 5.x
+            self.model.activation_checkpointing_enable(activation_checkpointing_kwargs=kwargs)
+        else:
+            self.model.gradient_checkpointing_enable(gradient_checkpointing_kwargs=kwargs)
+        return self
+
     def trainable_parameters(self) -> list[nn.Parameter]:
         return [p for p in self.parameters() if p.requires_grad]
 

@@ -23,6 +23,7 @@ from temporec.contract.domains import Domain, check_compatible
 from temporec.contract.encoders import Encoder
 from temporec.contract.errors import (
     FailedPrecondition,
+    InvalidArgument,
     NotFound,
     PluginError,
     allowed,
@@ -243,18 +244,25 @@ class RecommenderService:
         return encoder
 
     async def _tuned_encoder(self, loaded: LoadedModel) -> Encoder:
-        """The language model that training tuned, run from the model's artifact by the
-        encoder it was trained with; no other encoder stands in for it."""
+        """The language model that training tuned: run from the model's artifact by the
+        encoder it was trained with, or by a substitute that serves this very tuning (the
+        triton encoder on the model ``temporec export-triton --artifact`` wrote), checked
+        by its vector space; no untuned encoder stands in for it."""
         manifest, tuned = loaded.manifest, loaded.manifest.tuned_encoder
         serving = self.serving_encoder(manifest.encoder)
-        if serving != manifest.encoder:
+        if serving == manifest.encoder:
+            options = {"model": str(loaded.path / tuned["model"]), "max_length": int(tuned["max_length"])}
+            return await self.encoders.get(manifest.encoder, options)
+        substitute = await self.encoders.get(serving)
+        if substitute.model_id != manifest.tuned_encoder_id:
             raise FailedPrecondition(
                 f"encoder_substitutes: model {manifest.version!r} tuned its language model in training "
-                f"({tuned['tuning']!r}); it embeds texts with its own, through encoder {manifest.encoder!r}, and "
-                f"{serving!r} cannot stand in for it: remove {manifest.encoder!r} from encoder_substitutes"
+                f"({tuned['tuning']!r}) and embeds texts as {manifest.tuned_encoder_id!r}; encoder {serving!r} "
+                f"embeds as {substitute.model_id!r} and cannot stand in for it: serve the model's own encoder "
+                f"(temporec export-triton --artifact {loaded.path}) or remove {manifest.encoder!r} from "
+                "encoder_substitutes"
             )
-        options = {"model": str(loaded.path / tuned["model"]), "max_length": int(tuned["max_length"])}
-        return await self.encoders.get(manifest.encoder, options)
+        return substitute
 
     def _allowed(
         self, query: Query, domain: Domain, history: list[int], serving: ServingModel
@@ -276,19 +284,39 @@ class RecommenderService:
     # -- encode -------------------------------------------------------------------
 
     async def encode(
-        self, texts: list[str], encoder: str = "", timeout: float | None = None
+        self, texts: list[str], encoder: str = "", timeout: float | None = None, model_version: str = ""
     ) -> tuple[str, torch.Tensor]:
-        name = encoder or self.default_encoder
+        """``texts`` embedded by ``encoder`` (default: the server's default encoder), or by
+        the encoder that embeds for the loaded model ``model_version`` (its tuned one, if it
+        tuned its language model): the vectors its catalog's items have."""
+        if encoder and model_version:
+            raise InvalidArgument("encoder, model_version: set one of them, not both")
         check_texts(texts, self.limits)
-        if timeout is None:
-            return name, await self.encoders.encode(await self.encoders.get(name), texts)
-        deadline = asyncio.get_running_loop().time() + timeout
+        deadline = None if timeout is None else asyncio.get_running_loop().time() + timeout
 
-        async def work() -> torch.Tensor:
-            instance = await self.encoders.get(name)
-            return await self.encoders.encode(instance, texts, max(deadline - asyncio.get_running_loop().time(), 0.0))
+        async def work() -> tuple[str, torch.Tensor]:
+            if model_version:
+                loaded = self._loaded_version(model_version)
+                name = self.serving_encoder(loaded.manifest.encoder)
+                instance = await (
+                    self._tuned_encoder(loaded) if loaded.manifest.tuned_encoder else self._encoder(loaded.manifest)
+                )
+            else:
+                name = encoder or self.default_encoder
+                instance = await self.encoders.get(name)
+            remaining = None if deadline is None else max(deadline - asyncio.get_running_loop().time(), 0.0)
+            return name, await self.encoders.encode(instance, texts, remaining)
 
-        return name, await asyncio.wait_for(work(), timeout)
+        return await (work() if timeout is None else asyncio.wait_for(work(), timeout))
+
+    def _loaded_version(self, version: str) -> LoadedModel:
+        for serving in self.models.values():
+            if serving.loaded.version == version:
+                return serving.loaded
+        raise NotFound(
+            f"model_version: no loaded model has version {version!r}; loaded: "
+            f"{allowed(s.loaded.version for s in self.models.values())}"
+        )
 
     # -- discovery ----------------------------------------------------------------
 

@@ -34,6 +34,8 @@ def tuned_encoder(encoder: Encoder, config: TrainConfig) -> TunedEncoder:
             "not run in this process; train with an encoder that does (local)"
         )
     tuned = TunedEncoder.load(encoder.source, config.text_max_length)
+    if config.gradient_checkpointing:
+        tuned.checkpoint_gradients()
     if config.tuning == "lora":
         return tuned.with_lora(config.lora_rank, config.lora_alpha, config.lora_targets, config.dropout)
     return tuned.with_top_layers(config.top_layers)

@@ -63,6 +63,7 @@ class ExportSettings:
 
     model: str = ""  # the local encoder's 'model' option: "" = the bundled all-MiniLM-L6-v2
     name: str = "temporec_encoder"
+    model_id: str = ""  # the vector space the models announce: "" = the model's own id
     formats: tuple[str, ...] = ("python",)
     max_length: int = 256
     serving: Serving = field(default_factory=Serving)
@@ -89,8 +90,9 @@ class Encoder:
     dim: int
 
     @classmethod
-    def load(cls, model: str = "") -> "Encoder":
-        """Load as the ``local`` encoder does (same source resolution and default)."""
+    def load(cls, model: str = "", model_id: str = "") -> "Encoder":
+        """Load as the ``local`` encoder does (same source resolution and default);
+        ``model_id`` names its vector space where the model's name does not (a tuned one)."""
         from transformers import AutoModel, AutoTokenizer
         from transformers.utils import logging as hf_logging
 
@@ -106,7 +108,7 @@ class Encoder:
             raise FailedPrecondition(
                 f"model: {source!r}: no Hugging Face model could be loaded from it ({exc})"
             ) from exc
-        return cls(model or DEFAULT_MODEL_ID, source, network, tokenizer, int(network.config.hidden_size))
+        return cls(model_id or model or DEFAULT_MODEL_ID, source, network, tokenizer, int(network.config.hidden_size))
 
     @torch.inference_mode()
     def embed(self, texts: list[str], max_length: int) -> np.ndarray:
@@ -141,7 +143,7 @@ def export_repository(out: str | os.PathLike, settings: ExportSettings, encoder:
     whole repository."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    encoder = encoder or Encoder.load(settings.model)
+    encoder = encoder or Encoder.load(settings.model, settings.model_id)
     writers = {"python": _python_text, "python-tokens": _python_tokens, "onnx": _onnx_ensemble}
     written = []
     for fmt in settings.formats:

@@ -214,12 +214,14 @@ class ListComponentsResponse(_message.Message):
     def __init__(self, encoders: _Optional[_Iterable[_Union[Component, _Mapping]]] = ..., heads: _Optional[_Iterable[_Union[Component, _Mapping]]] = ..., domains: _Optional[_Iterable[_Union[Component, _Mapping]]] = ..., models: _Optional[_Iterable[_Union[Model, _Mapping]]] = ...) -> None: ...
 
 class EncodeRequest(_message.Message):
-    __slots__ = ("texts", "encoder")
+    __slots__ = ("texts", "encoder", "model_version")
     TEXTS_FIELD_NUMBER: _ClassVar[int]
     ENCODER_FIELD_NUMBER: _ClassVar[int]
+    MODEL_VERSION_FIELD_NUMBER: _ClassVar[int]
     texts: _containers.RepeatedScalarFieldContainer[str]
     encoder: str
-    def __init__(self, texts: _Optional[_Iterable[str]] = ..., encoder: _Optional[str] = ...) -> None: ...
+    model_version: str
+    def __init__(self, texts: _Optional[_Iterable[str]] = ..., encoder: _Optional[str] = ..., model_version: _Optional[str] = ...) -> None: ...
 
 class Embedding(_message.Message):
     __slots__ = ("values",)
