@@ -16,6 +16,7 @@ import json
 import tempfile
 from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
+from dataclasses import replace
 from multiprocessing import get_context
 from pathlib import Path
 
@@ -24,8 +25,10 @@ import torch
 from temporec.contract.registry import load_registry
 from temporec.contract.types import Catalog, Dataset, Event
 from temporec.data.base import describe_item, group_histories
-from temporec.model import load_model
+from temporec.model import load_model, read_manifest
+from temporec.training import TrainConfig, train
 from temporec.training.leave_one_out import rank_split
+from temporec.training.ranking_metrics import bootstrap_interval, summarize
 from temporec.training.splits import encode, history_batch
 
 SETS = ("amazon-beauty", "amazon-office")
@@ -66,6 +69,30 @@ def test_ranks(artifact: Path, dataset: Dataset) -> torch.Tensor:
         return loaded.model.scores(history_batch(seqs, users, stops, max_len))
 
     return rank_split(score, seqs, "test", 256, torch.device("cpu"))
+
+
+def metric_cells(ranks, metrics: Sequence[str] = ("hr@10", "ndcg@10")) -> list[str]:
+    """One table cell per metric of ``ranks``: the value and its 95% bootstrap interval."""
+    values = summarize(ranks)
+    return [f"{values[m]:.4f} ({low:.4f}-{high:.4f})" for m in metrics for low, high in [bootstrap_interval(ranks, m)]]
+
+
+def fit_ids_only(dataset: Dataset, head: str, config: TrainConfig, work: Path) -> tuple[torch.Tensor, dict]:
+    """Train ``head`` on item ids alone (no encoder runs: the text table is empty) as
+    ``temporec train`` does, with the ``events`` domain; the test ranks and the epochs."""
+    registry = load_registry()
+    path = train(
+        dataset,
+        registry.heads[head],
+        torch.zeros(len(dataset.catalog), 0),
+        domain=registry.domains["events"],
+        encoder_name="local",
+        encoder_model_id="",
+        out_dir=work,
+        config=replace(config, use_text=False),
+    )
+    trained = read_manifest(path).metrics
+    return test_ranks(path, dataset), {"epochs": int(trained["epochs"]), "best_epoch": int(trained["best_epoch"])}
 
 
 def arguments(description: str, minutes: float, argv: list[str] | None) -> argparse.Namespace:

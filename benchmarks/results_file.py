@@ -27,6 +27,7 @@ RESULTS_SECTIONS = (
     *("defaults-shop-ids", "threads"),  # benchmarks/defaults.py
     "sasrec-gap",  # benchmarks/sasrec_gap.py
     *("tuning-amazon-office", "tuning-amazon-beauty"),  # benchmarks/tuning.py
+    *("heads-amazon-office", "heads-amazon-beauty"),  # benchmarks/heads.py
 )
 
 

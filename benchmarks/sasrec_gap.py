@@ -27,13 +27,11 @@ import torch.nn.functional as F
 from torch import nn
 
 import results_file
-from amazon import arguments, load_amazon, side_by_side, test_ranks
-from temporec.contract.registry import load_registry
+from amazon import arguments, fit_ids_only, load_amazon, metric_cells, side_by_side
 from temporec.contract.types import Dataset
-from temporec.model import read_manifest
-from temporec.training import TrainConfig, train
+from temporec.training import TrainConfig
 from temporec.training.leave_one_out import rank_split
-from temporec.training.ranking_metrics import bootstrap_interval, summarize
+from temporec.training.ranking_metrics import summarize
 from temporec.training.splits import IGNORE, encode, history_batch, training_examples
 
 SECTION = "sasrec-gap"
@@ -150,19 +148,7 @@ def fit_textbook(dataset: Dataset, config: TrainConfig) -> tuple[torch.Tensor, d
 
 
 def fit_ar(dataset: Dataset, config: TrainConfig, work: Path) -> tuple[torch.Tensor, dict]:
-    registry = load_registry()
-    path = train(
-        dataset,
-        registry.heads["ar"],
-        torch.zeros(len(dataset.catalog), 0),
-        domain=registry.domains["events"],
-        encoder_name="local",
-        encoder_model_id="",
-        out_dir=work,
-        config=config,
-    )
-    trained = read_manifest(path).metrics
-    return test_ranks(path, dataset), {"epochs": int(trained["epochs"]), "best_epoch": int(trained["best_epoch"])}
+    return fit_ids_only(dataset, "ar", config, work)
 
 
 def measure(run: Run, data: Path, minutes: float, work: str) -> dict:
@@ -186,10 +172,7 @@ def render(runs: dict[str, dict], dataset: Dataset, minutes: float) -> str:
     ]
     for run in RUNS:
         result = runs[run.name]
-        cells = []
-        for metric in ("hr@10", "ndcg@10"):
-            low, high = bootstrap_interval(result["ranks"], metric)
-            cells.append(f"{summarize(result['ranks'])[metric]:.4f} ({low:.4f}-{high:.4f})")
+        cells = metric_cells(result["ranks"])
         lines.append(f"| {run.name} | {run.why} | {' | '.join(cells)} | {result['epochs']} ({result['best_epoch']}) |")
     events = sum(map(len, dataset.sequences.values()))
     return (

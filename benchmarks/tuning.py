@@ -22,11 +22,11 @@ from pathlib import Path
 import torch
 
 import results_file
-from amazon import arguments, load_amazon, side_by_side, test_ranks
+from amazon import arguments, load_amazon, metric_cells, side_by_side, test_ranks
 from temporec.contract.registry import load_registry
 from temporec.model import read_manifest
 from temporec.training import TrainConfig, train_request
-from temporec.training.ranking_metrics import bootstrap_interval, summarize
+from temporec.training.ranking_metrics import summarize
 
 
 @dataclass
@@ -79,10 +79,7 @@ def render(runs: dict[str, dict], set_name: str, minutes: float) -> str:
     ndcg = {name: summarize(result["ranks"])["ndcg@10"] for name, result in runs.items()}
     for run in RUNS:
         result = runs[run.name]
-        cells = []
-        for metric in ("hr@10", "ndcg@10"):
-            low, high = bootstrap_interval(result["ranks"], metric)
-            cells.append(f"{summarize(result['ranks'])[metric]:.4f} ({low:.4f}-{high:.4f})")
+        cells = metric_cells(result["ranks"])
         frozen = "text + ids, frozen" if run.name.startswith("text + ids") else "text, frozen"
         ratio = f"{ndcg[run.name] / ndcg[frozen]:.2f}" if run.name.startswith("text") else ""
         lines.append(
