@@ -4,7 +4,8 @@ budgets, on the same split.
     .venv/bin/python benchmarks/heads.py --set amazon-beauty --minutes 8   # 2 rows at a time
     .venv/bin/python benchmarks/heads.py                                     # Amazon Office
 
-Items are ids only (as HSTU's and SASRec's papers train them), so the rows differ in the
+The rows run in pairs in this order (``ar`` beside ``hstu``), so that each pair shares
+the machine's conditions. Items are ids only (as HSTU's and SASRec's papers train them), so the rows differ in the
 head and its options alone. Every row trains through ``train`` with the ``events`` domain,
 one torch thread, and the same stopping rule (validation NDCG@10, patience 10, the time
 budget). Test: leave-one-out, full ranking, the history masked, with a bootstrap interval
@@ -37,8 +38,8 @@ class Run:
 BASE = dict(use_text=False, seed=0, threads=1, device="cpu")
 RUNS = (
     Run("ar", "ar", "the default head, pre-norm blocks"),
-    Run("ar, SASRec's block", "ar", "post-norm, MLP as wide as the model (sasrec-gap's best)", {"norm": "post", "mlp_ratio": 1}),
     Run("hstu", "hstu", "pointwise attention, position and time biases"),
+    Run("ar, SASRec's block", "ar", "post-norm, MLP as wide as the model (sasrec-gap's best)", {"norm": "post", "mlp_ratio": 1}),
     Run("hstu, positions only", "hstu", "no time bias: what the timestamps add", {"time_buckets": 0}),
 )  # fmt: skip
 
