@@ -359,3 +359,64 @@ def run_command(module, argv: list[str]) -> int:
     module.add_parser(parser.add_subparsers(dest="command", required=True))
     args = parser.parse_args(argv)
     return args.run(args)
+
+
+# ---- event-store fixtures (owner: real time; docs/realtime.md) ----------------------------
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class RedisServer:
+    """A real ``redis-server`` on a free loopback port, its data in ``directory``, every
+    write synced to its append-only file; stopped by its pid. ``start`` again after
+    ``stop`` serves the same port and data."""
+
+    def __init__(self, directory: Path):
+        self.directory, self.port = directory, free_port()
+        self.process: subprocess.Popen | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self) -> "RedisServer":
+        command = [shutil.which("redis-server"), "--port", str(self.port), "--bind", "127.0.0.1", "--save", ""]
+        command += ["--appendonly", "yes", "--appendfsync", "always", "--dir", str(self.directory)]
+        self.process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        self.client().ping()  # the client retries below until the server answers
+        return self
+
+    def client(self):
+        import redis
+        from redis.backoff import ConstantBackoff
+        from redis.retry import Retry
+
+        errors = [redis.ConnectionError, redis.exceptions.BusyLoadingError]
+        return redis.Redis(port=self.port, retry=Retry(ConstantBackoff(0.05), 200), retry_on_error=errors)
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            self.process.wait(timeout=30)
+        self.process = None
+
+
+@pytest.fixture
+def redis_server(tmp_path):
+    """A started RedisServer; skips the test when redis-server is not on PATH."""
+    if shutil.which("redis-server") is None:
+        pytest.skip("redis-server is not on PATH: install it (Debian: apt-get install redis-server)")
+    pytest.importorskip("redis", reason="the redis store needs the redis package: pip install 'temporec[redis]'")
+    (tmp_path / "redis").mkdir()
+    server = RedisServer(tmp_path / "redis").start()
+    yield server
+    server.stop()
+
+
+# ---- end of event-store fixtures ----------------------------------------------------------

@@ -126,7 +126,7 @@ def test_cli_lists_the_installed_example_plugin(example_plugin_path):
     example = next(info for info in listing["plugins"] if info["name"] == "example")
     assert example["distribution"] == "temporec-example-plugin"
     assert example["version"] == "0.1.0"
-    assert example["registered"] == {"heads": ["decay"], "domains": [], "encoders": []}
+    assert example["registered"] == {"heads": ["decay"], "domains": [], "encoders": [], "stores": []}
     assert example["error"] == ""
     local = next(info for info in listing["plugins"] if info["name"] == "local")
     assert local["registered"]["encoders"] == ["local"]

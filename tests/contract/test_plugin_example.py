@@ -1,6 +1,6 @@
 """The example third-party plugin distribution (tests/plugin_example), installed with pip
 into a directory of its own and used only as a user would, through temporec's commands
-and its gRPC API in separate processes: ``temporec plugins`` lists its three entry
+and its gRPC API in separate processes: ``temporec plugins`` lists its four entry
 points; its ``podcasts`` domain trains models with its ``decay`` head and with the
 first-party ``lstm`` on texts embedded by its ``hashing`` encoder; ``temporec eval``
 measures them, and ``temporec serve`` answers Recommend with the domain's rules and
@@ -28,9 +28,10 @@ EPISODES, LISTENERS = 8, 24
 pytestmark = pytest.mark.slow  # pip-installs the package, trains two models, starts a server
 
 ENTRY_POINTS = {
-    "example": {"heads": ["decay"], "domains": [], "encoders": []},
-    "example-podcasts": {"heads": [], "domains": ["podcasts"], "encoders": []},
-    "example-hashing": {"heads": [], "domains": [], "encoders": ["hashing"]},
+    "example": {"heads": ["decay"], "domains": [], "encoders": [], "stores": []},
+    "example-podcasts": {"heads": [], "domains": ["podcasts"], "encoders": [], "stores": []},
+    "example-hashing": {"heads": [], "domains": [], "encoders": ["hashing"], "stores": []},
+    "example-memory": {"heads": [], "domains": [], "encoders": [], "stores": ["memory"]},
 }
 
 
@@ -170,6 +171,7 @@ def example_package(example_plugin_path, monkeypatch):
     """The installed example package, imported in this process."""
     monkeypatch.syspath_prepend(str(example_plugin_path))
     import temporec_example.hashing
+    import temporec_example.memory
     import temporec_example.podcasts
 
     return temporec_example
@@ -191,3 +193,13 @@ def test_register_encoders_hashing_checks_its_options_and_names_its_space(exampl
     words_only = encoder_cls(dim=64, pairs=False)
     assert words_only.model_id == "hashing-v1-64" and words_only.encode(["a b", "b a"]).shape == (2, 64)
     assert torch.equal(*words_only.encode(["a b", "b a"]))  # a bag of words: order does not count
+
+
+def test_register_stores_memory_keeps_each_user_time_ordered_and_capped(example_package):
+    from temporec import Event, StoreSettings, TrackedEvent
+
+    store = example_package.memory.MemoryStore("memory:", StoreSettings(max_events=2))
+    events = [TrackedEvent("u", f"e{t}", Event(f"s0e{t}", "play", float(10 - t))) for t in range(3)]
+    assert store.append(events) == 3 and store.append(events[:1]) == 0  # a retry: stored once
+    assert [e.event_id for e in store.history("u", 5)] == ["e1", "e0"]  # the newest two, oldest first
+    assert store.forget("u") == 2 and store.history("u", 5) == []

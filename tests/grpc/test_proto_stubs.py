@@ -75,6 +75,10 @@ def test_the_service_and_messages_have_the_documented_shape():
         "Recommend": ("RecommendRequest", "RecommendResponse"),
         "ListComponents": ("ListComponentsRequest", "ListComponentsResponse"),
         "Encode": ("EncodeRequest", "EncodeResponse"),
+        "Track": ("TrackRequest", "TrackResponse"),
+        "TrackStream": ("TrackStreamRequest", "TrackStreamResponse"),
+        "GetHistory": ("GetHistoryRequest", "GetHistoryResponse"),
+        "ForgetUser": ("ForgetUserRequest", "ForgetUserResponse"),
     }
     fields = lambda message: list(message.DESCRIPTOR.fields_by_name)  # noqa: E731
     assert fields(pb.Event) == ["item_id", "action", "timestamp_ms", "text"]
@@ -105,7 +109,9 @@ def test_the_service_and_messages_have_the_documented_shape():
         "rules_applied",
         "timings",
         "hand_off",
+        "history_source",
     ]
+    assert fields(pb.TrackedEvent) == ["user_id", "event_id", "item_id", "action", "timestamp_ms", "text"]
 
 
 # -- the contract gate: scripts/check-protos.sh (buf lint + buf breaking) ------------------

@@ -19,6 +19,8 @@ from temporec_client.client import (
     RecommendedItem,
     TemporecClient,
     TemporecError,
+    Tracked,
+    TrackedEvent,
     tls_credentials,
 )
 
@@ -34,5 +36,7 @@ __all__ = [
     "RecommendedItem",
     "TemporecClient",
     "TemporecError",
+    "Tracked",
+    "TrackedEvent",
     "tls_credentials",
 ]

@@ -93,10 +93,47 @@ class Recommendation:
     rules_applied: list[str] = field(default_factory=list)
     timings_ms: dict[str, float] = field(default_factory=dict)
     hand_off: HandOff | None = None  # set by domains that decide hand-offs (customer_service)
+    history_source: str = "request"  # "request", "store" or "store+request" (by user id)
 
     @property
     def item_ids(self) -> list[str]:
         return [item.item_id for item in self.items]
+
+
+@dataclass(frozen=True)
+class TrackedEvent:
+    """One event of one user, for ``track``: ``event_id`` is yours, unique per user, so a
+    retried event is stored once. ``timestamp`` as in ``Event``; None: when it arrives."""
+
+    user_id: str
+    event_id: str
+    item_id: str = ""
+    action: str = ""
+    timestamp: float | datetime | None = None
+    text: str = ""
+
+    def to_proto(self) -> pb.TrackedEvent:
+        return pb.TrackedEvent(
+            user_id=self.user_id,
+            event_id=self.event_id,
+            item_id=self.item_id,
+            action=self.action,
+            timestamp_ms=_millis(self.timestamp),
+            text=self.text,
+        )
+
+    @classmethod
+    def from_proto(cls, event: pb.TrackedEvent) -> "TrackedEvent":
+        return cls(event.user_id, event.event_id, event.item_id, event.action, event.timestamp_ms / 1000, event.text)
+
+
+@dataclass
+class Tracked:
+    """What ``track`` stored: new events, retries not stored again, events past retention."""
+
+    stored: int
+    duplicates: int
+    expired: int = 0
 
 
 @dataclass
@@ -220,7 +257,30 @@ class TemporecClient:
             rules_applied=list(response.rules_applied),
             timings_ms={t.stage: t.milliseconds for t in response.timings},
             hand_off=_hand_off(response),
+            history_source=response.history_source,
         )
+
+    def track(self, events: Iterable[TrackedEvent], timeout: float | None = None) -> Tracked:
+        """Store ``events`` in the server's store; safe to retry: an event id is stored once."""
+        request = pb.TrackRequest(events=[e.to_proto() for e in events])
+        response = self._call(self._stub.Track, request, timeout)
+        return Tracked(response.stored, response.duplicates, response.expired)
+
+    def track_stream(self, batches: Iterable[Iterable[TrackedEvent]], timeout: float | None = None) -> Tracked:
+        """Bulk ingestion: each batch of ``batches`` one message of one TrackStream call."""
+        requests = (pb.TrackStreamRequest(events=[e.to_proto() for e in batch]) for batch in batches)
+        response = self._call(self._stub.TrackStream, requests, timeout)
+        return Tracked(response.stored, response.duplicates, response.expired)
+
+    def get_history(self, user_id: str, limit: int = 0, timeout: float | None = None) -> list[TrackedEvent]:
+        """The events the server's store holds for ``user_id``, oldest first (the ``limit``
+        most recent; 0: all)."""
+        response = self._call(self._stub.GetHistory, pb.GetHistoryRequest(user_id=user_id, limit=limit), timeout)
+        return [TrackedEvent.from_proto(e) for e in response.events]
+
+    def forget_user(self, user_id: str, timeout: float | None = None) -> int:
+        """Remove every stored event of ``user_id``; returns how many went."""
+        return self._call(self._stub.ForgetUser, pb.ForgetUserRequest(user_id=user_id), timeout).removed
 
     def list_components(self, timeout: float | None = None) -> Components:
         """The installed encoders, heads and domains, and the loaded models."""

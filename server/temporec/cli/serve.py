@@ -107,6 +107,23 @@ def add_parser(subparsers) -> None:
         metavar="FILE",
         help="admin tokens, one a line, for the Admin service (ReloadModels); default: none, Admin refuses all",
     )
+    parser.add_argument(
+        "--store",
+        metavar="URL",
+        help="keep users' tracked events: sqlite:///path/history.db or redis://host:6379/0 (default: none)",
+    )
+    parser.add_argument(
+        "--store-max-events",
+        type=int,
+        metavar="N",
+        help=f"events kept per user, the newest (default {defaults.store_max_events})",
+    )
+    parser.add_argument(
+        "--store-retention-days",
+        type=float,
+        metavar="D",
+        help="drop tracked events older than this (default 0: keep them)",
+    )
     parser.add_argument("--log-level", choices=("debug", "info", "warning", "error"), help="default info")
     add_security_arguments(parser, defaults)
     parser.set_defaults(run=run)
@@ -154,6 +171,9 @@ OVERRIDES = (
     "max_request_seconds",
     "metrics_port",
     "admin_tokens_file",
+    "store",
+    "store_max_events",
+    "store_retention_days",
 )
 
 

@@ -2,11 +2,12 @@
 with the core. Everything here is importable from ``temporec`` itself
 (``from temporec import Head, Domain, Encoder, Query, hookimpl``).
 
-    hookspecs   the hooks a plugin implements (register_heads, _domains, _encoders)
+    hookspecs   the hooks a plugin implements (register_heads, _domains, _encoders, _stores)
     registry    discovery through entry points, per-plugin error isolation
     heads       Head: event vectors -> next-item states; padding helpers
     domains     Domain: a field's actions, data, rules, training and evaluation
     encoders    Encoder: texts -> L2-normalized vectors
+    stores      Store: users' tracked events, kept between requests
     types       Event, Catalog, Dataset, Query, Recommendation, ...
     options     typed request options of the domains
     training    TrainConfig, TrainRequest, EvalRequest, Report
@@ -22,6 +23,7 @@ _MODULES = {
     "heads": ["Head", "HeadOutput", "padding_lengths", "to_back", "to_front"],
     "domains": ["DATA_TRAITS", "Domain", "check_compatible"],
     "encoders": ["Encoder"],
+    "stores": ["Store", "StoreSettings", "TrackedEvent"],
     "types": [
         "Catalog",
         "Contribution",

@@ -46,3 +46,14 @@ def register_encoders(register):
     (see ``temporec.contract.encoders.Encoder``). The server instantiates it with the options of
     its ``[encoders.<name>]`` configuration table as keyword arguments.
     """
+
+
+@hookspec
+def register_stores(register):
+    """Register event stores.
+
+    Call ``register(StoreClass)`` for each; ``StoreClass`` subclasses ``temporec.Store``:
+    users' tracked events, kept between requests (see ``temporec.contract.stores.Store``).
+    Its ``name`` is the URL scheme that selects it: the server's ``store`` setting
+    ``sqlite:///path/history.db`` opens the store named ``sqlite`` with that URL.
+    """

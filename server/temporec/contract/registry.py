@@ -22,7 +22,7 @@ import pluggy
 from temporec.contract import hookspecs
 
 ENTRY_POINT_GROUP = "temporec"
-KINDS = ("heads", "domains", "encoders")
+KINDS = ("heads", "domains", "encoders", "stores")
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +43,7 @@ class Registry:
     heads: dict[str, type] = field(default_factory=dict)
     domains: dict[str, type] = field(default_factory=dict)
     encoders: dict[str, type] = field(default_factory=dict)
+    stores: dict[str, type] = field(default_factory=dict)
     plugins: list[PluginInfo] = field(default_factory=list)
 
     def kind(self, kind: str) -> dict[str, type]:

@@ -76,6 +76,7 @@ class Limits:
     max_encode_texts: int = 1024
     max_item_id_chars: int = 256
     max_explain_events: int = 64  # history events weighed per explained request
+    max_track_events: int = 10_000  # events per Track call (or TrackStream message)
 
 
 @dataclass
@@ -142,3 +143,4 @@ class Recommendation:
     rules_applied: list[str] = field(default_factory=list)
     timings_ms: dict[str, float] = field(default_factory=dict)
     hand_off: HandOff | None = None  # set by domains that decide hand-offs (Domain.hand_off)
+    history_source: str = "request"  # "request", "store" or "store+request"

@@ -8,7 +8,7 @@ from temporec.contract.errors import Unavailable
 from temporec.grpc import translate
 from temporec.grpc.status import grpc_errors
 from temporec.serving import RecommenderService
-from temporec.v1 import recommender_pb2_grpc
+from temporec.v1 import recommender_pb2, recommender_pb2_grpc
 
 
 class RecommenderServicer(recommender_pb2_grpc.RecommenderServicer):
@@ -44,3 +44,30 @@ class RecommenderServicer(recommender_pb2_grpc.RecommenderServicer):
             list(request.texts), request.encoder, timeout=self._timeout(context), model_version=request.model_version
         )
         return translate.embeddings_to_proto(encoder, vectors)
+
+    @grpc_errors
+    async def Track(self, request, context):
+        result = await self.service.history.track([translate.tracked_from_proto(e) for e in request.events])
+        return translate.track_to_proto(result)
+
+    @grpc_errors
+    async def TrackStream(self, request_iterator, context):
+        """Each message stored as it arrives: what was acknowledged to the stream is kept
+        even when a later message fails."""
+        response = recommender_pb2.TrackStreamResponse()
+        async for request in request_iterator:
+            result = await self.service.history.track([translate.tracked_from_proto(e) for e in request.events])
+            response.stored += result.stored
+            response.duplicates += result.duplicates
+            response.expired += result.expired
+            response.messages += 1
+        return response
+
+    @grpc_errors
+    async def GetHistory(self, request, context):
+        events = await self.service.history.events(request.user_id, request.limit)
+        return recommender_pb2.GetHistoryResponse(events=[translate.tracked_to_proto(e) for e in events])
+
+    @grpc_errors
+    async def ForgetUser(self, request, context):
+        return recommender_pb2.ForgetUserResponse(removed=await self.service.history.forget(request.user_id))

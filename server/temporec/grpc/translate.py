@@ -12,13 +12,14 @@ import dataclasses
 from typing import Any
 
 from temporec.contract.errors import InvalidArgument
+from temporec.contract.stores import TrackedEvent
 from temporec.contract.types import (
     Event,
     Query,
     Recommendation,
     ScoredItem,
 )
-from temporec.serving.records import ComponentInfo, Components, ModelInfo
+from temporec.serving.records import ComponentInfo, Components, ModelInfo, TrackResult
 from temporec.v1 import recommender_pb2 as pb
 
 ONEOF = "domain_options"
@@ -31,6 +32,28 @@ TYPED_OPTIONS = {
 
 def event_from_proto(event: pb.Event) -> Event:
     return Event(event.item_id, event.action, event.timestamp_ms / 1000, event.text)
+
+
+def tracked_from_proto(event: pb.TrackedEvent) -> TrackedEvent:
+    return TrackedEvent(
+        event.user_id, event.event_id, Event(event.item_id, event.action, event.timestamp_ms / 1000, event.text)
+    )
+
+
+def tracked_to_proto(tracked: TrackedEvent) -> pb.TrackedEvent:
+    event = tracked.event
+    return pb.TrackedEvent(
+        user_id=tracked.user_id,
+        event_id=tracked.event_id,
+        item_id=event.item_id,
+        action=event.action,
+        timestamp_ms=round(event.timestamp * 1000),
+        text=event.text,
+    )
+
+
+def track_to_proto(result: TrackResult) -> pb.TrackResponse:
+    return pb.TrackResponse(stored=result.stored, duplicates=result.duplicates, expired=result.expired)
 
 
 def query_from_proto(request: pb.RecommendRequest) -> Query:
@@ -81,6 +104,7 @@ def recommendation_to_proto(recommendation: Recommendation) -> pb.RecommendRespo
         rules_applied=recommendation.rules_applied,
         timings=[pb.StageTiming(stage=s, milliseconds=ms) for s, ms in recommendation.timings_ms.items()],
         hand_off=pb.HandOff(**dataclasses.asdict(hand_off)) if hand_off is not None else None,
+        history_source=recommendation.history_source,
     )
 
 

@@ -18,6 +18,9 @@ Example ``temporec.toml``::
     tokens_file = "tokens"       # bearer tokens, one a line (or TEMPOREC_TOKENS=a,b)
     max_concurrent_rpcs = 64     # calls past it fail with RESOURCE_EXHAUSTED
     log_format = "text"          # or "json": one object per line, with the request id
+    store = "sqlite:///var/lib/temporec/history.db"  # users' tracked events (docs/realtime.md)
+    store_max_events = 10000     # events kept per user, the newest
+    store_retention_days = 0     # events older than this are dropped; 0: kept
     log_level = "info"
 
     [encoders.local]             # keyword options of the encoder named "local"
@@ -79,6 +82,11 @@ class ServerConfig:
     tokens: str = field(default="", repr=False)  # comma separated; a secret: never shown
     max_concurrent_rpcs: int = 64  # calls past it end with RESOURCE_EXHAUSTED
     log_format: str = "text"
+    # Tracked events (docs/realtime.md): a store URL whose scheme names the store plugin,
+    # e.g. sqlite:///path/history.db or redis://host:6379/0; "": no store.
+    store: str = field(default="", repr=False)  # a Redis URL may carry a password
+    store_max_events: int = 10_000
+    store_retention_days: float = 0.0
 
 
 TABLES = ("encoders", "encoder_substitutes", "limits")
@@ -173,6 +181,10 @@ def validate(config: ServerConfig) -> None:
     config.log_level = config.log_level.lower()
     if config.log_level not in LOG_LEVELS:
         raise ConfigError(f"log_level: {config.log_level!r} is not allowed; allowed: {allowed(LOG_LEVELS)}")
+    if config.store_max_events < 1:
+        raise ConfigError(f"store_max_events: must be positive, got {config.store_max_events}")
+    if config.store_retention_days < 0:
+        raise ConfigError(f"store_retention_days: must not be negative (0: keep), got {config.store_retention_days}")
     for name in LIMITS:
         if getattr(config.limits, name) < 1:
             raise ConfigError(f"limits.{name}: must be positive, got {getattr(config.limits, name)}")

@@ -42,3 +42,10 @@ class ReloadResult:
     reloaded: bool  # False: the reload failed and the previous models still serve
     models: list[ModelInfo]  # the models served after the reload
     errors: list[str] = field(default_factory=list)  # why it failed, one line per artifact
+
+
+@dataclass
+class TrackResult:
+    stored: int  # new events
+    duplicates: int  # events stored before (retries), or repeated within the call
+    expired: int = 0  # older than the store's retention: not kept

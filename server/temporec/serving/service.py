@@ -6,6 +6,7 @@ types; ``build_service`` makes one from the server's configuration.
     batching       one model's coalescing worker: a batch per forward pass
     validation     request checks before any model runs
     encoder_pool   the encoders, created on first use
+    history        users' tracked events in the configured store
     components     what ListComponents reports
 """
 
@@ -26,11 +27,13 @@ from temporec.contract.errors import (
     InvalidArgument,
     NotFound,
     PluginError,
+    Unavailable,
     allowed,
     plugin_call,
 )
 from temporec.contract.options import read_options
 from temporec.contract.registry import Registry, load_registry
+from temporec.contract.stores import Store
 from temporec.contract.types import HandOff, Limits, Query, Recommendation, ScoredItem
 from temporec.model.artifacts import LoadedModel, Manifest
 from temporec.model.devices import resolve_device
@@ -38,6 +41,7 @@ from temporec.serving.batching import Prepared, Ranked, ServingModel
 from temporec.serving.components import list_components
 from temporec.serving.config import ServerConfig
 from temporec.serving.encoder_pool import EncoderPool
+from temporec.serving.history import HOW_TO_CONFIGURE, History, open_store, readable
 from temporec.serving.model_set import ModelKey, choose_model, load_models
 from temporec.serving.records import Components, ReloadResult
 from temporec.serving.validation import check_event, check_limits, check_texts
@@ -55,6 +59,7 @@ class RecommenderService:
         encoder_substitutes: dict[str, str] | None = None,
         limits: Limits | None = None,
         device: str = "auto",
+        store: Store | None = None,
     ):
         self.registry = registry
         self.models_dir = Path(models_dir) if models_dir else None
@@ -66,6 +71,7 @@ class RecommenderService:
         self.domains = {name: cls() for name, cls in registry.domains.items()}
         self.models: dict[ModelKey, ServingModel] = {}
         self.encoders = EncoderPool(registry.encoders, encoder_options or {})
+        self.history = History(store, self.limits)
         self._reload_lock = asyncio.Lock()
         self._ready = False
 
@@ -121,6 +127,7 @@ class RecommenderService:
         for serving in self.models.values():
             serving.shutdown()
         self.encoders.close()
+        await self.history.close()
 
     # -- recommend ----------------------------------------------------------------
 
@@ -137,6 +144,7 @@ class RecommenderService:
         # reads them, and the domain gets its typed options.
         query = replace(query, options=read_options(query, domain.request_options))
         serving = choose_model(self.models, query, domain, self.registry.heads, self.serving_encoder)
+        query, source = await self._with_stored_history(query, serving)
         prepared = await self._prepare(query, domain, serving, deadline)
         cold = not prepared.items
         ranked = serving.cold_start(prepared) if cold else await serving.rank(prepared)
@@ -160,7 +168,33 @@ class RecommenderService:
             rules_applied=prepared.rules,
             timings_ms=prepared.timings_ms,
             hand_off=hand_off,
+            history_source=source,
         )
+
+    async def _with_stored_history(self, query: Query, serving: ServingModel) -> tuple[Query, str]:
+        """The query with the user's stored events (the most recent the model reads) before
+        its own, and where its history came from. With the store unreachable, a request that
+        carries its own history is answered from it alone."""
+        if not query.user_id or (self.history.store is None and query.history):
+            return query, "request"
+        if self.history.store is None:
+            raise FailedPrecondition(
+                f"user_id: a Recommend with a user_id and no history reads the user's events; {HOW_TO_CONFIGURE}"
+            )
+        check_limits(query, self.limits)
+        length = min(serving.loaded.manifest.max_len, self.limits.max_history)
+        try:
+            stored = await self.history.call("Recommend", "history", query.user_id, length)
+        except Unavailable as exc:
+            if not query.history:
+                raise
+            log.warning("answering from the request's history alone: %s", exc)
+            return query, "request"
+        events = readable(stored, serving.loaded)
+        if not events:
+            return query, "request" if query.history else "store"
+        history = [*events, *query.history][-max(length, len(query.history)) :]
+        return replace(query, history=history), "store+request" if query.history else "store"
 
     def _hand_off(self, domain: Domain, query: Query, ranked: Ranked, catalog) -> HandOff | None:
         what = f"domain {domain.name!r} hand_off"
@@ -326,12 +360,14 @@ class RecommenderService:
 
 def build_service(config: ServerConfig, registry: Registry | None = None) -> RecommenderService:
     """The service a configuration describes; ``registry`` defaults to the installed plugins."""
+    registry = registry if registry is not None else load_registry()
     return RecommenderService(
-        registry if registry is not None else load_registry(),
+        registry,
         config.models_dir,
         encoder_options=config.encoders,
         encoder_substitutes=config.encoder_substitutes,
         default_encoder=config.default_encoder,
         limits=config.limits,
         device=config.device,
+        store=open_store(registry, config.store, config.store_max_events, config.store_retention_days),
     )

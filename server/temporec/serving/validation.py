@@ -4,6 +4,7 @@ past a configured limit RESOURCE_EXHAUSTED; each message names the field."""
 from __future__ import annotations
 
 from temporec.contract.errors import InvalidArgument, ResourceExhausted, allowed
+from temporec.contract.stores import TrackedEvent
 from temporec.contract.types import Event, Limits, Query
 
 
@@ -22,25 +23,52 @@ def check_limits(query: Query, limits: Limits) -> None:
             raise ResourceExhausted(f"{name}: at most {getattr(limits, key)} (limits.{key}), got {size}")
 
 
-def check_event(i: int, event: Event, actions: list[str], previous_time: float, limits: Limits) -> None:
-    """``history[i]``, given the model's actions and the time of the event before it."""
+def check_event(
+    i: int, event: Event, actions: list[str] | None, previous_time: float, limits: Limits, where: str = "history"
+) -> None:
+    """``history[i]``, given the model's actions (None: any, checked when a model reads it)
+    and the time of the event before it; ``where`` names the request's field."""
     if not event.item_id and not event.text:
-        raise InvalidArgument(f"history[{i}]: an event needs an item_id, a text, or both")
+        raise InvalidArgument(f"{where}[{i}]: an event needs an item_id, a text, or both")
     if len(event.item_id) > limits.max_item_id_chars:
         raise ResourceExhausted(
-            f"history[{i}].item_id: longer than {limits.max_item_id_chars} characters (limits.max_item_id_chars)"
+            f"{where}[{i}].item_id: longer than {limits.max_item_id_chars} characters (limits.max_item_id_chars)"
         )
     if len(event.text) > limits.max_text_chars:
         raise ResourceExhausted(
-            f"history[{i}].text: longer than {limits.max_text_chars} characters (limits.max_text_chars)"
+            f"{where}[{i}].text: longer than {limits.max_text_chars} characters (limits.max_text_chars)"
         )
-    if event.action and event.action not in actions:
-        raise InvalidArgument(f"history[{i}].action: {event.action!r} is not allowed; allowed: {allowed(actions)}")
+    if actions is not None and event.action and event.action not in actions:
+        raise InvalidArgument(f"{where}[{i}].action: {event.action!r} is not allowed; allowed: {allowed(actions)}")
     if event.timestamp < 0:
-        raise InvalidArgument(f"history[{i}].timestamp: must not be negative")
+        raise InvalidArgument(f"{where}[{i}].timestamp: must not be negative")
     if event.timestamp and event.timestamp < previous_time:
         raise InvalidArgument(
             f"history[{i}].timestamp: earlier than the event before it; send the history oldest first"
+        )
+
+
+def check_tracked(events: list[TrackedEvent], limits: Limits) -> None:
+    """The events of a ``Track`` call: any order, any users; each names its user and event."""
+    if not events:
+        raise InvalidArgument("events: send at least one event")
+    if len(events) > limits.max_track_events:
+        raise ResourceExhausted(
+            f"events: at most {limits.max_track_events} events (limits.max_track_events), got {len(events)}"
+        )
+    for i, tracked in enumerate(events):
+        for name in ("user_id", "event_id"):
+            check_id(f"events[{i}].{name}", getattr(tracked, name), limits)
+        check_event(i, tracked.event, None, 0.0, limits, where="events")
+
+
+def check_id(field: str, value: str, limits: Limits) -> None:
+    """A user or event id: required, and no longer than an item id may be."""
+    if not value:
+        raise InvalidArgument(f"{field}: required")
+    if len(value) > limits.max_item_id_chars:
+        raise ResourceExhausted(
+            f"{field}: longer than {limits.max_item_id_chars} characters (limits.max_item_id_chars)"
         )
 
 

@@ -126,7 +126,7 @@ class StageTiming(_message.Message):
     def __init__(self, stage: _Optional[str] = ..., milliseconds: _Optional[float] = ...) -> None: ...
 
 class RecommendResponse(_message.Message):
-    __slots__ = ("items", "domain", "head", "encoder", "model_version", "cold_start", "candidate_source", "rules_applied", "timings", "hand_off")
+    __slots__ = ("items", "domain", "head", "encoder", "model_version", "cold_start", "candidate_source", "rules_applied", "timings", "hand_off", "history_source")
     ITEMS_FIELD_NUMBER: _ClassVar[int]
     DOMAIN_FIELD_NUMBER: _ClassVar[int]
     HEAD_FIELD_NUMBER: _ClassVar[int]
@@ -137,6 +137,7 @@ class RecommendResponse(_message.Message):
     RULES_APPLIED_FIELD_NUMBER: _ClassVar[int]
     TIMINGS_FIELD_NUMBER: _ClassVar[int]
     HAND_OFF_FIELD_NUMBER: _ClassVar[int]
+    HISTORY_SOURCE_FIELD_NUMBER: _ClassVar[int]
     items: _containers.RepeatedCompositeFieldContainer[RecommendedItem]
     domain: str
     head: str
@@ -147,7 +148,8 @@ class RecommendResponse(_message.Message):
     rules_applied: _containers.RepeatedScalarFieldContainer[str]
     timings: _containers.RepeatedCompositeFieldContainer[StageTiming]
     hand_off: HandOff
-    def __init__(self, items: _Optional[_Iterable[_Union[RecommendedItem, _Mapping]]] = ..., domain: _Optional[str] = ..., head: _Optional[str] = ..., encoder: _Optional[str] = ..., model_version: _Optional[str] = ..., cold_start: _Optional[bool] = ..., candidate_source: _Optional[str] = ..., rules_applied: _Optional[_Iterable[str]] = ..., timings: _Optional[_Iterable[_Union[StageTiming, _Mapping]]] = ..., hand_off: _Optional[_Union[HandOff, _Mapping]] = ...) -> None: ...
+    history_source: str
+    def __init__(self, items: _Optional[_Iterable[_Union[RecommendedItem, _Mapping]]] = ..., domain: _Optional[str] = ..., head: _Optional[str] = ..., encoder: _Optional[str] = ..., model_version: _Optional[str] = ..., cold_start: _Optional[bool] = ..., candidate_source: _Optional[str] = ..., rules_applied: _Optional[_Iterable[str]] = ..., timings: _Optional[_Iterable[_Union[StageTiming, _Mapping]]] = ..., hand_off: _Optional[_Union[HandOff, _Mapping]] = ..., history_source: _Optional[str] = ...) -> None: ...
 
 class ListComponentsRequest(_message.Message):
     __slots__ = ()
@@ -238,3 +240,79 @@ class EncodeResponse(_message.Message):
     encoder: str
     dim: int
     def __init__(self, embeddings: _Optional[_Iterable[_Union[Embedding, _Mapping]]] = ..., encoder: _Optional[str] = ..., dim: _Optional[int] = ...) -> None: ...
+
+class TrackedEvent(_message.Message):
+    __slots__ = ("user_id", "event_id", "item_id", "action", "timestamp_ms", "text")
+    USER_ID_FIELD_NUMBER: _ClassVar[int]
+    EVENT_ID_FIELD_NUMBER: _ClassVar[int]
+    ITEM_ID_FIELD_NUMBER: _ClassVar[int]
+    ACTION_FIELD_NUMBER: _ClassVar[int]
+    TIMESTAMP_MS_FIELD_NUMBER: _ClassVar[int]
+    TEXT_FIELD_NUMBER: _ClassVar[int]
+    user_id: str
+    event_id: str
+    item_id: str
+    action: str
+    timestamp_ms: int
+    text: str
+    def __init__(self, user_id: _Optional[str] = ..., event_id: _Optional[str] = ..., item_id: _Optional[str] = ..., action: _Optional[str] = ..., timestamp_ms: _Optional[int] = ..., text: _Optional[str] = ...) -> None: ...
+
+class TrackRequest(_message.Message):
+    __slots__ = ("events",)
+    EVENTS_FIELD_NUMBER: _ClassVar[int]
+    events: _containers.RepeatedCompositeFieldContainer[TrackedEvent]
+    def __init__(self, events: _Optional[_Iterable[_Union[TrackedEvent, _Mapping]]] = ...) -> None: ...
+
+class TrackResponse(_message.Message):
+    __slots__ = ("stored", "duplicates", "expired")
+    STORED_FIELD_NUMBER: _ClassVar[int]
+    DUPLICATES_FIELD_NUMBER: _ClassVar[int]
+    EXPIRED_FIELD_NUMBER: _ClassVar[int]
+    stored: int
+    duplicates: int
+    expired: int
+    def __init__(self, stored: _Optional[int] = ..., duplicates: _Optional[int] = ..., expired: _Optional[int] = ...) -> None: ...
+
+class TrackStreamRequest(_message.Message):
+    __slots__ = ("events",)
+    EVENTS_FIELD_NUMBER: _ClassVar[int]
+    events: _containers.RepeatedCompositeFieldContainer[TrackedEvent]
+    def __init__(self, events: _Optional[_Iterable[_Union[TrackedEvent, _Mapping]]] = ...) -> None: ...
+
+class TrackStreamResponse(_message.Message):
+    __slots__ = ("stored", "duplicates", "expired", "messages")
+    STORED_FIELD_NUMBER: _ClassVar[int]
+    DUPLICATES_FIELD_NUMBER: _ClassVar[int]
+    EXPIRED_FIELD_NUMBER: _ClassVar[int]
+    MESSAGES_FIELD_NUMBER: _ClassVar[int]
+    stored: int
+    duplicates: int
+    expired: int
+    messages: int
+    def __init__(self, stored: _Optional[int] = ..., duplicates: _Optional[int] = ..., expired: _Optional[int] = ..., messages: _Optional[int] = ...) -> None: ...
+
+class GetHistoryRequest(_message.Message):
+    __slots__ = ("user_id", "limit")
+    USER_ID_FIELD_NUMBER: _ClassVar[int]
+    LIMIT_FIELD_NUMBER: _ClassVar[int]
+    user_id: str
+    limit: int
+    def __init__(self, user_id: _Optional[str] = ..., limit: _Optional[int] = ...) -> None: ...
+
+class GetHistoryResponse(_message.Message):
+    __slots__ = ("events",)
+    EVENTS_FIELD_NUMBER: _ClassVar[int]
+    events: _containers.RepeatedCompositeFieldContainer[TrackedEvent]
+    def __init__(self, events: _Optional[_Iterable[_Union[TrackedEvent, _Mapping]]] = ...) -> None: ...
+
+class ForgetUserRequest(_message.Message):
+    __slots__ = ("user_id",)
+    USER_ID_FIELD_NUMBER: _ClassVar[int]
+    user_id: str
+    def __init__(self, user_id: _Optional[str] = ...) -> None: ...
+
+class ForgetUserResponse(_message.Message):
+    __slots__ = ("removed",)
+    REMOVED_FIELD_NUMBER: _ClassVar[int]
+    removed: int
+    def __init__(self, removed: _Optional[int] = ...) -> None: ...

@@ -50,6 +50,26 @@ class RecommenderStub:
                 request_serializer=temporec_dot_v1_dot_recommender__pb2.EncodeRequest.SerializeToString,
                 response_deserializer=temporec_dot_v1_dot_recommender__pb2.EncodeResponse.FromString,
                 _registered_method=True)
+        self.Track = channel.unary_unary(
+                '/temporec.v1.Recommender/Track',
+                request_serializer=temporec_dot_v1_dot_recommender__pb2.TrackRequest.SerializeToString,
+                response_deserializer=temporec_dot_v1_dot_recommender__pb2.TrackResponse.FromString,
+                _registered_method=True)
+        self.TrackStream = channel.stream_unary(
+                '/temporec.v1.Recommender/TrackStream',
+                request_serializer=temporec_dot_v1_dot_recommender__pb2.TrackStreamRequest.SerializeToString,
+                response_deserializer=temporec_dot_v1_dot_recommender__pb2.TrackStreamResponse.FromString,
+                _registered_method=True)
+        self.GetHistory = channel.unary_unary(
+                '/temporec.v1.Recommender/GetHistory',
+                request_serializer=temporec_dot_v1_dot_recommender__pb2.GetHistoryRequest.SerializeToString,
+                response_deserializer=temporec_dot_v1_dot_recommender__pb2.GetHistoryResponse.FromString,
+                _registered_method=True)
+        self.ForgetUser = channel.unary_unary(
+                '/temporec.v1.Recommender/ForgetUser',
+                request_serializer=temporec_dot_v1_dot_recommender__pb2.ForgetUserRequest.SerializeToString,
+                response_deserializer=temporec_dot_v1_dot_recommender__pb2.ForgetUserResponse.FromString,
+                _registered_method=True)
 
 
 class RecommenderServicer:
@@ -77,6 +97,40 @@ class RecommenderServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Track(self, request, context):
+        """Store users' events, as they happen, in the server's store (its `store` setting;
+        without one: FAILED_PRECONDITION). Acknowledged events are durable (docs/realtime.md);
+        an event whose (user_id, event_id) is already stored is a retry, counted as a
+        duplicate and not stored again, so a failed call may simply be sent again. The store
+        unreachable: UNAVAILABLE, naming it.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def TrackStream(self, request_iterator, context):
+        """Track for bulk ingestion: each message is stored as it arrives; the response counts
+        them all. A bad message ends the stream with its error; the messages before it are
+        stored, and retrying the whole stream adds no duplicate.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetHistory(self, request, context):
+        """The events the store holds for a user, oldest first.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ForgetUser(self, request, context):
+        """Remove everything the store holds of a user.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_RecommenderServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -94,6 +148,26 @@ def add_RecommenderServicer_to_server(servicer, server):
                     servicer.Encode,
                     request_deserializer=temporec_dot_v1_dot_recommender__pb2.EncodeRequest.FromString,
                     response_serializer=temporec_dot_v1_dot_recommender__pb2.EncodeResponse.SerializeToString,
+            ),
+            'Track': grpc.unary_unary_rpc_method_handler(
+                    servicer.Track,
+                    request_deserializer=temporec_dot_v1_dot_recommender__pb2.TrackRequest.FromString,
+                    response_serializer=temporec_dot_v1_dot_recommender__pb2.TrackResponse.SerializeToString,
+            ),
+            'TrackStream': grpc.stream_unary_rpc_method_handler(
+                    servicer.TrackStream,
+                    request_deserializer=temporec_dot_v1_dot_recommender__pb2.TrackStreamRequest.FromString,
+                    response_serializer=temporec_dot_v1_dot_recommender__pb2.TrackStreamResponse.SerializeToString,
+            ),
+            'GetHistory': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetHistory,
+                    request_deserializer=temporec_dot_v1_dot_recommender__pb2.GetHistoryRequest.FromString,
+                    response_serializer=temporec_dot_v1_dot_recommender__pb2.GetHistoryResponse.SerializeToString,
+            ),
+            'ForgetUser': grpc.unary_unary_rpc_method_handler(
+                    servicer.ForgetUser,
+                    request_deserializer=temporec_dot_v1_dot_recommender__pb2.ForgetUserRequest.FromString,
+                    response_serializer=temporec_dot_v1_dot_recommender__pb2.ForgetUserResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -178,6 +252,114 @@ class Recommender:
             '/temporec.v1.Recommender/Encode',
             temporec_dot_v1_dot_recommender__pb2.EncodeRequest.SerializeToString,
             temporec_dot_v1_dot_recommender__pb2.EncodeResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Track(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/temporec.v1.Recommender/Track',
+            temporec_dot_v1_dot_recommender__pb2.TrackRequest.SerializeToString,
+            temporec_dot_v1_dot_recommender__pb2.TrackResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def TrackStream(request_iterator,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.stream_unary(
+            request_iterator,
+            target,
+            '/temporec.v1.Recommender/TrackStream',
+            temporec_dot_v1_dot_recommender__pb2.TrackStreamRequest.SerializeToString,
+            temporec_dot_v1_dot_recommender__pb2.TrackStreamResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetHistory(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/temporec.v1.Recommender/GetHistory',
+            temporec_dot_v1_dot_recommender__pb2.GetHistoryRequest.SerializeToString,
+            temporec_dot_v1_dot_recommender__pb2.GetHistoryResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ForgetUser(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/temporec.v1.Recommender/ForgetUser',
+            temporec_dot_v1_dot_recommender__pb2.ForgetUserRequest.SerializeToString,
+            temporec_dot_v1_dot_recommender__pb2.ForgetUserResponse.FromString,
             options,
             channel_credentials,
             insecure,

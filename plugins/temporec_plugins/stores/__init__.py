@@ -1,0 +1,1 @@
+"""First-party event stores: ``sqlite`` (embedded, one file) and ``redis`` (shared by replicas)."""

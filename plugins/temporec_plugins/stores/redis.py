@@ -1,0 +1,192 @@
+"""The ``redis`` store: users' events in Redis, shared by every server replica that names it.
+
+``store = "redis://127.0.0.1:6379/0"`` (``rediss://`` for TLS; a password in the URL is
+never shown). Needs the ``redis`` package (``pip install 'temporec[redis]'``).
+
+Per user, three keys under one hash tag (``temporec:{USER}:...``, so that a cluster keeps
+them on one shard): a sorted set of event ids scored by timestamp (ms), a hash of event id
+to the event, and an arrival counter that orders events of equal timestamp. ``ZADD NX`` on
+the event id makes a retried event a no-op. Each append, cap and expiry runs as one Lua
+script, atomically: two replicas appending for one user never interleave inside a batch.
+
+Durability is Redis's: an event is acknowledged once Redis has it in memory. Only with
+``appendonly yes`` and ``appendfsync always`` does every acknowledged event survive a
+crash of Redis or of its machine; the default ``everysec`` may lose the last second, and
+without the append-only file a restart loses what came after the last snapshot. The store
+logs a warning at start when Redis says it runs otherwise.
+
+Calls fail fast when Redis is down (1 s to connect, 2 s to answer, no retry): the caller
+gets UNAVAILABLE naming the store, and the next call reconnects.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Sequence
+
+import redis as redis_py
+from redis.backoff import NoBackoff
+from redis.retry import Retry
+
+import temporec
+from temporec import Event, Store, StoreSettings, TrackedEvent, Unavailable
+
+log = logging.getLogger(__name__)
+
+PREFIX = "temporec"
+CONNECT_SECONDS, ANSWER_SECONDS = 1.0, 2.0
+
+# KEYS: events (zset), data (hash), seq (counter). ARGV: cap, cutoff ms (0: none), then
+# (event id, timestamp ms, payload) per event. Returns how many events were new.
+APPEND = """
+local added = 0
+for i = 3, #ARGV, 3 do
+  if redis.call('ZADD', KEYS[1], 'NX', ARGV[i + 1], ARGV[i]) == 1 then
+    local seq = redis.call('INCR', KEYS[3])
+    redis.call('HSET', KEYS[2], ARGV[i], seq .. ' ' .. ARGV[i + 2])
+    added = added + 1
+  end
+end
+local function drop(ids)
+  for j = 1, #ids, 1000 do
+    local chunk = {}
+    for k = j, math.min(j + 999, #ids) do chunk[#chunk + 1] = ids[k] end
+    redis.call('ZREM', KEYS[1], unpack(chunk))
+    redis.call('HDEL', KEYS[2], unpack(chunk))
+  end
+end
+local extra = redis.call('ZCARD', KEYS[1]) - tonumber(ARGV[1])
+if extra > 0 then drop(redis.call('ZRANGE', KEYS[1], 0, extra - 1)) end
+if tonumber(ARGV[2]) > 0 then drop(redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', '(' .. ARGV[2])) end
+return added
+"""
+# KEYS: events, data. ARGV: cutoff ms, limit. The newest ids and their payloads, newest first.
+RECENT = """
+local ids = redis.call('ZREVRANGEBYSCORE', KEYS[1], '+inf', ARGV[1], 'LIMIT', 0, tonumber(ARGV[2]))
+if #ids == 0 then return {} end
+local payloads = redis.call('HMGET', KEYS[2], unpack(ids))
+local out = {}
+for i = 1, #ids do out[#out + 1] = ids[i]; out[#out + 1] = payloads[i] or '' end
+return out
+"""
+
+
+def keys(user_id: str) -> tuple[str, str, str]:
+    tag = f"{PREFIX}:{{{user_id}}}"
+    return f"{tag}:events", f"{tag}:data", f"{tag}:seq"
+
+
+class RedisStore(Store):
+    name = "redis"
+
+    def __init__(self, url: str, settings: StoreSettings):
+        super().__init__(url, settings)
+        self._redis = redis_py.Redis.from_url(
+            url,
+            socket_connect_timeout=CONNECT_SECONDS,
+            socket_timeout=ANSWER_SECONDS,
+            retry=Retry(NoBackoff(), 0),
+            decode_responses=True,
+        )
+        self._append = self._redis.register_script(APPEND)
+        self._recent = self._redis.register_script(RECENT)
+        self._warn_unless_durable()
+
+    def append(self, events: Sequence[TrackedEvent]) -> int:
+        by_user: dict[str, list[TrackedEvent]] = {}
+        for event in events:
+            by_user.setdefault(event.user_id, []).append(event)
+        cutoff = self._cutoff_ms()
+        with self._guard():
+            pipe = self._redis.pipeline(transaction=False)  # one round trip, one script per user
+            for user, mine in by_user.items():
+                args: list = [self.settings.max_events, cutoff]
+                for e in mine:
+                    args += [e.event_id, to_ms(e.event.timestamp), payload(e.event)]
+                self._append(keys=keys(user), args=args, client=pipe)
+            return sum(pipe.execute())
+
+    def history(self, user_id: str, limit: int) -> list[TrackedEvent]:
+        with self._guard():
+            flat = self._recent(keys=keys(user_id)[:2], args=[self._cutoff_ms() or "-inf", limit])
+        found = []
+        for event_id, stored in zip(flat[::2], flat[1::2]):
+            if stored:  # a payload gone between the two reads of a concurrent trim
+                seq, _, body = stored.partition(" ")
+                found.append((int(seq), TrackedEvent(user_id, event_id, event_from(body))))
+        found.sort(key=lambda pair: (pair[1].event.timestamp, pair[0]))
+        return [tracked for _, tracked in found]
+
+    def forget(self, user_id: str) -> int:
+        events, data, seq = keys(user_id)
+        with self._guard():
+            pipe = self._redis.pipeline(transaction=True)
+            pipe.zcard(events).delete(events, data, seq)
+            removed, _ = pipe.execute()
+        return removed
+
+    def healthy(self) -> bool:
+        try:
+            return bool(self._redis.ping())
+        except redis_py.RedisError:
+            return False
+
+    def close(self) -> None:
+        self._redis.close()
+
+    def _cutoff_ms(self) -> int:
+        retention = self.settings.retention_seconds
+        return to_ms(time.time() - retention) if retention else 0
+
+    def _guard(self):
+        return Guard(self.describe()["url"])
+
+    def _warn_unless_durable(self) -> None:
+        try:
+            settings = self._redis.config_get("append*")
+        except redis_py.RedisError:  # down for now, or CONFIG disabled (managed Redis): say nothing
+            return
+        if settings.get("appendonly") != "yes" or settings.get("appendfsync") != "always":
+            log.warning(
+                "store 'redis' (%s): appendonly=%s, appendfsync=%s: acknowledged events may be lost if Redis "
+                "crashes; set appendonly yes and appendfsync always for every event to survive",
+                self.describe()["url"],
+                settings.get("appendonly"),
+                settings.get("appendfsync"),
+            )
+
+
+class Guard:
+    """Redis unreachable, or answering too slowly, is the store being unavailable."""
+
+    def __init__(self, url: str):
+        self.url = url
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, kind, exc, traceback):
+        if isinstance(exc, (redis_py.ConnectionError, redis_py.TimeoutError)):
+            raise Unavailable(f"store 'redis' ({self.url}): cannot reach Redis: {exc}") from exc
+        return False
+
+
+def to_ms(seconds: float) -> int:
+    return round(seconds * 1000)
+
+
+def payload(event: Event) -> str:
+    fields = [to_ms(event.timestamp), event.item_id, event.action, event.text]
+    return json.dumps(fields, ensure_ascii=False, separators=(",", ":"))
+
+
+def event_from(body: str) -> Event:
+    ms, item_id, action, text = json.loads(body)
+    return Event(item_id, action, ms / 1000, text)
+
+
+@temporec.hookimpl
+def register_stores(register):
+    register(RedisStore)

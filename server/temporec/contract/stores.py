@@ -1,0 +1,90 @@
+"""The event-store interface: users' tracked events, kept between requests. Implementations
+are plugins (``register_stores``); the server opens the one its ``store`` URL names.
+
+A store is called from worker threads, never on the server's event loop, so its methods
+are plain blocking calls; they must be safe to call from several threads at once. A
+store that cannot reach its backend raises ``temporec.Unavailable`` naming itself, quickly
+(seconds, not minutes): the caller gets UNAVAILABLE and retries.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from typing import ClassVar, Sequence
+from urllib.parse import urlsplit
+
+from temporec.contract.errors import InvalidArgument
+from temporec.contract.types import Event
+
+
+@dataclass(frozen=True)
+class TrackedEvent:
+    """One event of one user, as tracked: ``event_id`` is the client's, unique per user;
+    a second event with the same (user_id, event_id) is a retry and is not stored."""
+
+    user_id: str
+    event_id: str
+    event: Event
+
+
+@dataclass(frozen=True)
+class StoreSettings:
+    """What every store honours. ``max_events``: the most events kept per user (the
+    oldest go first); ``retention_seconds``: events older than this (by their timestamp)
+    are dropped, 0 keeps them all."""
+
+    max_events: int = 10_000
+    retention_seconds: float = 0.0
+
+
+class Store(ABC):
+    """Per-user, time-ordered event histories. Subclasses set ``name``, the URL scheme
+    that selects them (``sqlite`` for ``sqlite:///var/lib/temporec/history.db``)."""
+
+    name: ClassVar[str] = ""
+
+    def __init__(self, url: str, settings: StoreSettings):
+        self.url = url
+        self.settings = settings
+
+    @abstractmethod
+    def append(self, events: Sequence[TrackedEvent]) -> int:
+        """Store ``events`` (any order, any users) and return how many were new; a
+        (user_id, event_id) already stored is skipped. Durable when it returns."""
+
+    @abstractmethod
+    def history(self, user_id: str, limit: int) -> list[TrackedEvent]:
+        """The user's ``limit`` most recent events, oldest first, ordered by timestamp
+        (then arrival) however late they arrived."""
+
+    @abstractmethod
+    def forget(self, user_id: str) -> int:
+        """Remove everything the store holds of the user; return how many events went."""
+
+    def healthy(self) -> bool:
+        """Whether the store can serve right now (quickly)."""
+        return True
+
+    def describe(self) -> dict[str, str]:
+        """Facts shown to operators; never a password."""
+        return {"url": redact(self.url), "max_events": str(self.settings.max_events)}
+
+    def close(self) -> None:  # noqa: B027 (optional: a store may hold nothing to release)
+        """Release connections and files; called at server shutdown."""
+
+
+def scheme(url: str) -> str:
+    """The store name a URL selects: its scheme."""
+    name = urlsplit(url).scheme
+    if not name:
+        raise InvalidArgument(f"store: {redact(url)!r} is not a URL; e.g. sqlite:///path/history.db")
+    return name
+
+
+def redact(url: str) -> str:
+    """``url`` without its password."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    return url.replace(f":{parts.password}@", ":***@", 1)
