@@ -6,7 +6,8 @@
 Writes a small MovieLens-format data set (40 users, 30 movies, 5-core), trains the real
 ``lstm`` head of the real ``video`` domain on it with the real ``local`` encoder
 (``temporec train``: a few seconds), then becomes ``temporec serve`` on 127.0.0.1 and a
-free port. Standard output carries only the server's ready line,
+free port, keeping users' tracked events in ``DIR/history.db`` (the ``sqlite`` store).
+Standard output carries only the server's ready line,
 
     temporec serving on 127.0.0.1:PORT (1 models)
 
@@ -114,6 +115,9 @@ def main() -> int:
         "cpu",
         "--grace-seconds",
         "1",
+        # the clients' Track / recommend-by-user-id tests: users' events in the work directory
+        "--store",
+        f"sqlite://{(workdir / 'history.db').resolve()}",
     ]
     sys.stdout.flush()
     os.execv(sys.executable, serve)  # the server takes this process's place: SIGTERM reaches it

@@ -20,6 +20,7 @@ import {
   type RecommendRequest,
   RecommenderClient,
   RetailOptions,
+  type TrackStreamResponse,
 } from "./gen/temporec/v1/recommender.js";
 
 /** Every call's deadline unless the client or the call sets another: 10 s. */
@@ -71,6 +72,19 @@ export interface Event {
   timestamp?: Date | number;
   /** The text of an item the catalog does not know, or a chat turn. */
   text?: string;
+}
+
+/** One event of one user, for `track`: `eventId` is yours, unique per user, so a retry is stored once. */
+export interface TrackedEvent extends Event {
+  userId: string;
+  eventId: string;
+}
+
+/** What `track` stored: new events, retries not stored again, events past the store's retention. */
+export interface Tracked {
+  stored: number;
+  duplicates: number;
+  expired: number;
 }
 
 /** The typed options of the domains the API has a message for: its fields, in camelCase. */
@@ -138,6 +152,8 @@ export interface Recommendation {
   timingsMs: Record<string, number>;
   /** Set by domains that decide hand-offs (customer_service): `recommended` means hand off to a human. */
   handOff?: HandOff;
+  /** Where the history came from: "request", "store" (by `userId`) or "store+request". */
+  historySource: string;
 }
 
 export interface Components {
@@ -238,7 +254,53 @@ export class TemporecClient {
       rulesApplied: response.rulesApplied,
       timingsMs: Object.fromEntries(response.timings.map((t) => [t.stage, t.milliseconds])),
       handOff: response.handOff,
+      historySource: response.historySource,
     };
+  }
+
+  /** Store `events` in the server's store; safe to retry: an event id is stored once per user. */
+  async track(events: TrackedEvent[], options: CallOptions = {}): Promise<Tracked> {
+    const { stored, duplicates, expired } = await this.call(
+      this.stub.track.bind(this.stub),
+      { events: events.map(toTracked) },
+      options,
+    );
+    return { stored: Number(stored), duplicates: Number(duplicates), expired: Number(expired) };
+  }
+
+  /** Bulk ingestion: each batch one message of one TrackStream call. */
+  async trackStream(batches: Iterable<TrackedEvent[]>, options: CallOptions = {}): Promise<Tracked> {
+    const metadata = this.callMetadata(options);
+    const response = await new Promise<TrackStreamResponse>((resolve, reject) => {
+      const stream = this.stub.trackStream(metadata, this.callOptions(options), (error, answer) => {
+        if (error) reject(new TemporecError(error.code, error.details, error.metadata));
+        else resolve(answer);
+      });
+      for (const batch of batches) stream.write({ events: batch.map(toTracked) });
+      stream.end();
+    });
+    const { stored, duplicates, expired } = response;
+    return { stored: Number(stored), duplicates: Number(duplicates), expired: Number(expired) };
+  }
+
+  /** The events the server's store holds for `userId`, oldest first (the `limit` most recent; 0: all). */
+  async getHistory(userId: string, options: CallOptions & { limit?: number } = {}): Promise<TrackedEvent[]> {
+    const request = { userId, limit: options.limit ?? 0 };
+    const { events } = await this.call(this.stub.getHistory.bind(this.stub), request, options);
+    return events.map(({ userId, eventId, itemId, action, timestampMs, text }) => ({
+      userId,
+      eventId,
+      itemId,
+      action,
+      timestamp: Number(timestampMs),
+      text,
+    }));
+  }
+
+  /** Remove every stored event of `userId`; resolves to how many went. */
+  async forgetUser(userId: string, options: CallOptions = {}): Promise<number> {
+    const { removed } = await this.call(this.stub.forgetUser.bind(this.stub), { userId }, options);
+    return Number(removed);
   }
 
   /** The installed encoders, heads and domains, and the loaded models. */
@@ -272,11 +334,20 @@ export class TemporecClient {
     this.stub.close();
   }
 
-  private call<Req, Res>(method: Unary<Req, Res>, request: Req, options: CallOptions): Promise<Res> {
+  private callMetadata(options: CallOptions): grpc.Metadata {
     const metadata = new grpc.Metadata();
     for (const [key, value] of Object.entries({ ...this.metadata, ...options.metadata })) metadata.set(key, value);
+    return metadata;
+  }
+
+  private callOptions(options: CallOptions): Partial<grpc.CallOptions> {
     const timeoutMs = options.timeoutMs === undefined ? this.timeoutMs : options.timeoutMs;
-    const callOptions = timeoutMs === null ? {} : { deadline: new Date(Date.now() + timeoutMs) };
+    return timeoutMs === null ? {} : { deadline: new Date(Date.now() + timeoutMs) };
+  }
+
+  private call<Req, Res>(method: Unary<Req, Res>, request: Req, options: CallOptions): Promise<Res> {
+    const metadata = this.callMetadata(options);
+    const callOptions = this.callOptions(options);
     const { signal } = options;
     return new Promise((resolve, reject) => {
       const cancel = () => call.cancel();
@@ -382,6 +453,10 @@ function toEvent(event: Event | string) {
     timestampMs: toMillis(event.timestamp),
     text: event.text ?? "",
   };
+}
+
+function toTracked(event: TrackedEvent) {
+  return { userId: event.userId, eventId: event.eventId, ...toEvent(event) };
 }
 
 function toMillis(timestamp: Date | number | undefined): number {

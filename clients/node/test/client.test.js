@@ -35,6 +35,29 @@ describe("against a live server", { skip: missingServer() ?? false }, () => {
     await server?.stop();
   });
 
+  test("track, then recommend by user id from the stored history; a retry is stored once", async () => {
+    const user = `node-${process.pid}-${Date.now()}`;
+    const t0 = Date.UTC(2024, 0, 1);
+    const events = ["4", "9", "2"].map((itemId, n) => ({ userId: user, eventId: `e${n}`, itemId, action: "watch", timestamp: t0 + 60_000 * n }));
+    assert.deepEqual(await client.track([events[2], events[0]]), { stored: 2, duplicates: 0, expired: 0 });
+    assert.deepEqual(await client.trackStream([[events[1]], events]), { stored: 1, duplicates: 3, expired: 0 });
+    const history = await client.getHistory(user);
+    assert.deepEqual(history.map((e) => [e.eventId, e.itemId, e.timestamp]), events.map((e) => [e.eventId, e.itemId, e.timestamp]));
+    const byUser = await client.recommend("video", { userId: user, k: 5 });
+    const sent = await client.recommend("video", { history: events.map(({ itemId, action, timestamp }) => ({ itemId, action, timestamp })), k: 5 });
+    assert.equal(byUser.historySource, "store");
+    assert.deepEqual(byUser.itemIds, sent.itemIds);
+    byUser.items.forEach((item, n) => assert.ok(Math.abs(item.score - sent.items[n].score) < 1e-5));
+    assert.equal(await client.forgetUser(user), 3);
+    assert.deepEqual(await client.getHistory(user), []);
+  });
+
+  test("a tracked event without an event id is INVALID_ARGUMENT naming it", async () => {
+    const error = await errorOf(client.track([{ userId: "u", eventId: "", itemId: "1" }]));
+    assert.equal(error.codeName, "INVALID_ARGUMENT");
+    assert.equal(error.details, "events[0].event_id: required");
+  });
+
   test("health is SERVING for the server and the recommender", async () => {
     assert.equal(await client.health(), "SERVING");
     assert.equal(await client.health("temporec.v1.Recommender"), "SERVING");

@@ -4,15 +4,17 @@ from __future__ import annotations
 
 import importlib.metadata
 import math
+import os
 import subprocess
 import sys
+import time
 from datetime import datetime, timezone
 from pathlib import Path
 
 import grpc
 import pytest
 
-from temporec_client import Event, TemporecClient, TemporecError
+from temporec_client import Event, TemporecClient, TemporecError, TrackedEvent
 from temporec_client.v1 import recommender_pb2
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "recommend.py"
@@ -147,3 +149,17 @@ def test_the_example_prints_recommendations(target):
     done = subprocess.run(command, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     assert "server health: SERVING" in done.stdout and "top 3 for video from lstm on local" in done.stdout
+
+
+def test_track_then_recommend_by_user_id_from_the_stored_history(client):
+    user = f"python-{os.getpid()}-{time.time_ns()}"
+    events = [TrackedEvent(user, f"e{n}", item, "watch", 1_704_067_200 + 60 * n) for n, item in enumerate("492")]
+    assert client.track([events[2], events[0]]).stored == 2  # late: the second arrives last
+    retried = client.track_stream([[events[1]], events])
+    assert (retried.stored, retried.duplicates) == (1, 3)
+    assert [(e.event_id, e.item_id) for e in client.get_history(user)] == [(e.event_id, e.item_id) for e in events]
+    by_user = client.recommend("video", user_id=user, k=5)
+    sent = client.recommend("video", history=[Event(e.item_id, e.action, e.timestamp) for e in events], k=5)
+    assert by_user.history_source == "store" and by_user.item_ids == sent.item_ids
+    assert [i.score for i in by_user.items] == pytest.approx([i.score for i in sent.items], rel=1e-5, abs=1e-6)
+    assert client.forget_user(user) == 3 and client.get_history(user) == []
