@@ -28,6 +28,7 @@ RESULTS_SECTIONS = (
     "sasrec-gap",  # benchmarks/sasrec_gap.py
     *("tuning-amazon-office", "tuning-amazon-beauty"),  # benchmarks/tuning.py
     *("heads-amazon-office", "heads-amazon-beauty"),  # benchmarks/heads.py
+    *("peers-amazon-office", "peers-amazon-beauty"),  # benchmarks/peers.py
 )
 
 
