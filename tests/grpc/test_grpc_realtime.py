@@ -10,6 +10,7 @@ import sqlite3
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 
 import grpc
@@ -77,6 +78,8 @@ def test_recommend_by_user_id_answers_as_the_stored_history_sent_explicitly(serv
         assert both.history_source == "store+request"
         same_answer(both, client.recommend("tiny", history=[*explicit, more], k=5))
         assert client.recommend("tiny", user_id="nobody", k=3).cold_start
+        code, details = code_of(client.recommend, "tiny", user_id="u1", history=[Event("v5", "view", T0 - 60)], k=5)
+        assert code is grpc.StatusCode.INVALID_ARGUMENT and details.startswith("history[0].timestamp: earlier than")
 
 
 def test_a_retried_event_id_is_stored_once(serve, store_url):
@@ -171,11 +174,14 @@ def test_redis_stopped_fails_fast_explicit_histories_still_served_then_recovers(
         ):
             code, details = code_of(call, *args)
             assert code is grpc.StatusCode.UNAVAILABLE and "store 'redis'" in details
+        assert wait_for_health(client, "NOT_SERVING") == "NOT_SERVING"
+        assert client.health() == "SERVING"  # the server itself still serves
         assert len(client.recommend("tiny", history=["v1", "v2"], k=3).items) == 3
         assert client.recommend("tiny", user_id="u", history=["v1"], k=3).history_source == "request"
         redis_server.start()  # the same port and append-only file: no server restart
         assert client.track(events("u", ["v3"], 2)).stored == 1
         assert [e.item_id for e in client.get_history("u")] == ["v1", "v2", "v3"]
+        assert wait_for_health(client, "SERVING") == "SERVING"
 
 
 def test_two_servers_sharing_one_redis_answer_a_user_alike(serve, redis_server):
@@ -268,6 +274,15 @@ def test_after_sigkill_every_acknowledged_event_is_there_and_retries_add_no_dupl
         assert len(ids) == len(set(ids)) == 50 * len(sent)  # each event once
     finally:
         server.stop()
+
+
+def wait_for_health(client: TemporecClient, status: str) -> str:
+    """The store's health status once it is ``status`` (it is polled about once a second),
+    or whatever it still is after a minute."""
+    until = time.monotonic() + 60
+    while (now := client.health("temporec.v1.Recommender/store")) != status and time.monotonic() < until:
+        time.sleep(0.1)
+    return now
 
 
 def wal(path: Path) -> bytes:

@@ -6,7 +6,8 @@ Besides ``temporec.v1.Recommender`` it serves the standard ``grpc.health.v1.Heal
 reflection, so that grpcurl, grpc_health_probe and Kubernetes probes work unchanged.
 Each started encoder also has its own health status, ``temporec.v1.Recommender/encoder/
 <name>``, kept current from ``Encoder.healthy``: a remote encoder that is down shows there,
-while requests that need no encoder are still served.
+while requests that need no encoder are still served. A server with a store reports it as
+``temporec.v1.Recommender/store`` in the same way.
 """
 
 from __future__ import annotations
@@ -35,7 +36,9 @@ log = logging.getLogger(__name__)
 SERVICE_NAME = recommender_pb2.DESCRIPTOR.services_by_name["Recommender"].full_name
 SERVING = health_pb2.HealthCheckResponse.SERVING
 NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
-ENCODER_HEALTH_INTERVAL = 1.0  # seconds between encoder health checks
+ENCODER_HEALTH_INTERVAL = 1.0  # seconds between encoder (and store) health checks
+#: The health-service name that reports the store (docs/realtime.md), on servers with one.
+STORE_HEALTH_NAME = f"{SERVICE_NAME}/store"
 
 
 def encoder_health_name(encoder: str) -> str:
@@ -141,10 +144,13 @@ class TemporecServer:
             await self.health.set(name, status)
 
     async def _watch_encoders(self) -> None:
-        """Keep each started encoder's health status current."""
+        """Keep each started encoder's health status current, and the store's."""
         while True:
             for name, healthy in (await self.service.encoder_health()).items():
                 await self.health.set(encoder_health_name(name), SERVING if healthy else NOT_SERVING)
+            if self.service.history.store is not None:
+                healthy = await self.service.history.healthy()
+                await self.health.set(STORE_HEALTH_NAME, SERVING if healthy else NOT_SERVING)
             await asyncio.sleep(ENCODER_HEALTH_INTERVAL)
 
 

@@ -73,6 +73,13 @@ class History:
         check_id("user_id", user_id, self.limits)
         return await self.call("ForgetUser", "forget", user_id)
 
+    async def healthy(self) -> bool:
+        """Whether the store answers now; a store whose check raises is not healthy."""
+        try:
+            return bool(await asyncio.to_thread(self.need("health").healthy))
+        except Exception:  # the check's failure is the answer
+            return False
+
     async def close(self) -> None:
         if self.store is not None:
             await asyncio.to_thread(plugin_call, f"store {self.store.name!r} close", self.store.close)

@@ -44,7 +44,7 @@ from temporec.serving.encoder_pool import EncoderPool
 from temporec.serving.history import HOW_TO_CONFIGURE, History, open_store, readable
 from temporec.serving.model_set import ModelKey, choose_model, load_models
 from temporec.serving.records import Components, ReloadResult
-from temporec.serving.validation import check_event, check_limits, check_texts
+from temporec.serving.validation import check_after, check_event, check_limits, check_texts
 
 log = logging.getLogger(__name__)
 
@@ -193,6 +193,7 @@ class RecommenderService:
         events = readable(stored, serving.loaded)
         if not events:
             return query, "request" if query.history else "store"
+        check_after(query.history, events[-1].timestamp)
         history = [*events, *query.history][-max(length, len(query.history)) :]
         return replace(query, history=history), "store+request" if query.history else "store"
 

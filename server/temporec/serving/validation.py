@@ -48,6 +48,16 @@ def check_event(
         )
 
 
+def check_after(history: list[Event], last_stored: float) -> None:
+    """The request's events follow the stored ones: none may be older than the last of them."""
+    for i, event in enumerate(history):
+        if event.timestamp and event.timestamp < last_stored:
+            raise InvalidArgument(
+                f"history[{i}].timestamp: earlier than the user's last stored event; the request's "
+                "events follow the stored ones: send only the events not tracked yet"
+            )
+
+
 def check_tracked(events: list[TrackedEvent], limits: Limits) -> None:
     """The events of a ``Track`` call: any order, any users; each names its user and event."""
     if not events:
