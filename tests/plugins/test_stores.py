@@ -123,3 +123,15 @@ def test_a_password_never_shows(redis_server):
     store = STORES["redis"](f"redis://:hunter2@127.0.0.1:{redis_server.port}/0", StoreSettings())
     assert "hunter2" not in str(store.describe())
     store.close()
+
+
+def test_a_url_no_store_handles_is_refused_naming_the_installed_ones():
+    from temporec import FailedPrecondition
+    from temporec.serving.history import open_store
+
+    registry = load_registry(env={"TEMPOREC_PLUGINS": "sqlite,redis"})
+    with pytest.raises(FailedPrecondition, match=r"no installed store handles 'mongodb' URLs .*'redis', 'sqlite'"):
+        open_store(registry, "mongodb://:secret@db/0", 10, 0)
+    with pytest.raises(FailedPrecondition) as refused:
+        open_store(registry, "mongodb://:secret@db/0", 10, 0)
+    assert "secret" not in str(refused.value)

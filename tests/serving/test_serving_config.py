@@ -132,3 +132,33 @@ def test_serve_flags_override_environment_and_file(tmp_path):
     args = parser.parse_args(["serve", "--config", str(path), "--models", "from-flag", "--encoder", "local"])
     config = serve.config_from_args(args, env)
     assert (config.port, config.models_dir, config.default_encoder) == (2222, "from-flag", "local")
+
+
+def test_store_settings_from_file_environment_and_flags(tmp_path):
+    import argparse
+
+    from temporec.cli import serve
+
+    path = write(tmp_path, 'store = "sqlite:///var/h.db"\nstore_max_events = 50\n[limits]\nmax_track_events = 7\n')
+    config = load_config(path, env={"TEMPOREC_STORE_RETENTION_DAYS": "1.5"})
+    assert (config.store, config.store_max_events, config.store_retention_days) == ("sqlite:///var/h.db", 50, 1.5)
+    assert config.limits.max_track_events == 7
+    assert "sqlite" not in repr(config)  # a Redis URL may carry a password
+
+    parser = argparse.ArgumentParser()
+    serve.add_parser(parser.add_subparsers())
+    args = parser.parse_args(["serve", "--config", str(path), "--store", "redis://h:6379/0", "--store-max-events", "9"])
+    config = serve.config_from_args(args, {})
+    assert (config.store, config.store_max_events) == ("redis://h:6379/0", 9)
+
+
+@pytest.mark.parametrize(
+    "text, words",
+    [
+        ("store_max_events = 0", "store_max_events: must be positive"),
+        ("store_retention_days = -1", "must not be negative"),
+    ],
+)
+def test_bad_store_settings_are_named(tmp_path, text, words):
+    with pytest.raises(ConfigError, match=words):
+        load_config(write(tmp_path, text + "\n"), env={})

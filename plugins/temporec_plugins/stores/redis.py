@@ -26,12 +26,15 @@ import logging
 import time
 from collections.abc import Sequence
 
-import redis as redis_py
-from redis.backoff import NoBackoff
-from redis.retry import Retry
-
 import temporec
-from temporec import Event, Store, StoreSettings, TrackedEvent, Unavailable
+from temporec import Event, FailedPrecondition, Store, StoreSettings, TrackedEvent, Unavailable
+
+try:  # an extra: without it the store is still listed, and says what to install when chosen
+    import redis as redis_py
+    from redis.backoff import NoBackoff
+    from redis.retry import Retry
+except ImportError:  # pragma: no cover (the dev extra has it)
+    redis_py = None
 
 log = logging.getLogger(__name__)
 
@@ -83,6 +86,8 @@ class RedisStore(Store):
 
     def __init__(self, url: str, settings: StoreSettings):
         super().__init__(url, settings)
+        if redis_py is None:
+            raise FailedPrecondition("store 'redis' needs the redis package: pip install 'temporec[redis]'")
         self._redis = redis_py.Redis.from_url(
             url,
             socket_connect_timeout=CONNECT_SECONDS,
