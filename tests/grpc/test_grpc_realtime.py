@@ -88,6 +88,9 @@ def test_a_retried_event_id_is_stored_once(serve, store_url):
         assert (client.track(batch).stored, client.track(batch).duplicates) == (3, 3)
         repeated = client.track([*events("u", ["v4"], 3), *events("u", ["v4"], 3)])
         assert (repeated.stored, repeated.duplicates) == (1, 1)
+        same_time = [TrackedEvent("t", f"s{n}", f"v{n}", "view", T0) for n in range(4)]
+        client.track([*same_time, same_time[0]])
+        assert [e.event_id for e in client.get_history("t")] == ["s0", "s1", "s2", "s3"]  # ties: arrival order
         streamed = client.track_stream([batch, events("u", ["v5", "v6"], 4)])
         assert (streamed.stored, streamed.duplicates) == (2, 3)
         assert [e.item_id for e in client.get_history("u")] == ["v1", "v2", "v3", "v4", "v5", "v6"]

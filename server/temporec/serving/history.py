@@ -58,8 +58,10 @@ class History:
         stamped = [e if e.event.timestamp else replace(e, event=replace(e.event, timestamp=now)) for e in events]
         cutoff = now - self.store.settings.retention_seconds if self.store.settings.retention_seconds else 0.0
         kept = [e for e in stamped if e.event.timestamp >= cutoff]
-        unique = list({(e.user_id, e.event_id): e for e in reversed(kept)}.values())  # the first of repeats
-        stored = await self.call("Track", "append", unique) if unique else 0
+        unique: dict[tuple[str, str], TrackedEvent] = {}
+        for e in kept:  # a repeat within the call counts as a duplicate; the first one, in order, is kept
+            unique.setdefault((e.user_id, e.event_id), e)
+        stored = await self.call("Track", "append", list(unique.values())) if unique else 0
         return TrackResult(stored, len(kept) - stored, len(events) - len(kept))
 
     async def events(self, user_id: str, limit: int) -> list[TrackedEvent]:
