@@ -90,6 +90,8 @@ def test_forget_leaves_nothing_in_the_sqlite_file(tmp_path):
     store = STORES["sqlite"](f"sqlite://{tmp_path}/h.db", StoreSettings())
     store.append([tracked("secret-user", f"e{t}", seconds=float(t)) for t in range(3)])
     store.forget("secret-user")
+    on_disk = b"".join(path.read_bytes() for path in tmp_path.glob("h.db*"))  # the file and its log
+    assert b"secret-user" not in on_disk  # while the store is still open
     store.close()
     rows = sqlite3.connect(tmp_path / "h.db").execute("SELECT * FROM events").fetchall()
     assert rows == []

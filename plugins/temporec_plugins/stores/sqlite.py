@@ -69,6 +69,9 @@ class SQLiteStore(Store):
         self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None, timeout=5.0)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=FULL")
+        # ForgetUser must leave nothing readable in the file: deleted rows are overwritten
+        # with zeros, not left in free pages.
+        self._db.execute("PRAGMA secure_delete=ON")
         self._db.executescript(SCHEMA)
 
     def append(self, events: Sequence[TrackedEvent]) -> int:
@@ -100,7 +103,11 @@ class SQLiteStore(Store):
 
     def forget(self, user_id: str) -> int:
         with self._lock, self._guard():
-            return self._db.execute("DELETE FROM events WHERE user_id = ?", (user_id,)).rowcount
+            removed = self._db.execute("DELETE FROM events WHERE user_id = ?", (user_id,)).rowcount
+            # The log still holds the pages as they were: move the zeroed ones into the file
+            # and empty the log, so nothing of the user is left on disk.
+            self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        return removed
 
     def healthy(self) -> bool:
         try:
