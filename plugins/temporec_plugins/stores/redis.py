@@ -120,7 +120,7 @@ class RedisStore(Store):
             flat = self._recent(keys=keys(user_id)[:2], args=[self._cutoff_ms() or "-inf", limit])
         found = []
         for event_id, stored in zip(flat[::2], flat[1::2]):
-            if stored:  # a payload gone between the two reads of a concurrent trim
+            if stored:  # one script read both, but a key edited by hand may lack an event
                 seq, _, body = stored.partition(" ")
                 found.append((int(seq), TrackedEvent(user_id, event_id, event_from(body))))
         found.sort(key=lambda pair: (pair[1].event.timestamp, pair[0]))
