@@ -126,6 +126,7 @@ def settings(loaded: LoadedModel, seconds: float) -> str:
     """The training settings that matter here, and how long and far training went."""
     config, metrics = loaded.manifest.training, loaded.manifest.metrics
     keep = ("dim", "max_len", "batch_size", "lr", "negatives", "use_text", "use_ids", "item_features", "target_weights")
+    keep += ("repeat_aware",) * bool(config.get("repeat_aware"))
     shown = ", ".join(f"{k}={config[k]}" for k in keep)
     return (
         f"{shown}, time budget {config['time_budget_s']:.0f} s; trained {metrics['epochs']:.0f} epochs "
@@ -141,7 +142,12 @@ def retail_taobao(bench: Bench) -> str:
     domain = domain_cls()
     dataset = domain.load_dataset(str(bench.args.data / "taobao-userbehavior"))
     base = bench.config(dim=64, max_len=50, batch_size=32, lr=2e-3, epochs=40, patience=3)
-    objectives = {"uniform targets": {}, "purchase-weighted targets": dict(domain.target_weights)}
+    weighted = {"target_weights": dict(domain.target_weights), "repeat_aware": False}
+    objectives = {
+        "uniform targets": {"target_weights": {}, "repeat_aware": False},
+        "purchase-weighted targets": weighted,
+        "purchase-weighted, repeat-aware": {**weighted, "repeat_aware": True},
+    }
     parts = [
         f"Data: `taobao-userbehavior` ({len(dataset.sequences)} users, {len(dataset.catalog)} items, "
         f"{sum(map(len, dataset.sequences.values()))} events, no item text). Items are represented by id and "
@@ -156,8 +162,8 @@ def retail_taobao(bench: Bench) -> str:
         rankers = domain.baselines(data, cases)
         notes = []
         for head in bench.heads:
-            for objective, weights in objectives.items():
-                config = replace(domain.training_config(data, base), target_weights=weights)
+            for objective, fields in objectives.items():
+                config = replace(domain.training_config(data, base), **fields)
                 started = time.monotonic()
                 path = train(
                     data,
@@ -166,7 +172,9 @@ def retail_taobao(bench: Bench) -> str:
                     domain=domain_cls,
                     encoder_name="local",
                     encoder_model_id="(none: ids and categories)",
-                    out_dir=bench.models_dir("retail", task.replace(" ", "-"), head.name, objective.split()[0]),
+                    out_dir=bench.models_dir(
+                        "retail", task.replace(" ", "-"), head.name, objective.replace(", ", "-").replace(" ", "-")
+                    ),
                     config=config,
                 )
                 name = f"{head.name}, {objective}"

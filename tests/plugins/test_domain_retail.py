@@ -108,6 +108,11 @@ def test_the_users_negatives_win_over_the_domains_and_0_is_the_full_softmax(chos
     assert RetailDomain().training_config(shop(), TrainConfig(negatives=chosen)).negatives == used
 
 
+@pytest.mark.parametrize(("chosen", "used"), [(None, True), (False, False), (True, True)])
+def test_retail_models_are_repeat_aware_unless_the_user_says_not(chosen, used):
+    assert RetailDomain().training_config(shop(), TrainConfig(repeat_aware=chosen)).repeat_aware is used
+
+
 def test_purchase_view_cuts_each_history_after_its_last_purchase():
     data = Dataset("d", CATALOG, {"a": BOUGHT, "b": [Event("tv", "view"), Event("tv", "purchase")], "c": BOUGHT[:1]})
     cut = RetailDomain().purchase_dataset(data)

@@ -95,7 +95,8 @@ class RetailDomain(Domain):
     def training_config(self, dataset: Dataset, config: TrainConfig | None = None) -> TrainConfig:
         """``config`` fitted to the data: text when items have it, the ``category``
         feature when there is one, sampled negatives unless the user chose (0: the full
-        softmax), and the retail target weights."""
+        softmax), the retail target weights, and repeat-aware scores unless the user chose
+        (shoppers come back to what they viewed: benchmarks/RESULTS.md, retail-taobao)."""
         config = config or TrainConfig()
         has_text = any(dataset.catalog.texts)
         return replace(
@@ -104,6 +105,7 @@ class RetailDomain(Domain):
             item_features=config.item_features or [n for n in ("category",) if n in dataset.catalog.features],
             negatives=min(self.negatives, len(dataset.catalog) - 1) if config.negatives is None else config.negatives,
             target_weights=config.target_weights or dict(self.target_weights),
+            repeat_aware=True if config.repeat_aware is None else config.repeat_aware,
         )
 
     def apply_rules(self, query: Query, history: list[int], catalog: Catalog, allowed_items: torch.Tensor) -> list[str]:

@@ -148,6 +148,13 @@ def add_parser(subparsers) -> None:
         help="lora, top: recompute the encoder's activations in the backward pass: less memory, more time",
     )
     model.add_argument(
+        "--repeat-aware",
+        action=argparse.BooleanOptionalAction,
+        default=DEFAULTS.repeat_aware,
+        help="a learned bonus for the history's own items (recency, frequency, action), gated by the head's "
+        "state: for users who come back to items (default: the domain's choice, on for retail; docs/heads.md)",
+    )
+    model.add_argument(
         "--length-buckets",
         action="store_true",
         help="batch windows of similar lengths together: faster epochs where lengths vary, at some accuracy "
@@ -306,6 +313,7 @@ def train_config(args: argparse.Namespace, head_cls: type) -> TrainConfig:
         gradient_checkpointing=args.gradient_checkpointing,
         ids_from_text=args.ids_from_text,
         scale_ids=not args.no_scale_ids,
+        repeat_aware=args.repeat_aware,
         length_buckets=args.length_buckets,
         head_options=head_options,
         negatives=args.negatives,

@@ -75,6 +75,10 @@ class TrainConfig:
     # Id embeddings start at std 1/dim and enter the events times sqrt(dim), as Transformers
     # embed tokens; off: std 1/sqrt(dim), unscaled (0.1's models).
     scale_ids: bool = True
+    # The items of the user's own history get a learned bonus for their recency, frequency and
+    # actions, gated by the head's state (temporec.model.repeats): shoppers come back. None:
+    # the domain decides (retail: on; else off).
+    repeat_aware: bool | None = None
     similarity: str = "dot"  # "dot" or "cosine" (temporec.model.recommender.SIMILARITIES)
     temperature: float = 1.0  # divides cosine scores; 0.05 is HSTU's
     grad_clip: float = 5.0

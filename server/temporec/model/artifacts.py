@@ -55,6 +55,7 @@ class Manifest:
     text_projection: str = "linear"  # or "adaptor" (temporec.model.text_adaptor)
     adaptor_experts: int = 8
     scale_ids: bool = False  # the Transformer parameterisation of the ids (SequenceRecommender)
+    repeat_aware: bool = False  # the history's items get a learned bonus (temporec.model.repeats)
     # A model whose training tuned its language model: the ``local`` encoder options that run
     # the tuned encoder saved in the artifact (``model`` relative to the artifact), and how it
     # was tuned. Empty: the text embeddings are the named encoder's own.
@@ -212,6 +213,7 @@ def _build(path: Path, manifest: Manifest, head_class: type) -> LoadedModel:
         text_projection=manifest.text_projection,
         adaptor_experts=manifest.adaptor_experts,
         scale_ids=manifest.scale_ids,
+        repeat_aware=manifest.repeat_aware,
     )
     model.load_state_dict(state)
     model.eval()

@@ -22,6 +22,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from temporec.contract.heads import Head, HeadOutput
+from temporec.model.repeats import RepeatScores, columns
 from temporec.model.text_adaptor import text_projection as text_projection_module
 
 GAP_BUCKETS = 32  # bucket 0: unknown gap; then one bucket per doubling of seconds
@@ -121,6 +122,7 @@ class SequenceRecommender(nn.Module):
         text_projection: str = "linear",
         adaptor_experts: int = 8,
         scale_ids: bool = False,
+        repeat_aware: bool = False,
     ):
         """``item_features``: categorical catalog features, name -> (n_items,) value
         indices (0..values-1); each value gets an embedding, added to the item vector.
@@ -128,7 +130,8 @@ class SequenceRecommender(nn.Module):
         ``temperature``: a sharp softmax over unit vectors, as HSTU trains).
         ``text_projection``: "linear", or "adaptor" with ``adaptor_experts`` experts
         (``temporec.model.text_adaptor``). ``scale_ids``: the Transformer parameterisation
-        of the id embeddings (see ``event_vectors``)."""
+        of the id embeddings (see ``event_vectors``). ``repeat_aware``: the history's own
+        items get a learned bonus (``temporec.model.repeats``)."""
         super().__init__()
         if not (use_text or use_ids or item_features):
             raise ValueError("an item representation needs text, ids or categorical features")
@@ -168,6 +171,7 @@ class SequenceRecommender(nn.Module):
         for table in (self.actions, self.gaps):
             nn.init.normal_(table.weight, std=1 / math.sqrt(dim))
         self.dropout = nn.Dropout(dropout)
+        self.repeats = RepeatScores(dim, head.max_len, n_actions) if repeat_aware else None
         # While training tunes the language model (``temporec.training.encoder_tuning``): the
         # encoder that ``text_embeddings`` come from. Saved apart (``artifacts.ENCODER_DIR``).
         self.text_encoder: nn.Module | None = None
@@ -235,6 +239,27 @@ class SequenceRecommender(nn.Module):
         """(B, dim): the predicted next item after each history, ready to score."""
         return self.scoring_states(self(batch).states[:, -1])
 
+    def score(
+        self, states: torch.Tensor, candidates: torch.Tensor, batch: EventBatch, index: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """(B, C) scores of ``candidates`` (``candidate_vectors(index)``; all items when
+        ``index`` is None) after each history of ``batch``, whose ``user_states`` are
+        ``states``: their dot products, and a repeat-aware model's history bonus."""
+        scores = states @ candidates.T
+        if self.repeats is None:
+            return scores
+        return self.repeats.add_to(scores, states, batch.items, batch.actions, batch.mask, index)
+
+    def repeat_bonus(self, states: torch.Tensor, batch: EventBatch):
+        """For training: the history bonus after every event (``states``: (B, L, dim)
+        scoring states) as (B, L, L) item columns and values (see ``losses.Bonus``); None
+        for a model that is not repeat-aware."""
+        if self.repeats is None:
+            return None
+        weights = self.repeats.weights(states, batch.items, batch.actions, batch.mask)
+        items = batch.items.unsqueeze(1).expand_as(weights)
+        return columns(items, weights, None, self.n_items)
+
     def scores(self, batch: EventBatch) -> torch.Tensor:
         """(B, n_items): one matmul for the whole batch."""
-        return self.user_states(batch) @ self.candidate_vectors().T
+        return self.score(self.user_states(batch), self.candidate_vectors(), batch)

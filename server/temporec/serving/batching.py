@@ -117,7 +117,7 @@ class ServingModel:
             ).to(self.device)
             states = self._user_states(events)
             head_done = time.perf_counter()
-            scores = states @ self.item_vectors.T
+            scores = self.model.score(states, self.item_vectors, events)
             results = self._top_k(scores, batch)
         scored = time.perf_counter()
         for p, ranked in zip(batch, results):
@@ -149,7 +149,9 @@ class ServingModel:
         rows = [[column] + [column[:t] + column[t + 1 :] for t in weighed] for column in columns]
         with torch.inference_mode():
             events = EventBatch.from_histories(*rows[:3], self.model.head.max_len, rows[3] if prepared.texts else None)
-            scores = self._user_states(events.to(self.device)) @ self.item_vectors[items].T  # (1 + events, items)
+            events = events.to(self.device)
+            index = torch.tensor(items, device=self.device)
+            scores = self.model.score(self._user_states(events), self.item_vectors[index], events, index)
             weights = (scores[0] - scores[1:]).T.tolist()
         history = prepared.query.history
         return [

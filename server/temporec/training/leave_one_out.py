@@ -80,8 +80,8 @@ def evaluate_model(
         candidates = model.scoring_items(items)
 
         def score(users: np.ndarray, stops: np.ndarray) -> torch.Tensor:
-            states = model(history_batch(seqs, users, stops, max_len).to(device), items).states[:, -1]
-            return model.scoring_states(states) @ candidates.T
+            batch = history_batch(seqs, users, stops, max_len).to(device)
+            return model.score(model.scoring_states(model(batch, items).states[:, -1]), candidates, batch)
 
         return summarize(rank_split(score, seqs, split, batch_size, device))
     finally:

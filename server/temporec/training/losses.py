@@ -15,6 +15,10 @@ from collections.abc import Callable
 import torch
 import torch.nn.functional as F
 
+from temporec.model.repeats import columns
+
+#: Terms added to some logits of each row: (N, K) item columns and (N, K) values.
+Bonus = tuple[torch.Tensor, torch.Tensor]
 CPU_BLOCK_ROWS = 256  # 256 x a few thousand items of float32 logits fit in a core's L2
 GPU_BLOCK_ROWS = 8192  # on a GPU large blocks win: fewer kernel launches
 
@@ -24,22 +28,31 @@ class _FullSoftmaxCrossEntropy(torch.autograd.Function):
     computed in the forward pass (the loss is a scalar, so backward only scales it)."""
 
     @staticmethod
-    def forward(ctx, states: torch.Tensor, items: torch.Tensor, targets: torch.Tensor, block: int):
+    def forward(ctx, states, items, targets, block: int, bonus_columns=None, bonus=None):
         grad_states = torch.empty_like(states)
         grad_items = torch.zeros_like(items)
+        grad_bonus = None if bonus is None else torch.empty_like(bonus)
         total = states.new_zeros((), dtype=torch.float64)
         for start in range(0, len(states), block):
             rows = slice(start, start + block)
-            total += _block_loss_and_grads(states[rows], items, targets[rows], grad_states[rows], grad_items)
-        ctx.save_for_backward(grad_states, grad_items)
+            extra = None if bonus is None else (bonus_columns[rows], bonus[rows], grad_bonus[rows])
+            total += _block_loss_and_grads(states[rows], items, targets[rows], grad_states[rows], grad_items, extra)
+        ctx.save_for_backward(grad_states, grad_items, grad_bonus)
         ctx.count = len(states)
         return (total / max(len(states), 1)).to(states.dtype)
 
     @staticmethod
     def backward(ctx, grad_output: torch.Tensor):
-        grad_states, grad_items = ctx.saved_tensors
+        grad_states, grad_items, grad_bonus = ctx.saved_tensors
         scale = grad_output / max(ctx.count, 1)
-        return grad_states * scale, grad_items * scale, None, None
+        return (
+            grad_states * scale,
+            grad_items * scale,
+            None,
+            None,
+            None,
+            None if grad_bonus is None else grad_bonus * scale,
+        )
 
 
 def _block_loss_and_grads(
@@ -48,10 +61,14 @@ def _block_loss_and_grads(
     targets: torch.Tensor,
     grad_states: torch.Tensor,
     grad_items: torch.Tensor,
+    bonus: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None,
 ) -> torch.Tensor:
     """Summed loss of one block of rows; writes the block's (unscaled) gradients:
-    ``softmax - onehot`` times the other factor of the logits."""
+    ``softmax - onehot`` times the other factor of the logits. ``bonus``: (columns,
+    values, their gradient) of terms added to some logits of each row (repeat scores)."""
     logits = states @ items.T
+    if bonus is not None:
+        logits.scatter_add_(1, bonus[0], bonus[1])
     rows = torch.arange(len(states), device=states.device)
     picked = logits[rows, targets]
     top = logits.amax(1, keepdim=True)
@@ -60,20 +77,27 @@ def _block_loss_and_grads(
     loss = (top.squeeze(1) + sums.squeeze(1).log() - picked).sum()
     probs.div_(sums)
     probs[rows, targets] -= 1
+    if bonus is not None:
+        torch.gather(probs, 1, bonus[0], out=bonus[2])
     torch.mm(probs, items, out=grad_states)
     grad_items.addmm_(probs.T, states)
     return loss
 
 
-def full_softmax_cross_entropy(states: torch.Tensor, items: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+def full_softmax_cross_entropy(
+    states: torch.Tensor, items: torch.Tensor, targets: torch.Tensor, bonus: Bonus | None = None
+) -> torch.Tensor:
     """Mean cross-entropy of each row's target item against every item.
 
-    ``states`` (N, D) user states, ``items`` (V, D) item vectors, ``targets`` (N,) long.
-    Differentiable in ``states`` and ``items`` (call backward once per forward)."""
+    ``states`` (N, D) user states, ``items`` (V, D) item vectors, ``targets`` (N,) long;
+    ``bonus``: (N, K) item columns and values added to each row's logits (a repeat-aware
+    model's history bonus). Differentiable in ``states``, ``items`` and the bonus values
+    (call backward once per forward)."""
     if not (states.requires_grad or items.requires_grad):
-        return F.cross_entropy(states @ items.T, targets)
+        logits = states @ items.T
+        return F.cross_entropy(logits if bonus is None else logits.scatter_add(1, *bonus), targets)
     block = GPU_BLOCK_ROWS if states.is_cuda else CPU_BLOCK_ROWS
-    return _FullSoftmaxCrossEntropy.apply(states, items, targets, block)
+    return _FullSoftmaxCrossEntropy.apply(states, items, targets, block, *(bonus or (None, None)))
 
 
 def sampled_softmax_cross_entropy(
@@ -82,13 +106,20 @@ def sampled_softmax_cross_entropy(
     item_vectors: Callable[[torch.Tensor], torch.Tensor],
     n_items: int,
     negatives: int,
+    bonus: Bonus | None = None,
 ) -> torch.Tensor:
     """Cross-entropy of each target against ``negatives`` uniformly sampled items, the
     same ones for the whole batch (a negative equal to the row's target is ignored).
     ``item_vectors(index)`` gives the vectors of some items: the catalog's are never all
-    computed, which is the point for catalogs too big for the full softmax."""
+    computed, which is the point for catalogs too big for the full softmax. ``bonus``: as
+    for ``full_softmax_cross_entropy``, added to the target and the sampled items it names."""
     sampled = torch.randint(n_items, (negatives,), device=states.device)
     positive = (states * item_vectors(targets)).sum(-1, keepdim=True)
-    negative = (states @ item_vectors(sampled).T).masked_fill(sampled == targets.unsqueeze(1), float("-inf"))
+    negative = states @ item_vectors(sampled).T
+    if bonus is not None:
+        items, values = bonus
+        positive = positive + (values * (items == targets.unsqueeze(1))).sum(1, keepdim=True)
+        negative = negative.scatter_add(1, *columns(items, values, sampled, negatives))
+    negative = negative.masked_fill(sampled == targets.unsqueeze(1), float("-inf"))
     logits = torch.cat([positive, negative], dim=1)
     return F.cross_entropy(logits, torch.zeros_like(targets))

@@ -130,6 +130,8 @@ def train(
         config = replace(config, negatives=0)
     if config.min_interactions is None:  # ``dataset`` is what it trains on
         config = replace(config, min_interactions=0)
+    if config.repeat_aware is None:
+        config = replace(config, repeat_aware=False)
     check_compatible(head_cls, domain)  # a head that needs what the domain's data lacks
     _check_inputs(dataset, text_embeddings, config)
     torch.set_num_threads(config.threads or default_threads())
@@ -262,6 +264,7 @@ def training_manifest(
         text_projection=model.text_projection,
         adaptor_experts=model.adaptor_experts,
         scale_ids=model.scale_ids,
+        repeat_aware=model.repeats is not None,
         data_name=data_name,
         data_fingerprint=data_fingerprint,
         training=asdict(config),
@@ -305,6 +308,7 @@ def build_model(
             text_projection="adaptor" if config.tuning == "adaptor" else "linear",
             adaptor_experts=config.adaptor_experts,
             scale_ids=config.scale_ids,
+            repeat_aware=bool(config.repeat_aware),
         )
     except ValueError as exc:
         raise InvalidArgument(f"config: {exc}") from exc
@@ -510,7 +514,7 @@ def _train_epoch(
                 known &= torch.rand(known.shape, device=device) < kept
                 if not known.any():
                     continue
-            loss = _next_item_loss(model, output.states[known], targets[known], config.negatives, table)
+            loss = _next_item_loss(model, output.states, targets, known, config.negatives, table, batch)
             if output.aux_loss is not None:
                 loss = loss + output.aux_loss
             optimizer.zero_grad(set_to_none=True)
@@ -556,17 +560,23 @@ def _next_item_loss(
     model: SequenceRecommender,
     states: torch.Tensor,
     targets: torch.Tensor,
+    known: torch.Tensor,
     negatives: int,
-    table: torch.Tensor | None = None,
+    table: torch.Tensor | None,
+    batch: EventBatch,
 ) -> torch.Tensor:
-    """Cross-entropy of each target against the catalog (``table``: its item vectors,
-    computed when None), or against ``negatives`` sampled items (see ``losses``)."""
+    """Cross-entropy of each ``known`` target of the (B, L) grid after ``batch``'s events
+    against the catalog (``table``: its item vectors, computed when None), or against
+    ``negatives`` sampled items (see ``losses``)."""
     states = model.scoring_states(states)
+    bonus = model.repeat_bonus(states, batch)
+    states, targets = states[known], targets[known]
+    bonus = None if bonus is None else (bonus[0][known], bonus[1][known])
     if negatives:
         candidates = model.candidate_vectors if table is None else lambda index: model.scoring_items(table[index])
-        return sampled_softmax_cross_entropy(states, targets, candidates, model.n_items, negatives)
+        return sampled_softmax_cross_entropy(states, targets, candidates, model.n_items, negatives, bonus)
     return full_softmax_cross_entropy(
-        states, model.scoring_items(model.item_vectors() if table is None else table), targets
+        states, model.scoring_items(model.item_vectors() if table is None else table), targets, bonus
     )
 
 

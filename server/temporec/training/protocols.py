@@ -194,7 +194,8 @@ def model_scorer(
             times.append([e.timestamp for e in events])
             texts.append([text_vectors(e.text) if i < 0 else None for i, e in zip(indices, events)])
         batch = EventBatch.from_histories(items, action_ids, times, max_len, texts if text_vectors else None)
-        scores = (model.user_states(batch.to(device)) @ model.candidate_vectors().T).float().cpu()
+        batch = batch.to(device)
+        scores = model.score(model.user_states(batch), model.candidate_vectors(), batch).float().cpu()
         empty = torch.tensor([not events for events in histories])
         return torch.where(empty.unsqueeze(1), popularity.float().expand_as(scores), scores)
 

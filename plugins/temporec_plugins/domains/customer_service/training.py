@@ -174,7 +174,8 @@ def _train_epoch(
         rows = order[start : start + config.batch_size]
         batch, right = _rows(inputs, rows).to(device), targets[rows].to(device)
         output = model(batch)
-        log_p = (model.scoring_states(output.states[:, -1]) @ model.candidate_vectors().T).log_softmax(1)
+        states = model.scoring_states(output.states[:, -1])
+        log_p = model.score(states, model.candidate_vectors(), batch).log_softmax(1)
         loss = -((log_p * right).sum(1) / right.sum(1)).mean()
         if output.aux_loss is not None:  # e.g. a VAE head's KL term
             loss = loss + output.aux_loss
