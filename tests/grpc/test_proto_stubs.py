@@ -110,6 +110,8 @@ def test_the_service_and_messages_have_the_documented_shape():
         "timings",
         "hand_off",
         "history_source",
+        "experiment",
+        "arm",
     ]
     assert fields(pb.TrackedEvent) == ["user_id", "event_id", "item_id", "action", "timestamp_ms", "text"]
 

@@ -154,6 +154,9 @@ export interface Recommendation {
   handOff?: HandOff;
   /** Where the history came from: "request", "store" (by `userId`) or "store+request". */
   historySource: string;
+  /** The A/B experiment the user is in ("": none; docs/realtime.md), and the arm that served them. */
+  experiment: string;
+  arm: string;
 }
 
 export interface Components {
@@ -255,6 +258,8 @@ export class TemporecClient {
       timingsMs: Object.fromEntries(response.timings.map((t) => [t.stage, t.milliseconds])),
       handOff: response.handOff,
       historySource: response.historySource,
+      experiment: response.experiment,
+      arm: response.arm,
     };
   }
 

@@ -94,6 +94,8 @@ class Recommendation:
     timings_ms: dict[str, float] = field(default_factory=dict)
     hand_off: HandOff | None = None  # set by domains that decide hand-offs (customer_service)
     history_source: str = "request"  # "request", "store" or "store+request" (by user id)
+    experiment: str = ""  # the A/B experiment the user is in ("": none), and its arm
+    arm: str = ""
 
     @property
     def item_ids(self) -> list[str]:
@@ -258,6 +260,8 @@ class TemporecClient:
             timings_ms={t.stage: t.milliseconds for t in response.timings},
             hand_off=_hand_off(response),
             history_source=response.history_source,
+            experiment=response.experiment,
+            arm=response.arm,
         )
 
     def track(self, events: Iterable[TrackedEvent], timeout: float | None = None) -> Tracked:

@@ -97,6 +97,7 @@ class Query:
     options: Any = None
     explain: bool = False  # weigh history events per recommended item (ScoredItem.contributions)
     explain_events: int = 0  # how many of the most recent events to weigh; 0: up to the limit
+    model_version: str = ""  # empty: the newest loaded model that matches; set by an experiment's arm
 
 
 @dataclass
@@ -144,3 +145,5 @@ class Recommendation:
     timings_ms: dict[str, float] = field(default_factory=dict)
     hand_off: HandOff | None = None  # set by domains that decide hand-offs (Domain.hand_off)
     history_source: str = "request"  # "request", "store" or "store+request"
+    experiment: str = ""  # the experiment the user is in ("": none), and its arm
+    arm: str = ""

@@ -105,6 +105,8 @@ def recommendation_to_proto(recommendation: Recommendation) -> pb.RecommendRespo
         timings=[pb.StageTiming(stage=s, milliseconds=ms) for s, ms in recommendation.timings_ms.items()],
         hand_off=pb.HandOff(**dataclasses.asdict(hand_off)) if hand_off is not None else None,
         history_source=recommendation.history_source,
+        experiment=recommendation.experiment,
+        arm=recommendation.arm,
     )
 
 

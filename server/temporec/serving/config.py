@@ -31,6 +31,19 @@ Example ``temporec.toml``::
 
     [encoder_substitutes]        # serve models trained with "local" through "triton"
     local = "triton"             # (the two must produce the same vector space)
+
+    [experiments.heads-2026]     # an A/B test (docs/realtime.md), one per domain
+    domain = "retail"
+    salt = "heads-2026"          # default: the experiment's name
+    attribution_window_s = 86400 # outcomes count this long after an exposure
+    outcome_actions = ["cart", "purchase"]
+    [experiments.heads-2026.arms.ar]
+    share = 0.5                  # the shares must sum to 1
+    head = "ar"
+    control = true               # exactly one arm
+    [experiments.heads-2026.arms.hstu]
+    share = 0.5
+    head = "hstu"                # also model_version, encoder, [....options]
 """
 
 from __future__ import annotations
@@ -44,7 +57,9 @@ from typing import Any, Mapping
 import tomllib
 
 from temporec.contract.errors import TemporecError, allowed
+from temporec.contract.options import options_from_mapping
 from temporec.contract.types import Limits
+from temporec.serving.experiments import DAY_SECONDS, DEFAULT_OUTCOME_ACTIONS, Arm, Experiment
 
 LOG_LEVELS = ("debug", "info", "warning", "error")
 LOG_FORMATS = ("text", "json")
@@ -87,9 +102,10 @@ class ServerConfig:
     store: str = field(default="", repr=False)  # a Redis URL may carry a password
     store_max_events: int = 10_000
     store_retention_days: float = 0.0
+    experiments: dict[str, Experiment] = field(default_factory=dict)  # [experiments.NAME]
 
 
-TABLES = ("encoders", "encoder_substitutes", "limits")
+TABLES = ("encoders", "encoder_substitutes", "limits", "experiments")
 SCALARS = tuple(f.name for f in dataclasses.fields(ServerConfig) if f.name not in TABLES)
 LIMITS = tuple(f.name for f in dataclasses.fields(Limits))
 
@@ -139,6 +155,8 @@ def apply_toml(config: ServerConfig, path: Path) -> None:
             config.encoders = _encoder_tables(value, where)
         elif key == "encoder_substitutes":
             config.encoder_substitutes = _substitutes(value, where)
+        elif key == "experiments":
+            config.experiments = experiments_from_toml(value, where)
         elif key == "limits":
             _check_table(value, where, "limits")
             for name, limit in value.items():
@@ -188,6 +206,105 @@ def validate(config: ServerConfig) -> None:
     for name in LIMITS:
         if getattr(config.limits, name) < 1:
             raise ConfigError(f"limits.{name}: must be positive, got {getattr(config.limits, name)}")
+
+
+EXPERIMENT_KEYS = ("domain", "salt", "arms", "attribution_window_s", "outcome_actions")
+ARM_KEYS = ("share", "control", "head", "model_version", "encoder", "options")
+SHARE_TOLERANCE = 1e-9
+
+
+def experiments_from_toml(value: Any, where: str) -> dict[str, Experiment]:
+    """The ``[experiments.NAME]`` tables, checked; at most one experiment per domain."""
+    _check_table(value, where, "experiments")
+    experiments = {name: _experiment(name, table, where) for name, table in value.items()}
+    domains: dict[str, str] = {}
+    for name, experiment in experiments.items():
+        if experiment.domain in domains:
+            raise ConfigError(
+                f"{where}: experiments.{name}.domain: domain {experiment.domain!r} is already in experiment "
+                f"{domains[experiment.domain]!r}; a domain's users are in one experiment at a time"
+            )
+        domains[experiment.domain] = name
+    return experiments
+
+
+def _experiment(name: str, table: Any, where: str) -> Experiment:
+    label = f"experiments.{name}"
+    _check_table(table, where, label)
+    for key in table:
+        _check_key(key, EXPERIMENT_KEYS, where, f"{label}.")
+    domain = table.get("domain")
+    if not isinstance(domain, str) or not domain:
+        raise ConfigError(f"{where}: {label}.domain: required, a domain name; got {domain!r}")
+    salt = _convert(table.get("salt", name), str, f"{where}: {label}.salt")
+    window = _convert(table.get("attribution_window_s", DAY_SECONDS), float, f"{where}: {label}.attribution_window_s")
+    if window <= 0:
+        raise ConfigError(f"{where}: {label}.attribution_window_s: must be positive, got {window}")
+    actions = table.get("outcome_actions", list(DEFAULT_OUTCOME_ACTIONS))
+    if not isinstance(actions, list) or not actions or not all(isinstance(a, str) and a for a in actions):
+        raise ConfigError(f"{where}: {label}.outcome_actions: must be a list of action names, got {actions!r}")
+    arms = _arms(table.get("arms"), where, f"{label}.arms")
+    return Experiment(name, domain, arms, salt, window, tuple(actions))
+
+
+def _arms(value: Any, where: str, label: str) -> tuple[Arm, ...]:
+    if not value:
+        raise ConfigError(f"{where}: {label}: required, a table of arms ([{label}.NAME]) with their shares")
+    _check_table(value, where, label)
+    arms = tuple(_arm(name, table, where, f"{label}.{name}") for name, table in value.items())
+    total = sum(arm.share for arm in arms)
+    if abs(total - 1.0) > SHARE_TOLERANCE:
+        shares = ", ".join(f"{arm.name}={arm.share:g}" for arm in arms)
+        raise ConfigError(f"{where}: {label}: the shares must sum to 1, got {total:g} ({shares})")
+    controls = [arm.name for arm in arms if arm.control]
+    if len(controls) != 1:
+        raise ConfigError(
+            f"{where}: {label}: exactly one arm must have control = true, got {len(controls)}"
+            + (f" ({', '.join(controls)})" if controls else "")
+        )
+    return arms
+
+
+def _arm(name: str, table: Any, where: str, label: str) -> Arm:
+    _check_table(table, where, label)
+    for key in table:
+        _check_key(key, ARM_KEYS, where, f"{label}.")
+    if "share" not in table:
+        raise ConfigError(f"{where}: {label}.share: required, the arm's share of the users (0 to 1)")
+    share = _convert(table["share"], float, f"{where}: {label}.share")
+    if not 0 <= share <= 1:
+        raise ConfigError(f"{where}: {label}.share: must be between 0 and 1, got {share}")
+    control = table.get("control", False)
+    if not isinstance(control, bool):
+        raise ConfigError(f"{where}: {label}.control: expected true or false, got {control!r}")
+    selector = {key: _convert(table.get(key, ""), str, f"{where}: {label}.{key}") for key in ARM_KEYS[2:5]}
+    options = table.get("options", {})
+    _check_table(options, where, f"{label}.options")
+    return Arm(name, share, control, options=dict(options), **selector)
+
+
+def check_experiment_names(
+    experiments: dict[str, Experiment], domains: Mapping[str, Any], heads: Any, encoders: Any
+) -> None:
+    """Each experiment's domain, and each arm's head and encoder, are installed; each arm's
+    options are its domain's (``domains``: name -> Domain)."""
+    for name, experiment in experiments.items():
+        label = f"experiments.{name}"
+        if experiment.domain not in domains:
+            raise ConfigError(f"{label}.domain: unknown domain {experiment.domain!r}; installed: {allowed(domains)}")
+        for arm in experiment.arms:
+            if arm.head and arm.head not in heads:
+                raise ConfigError(
+                    f"{label}.arms.{arm.name}.head: unknown head {arm.head!r}; installed: {allowed(heads)}"
+                )
+            if arm.encoder and arm.encoder not in encoders:
+                raise ConfigError(
+                    f"{label}.arms.{arm.name}.encoder: unknown encoder {arm.encoder!r}; installed: {allowed(encoders)}"
+                )
+            try:
+                options_from_mapping(domains[experiment.domain].request_options, arm.options)
+            except TemporecError as exc:
+                raise ConfigError(f"{label}.arms.{arm.name}.{exc}") from exc
 
 
 def _encoder_tables(value: Any, where: str) -> dict[str, dict[str, Any]]:

@@ -46,12 +46,14 @@ def choose_model(
     serving_encoder: Callable[[str], str],
 ) -> ServingModel:
     """The newest model of the query's domain with the query's head (else the domain's
-    default head, else any head) and encoder. A head the query did not name is checked
+    default head, else any head), encoder and version (when it names one). A head the query did not name is checked
     here against the domain's data (``_domain`` checked a named one before)."""
     candidates = [
         (key, serving)
         for key, serving in models.items()
-        if key[0] == query.domain and (not query.encoder or serving_encoder(key[2]) == query.encoder)
+        if key[0] == query.domain
+        and (not query.encoder or serving_encoder(key[2]) == query.encoder)
+        and (not query.model_version or serving.loaded.version == query.model_version)
     ]
     head = query.head or domain.default_head
     matching = [serving for key, serving in candidates if key[1] == head]
@@ -62,6 +64,7 @@ def choose_model(
         raise NotFound(
             f"head: no model is loaded for domain {query.domain!r} with head {head!r}"
             + (f" and encoder {query.encoder!r}" if query.encoder else "")
+            + (f" and version {query.model_version!r}" if query.model_version else "")
             + f"; loaded for this domain: {', '.join(loaded) or '(none)'}"
         )
     chosen = max(matching, key=lambda serving: serving.loaded.version)

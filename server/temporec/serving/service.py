@@ -39,8 +39,9 @@ from temporec.model.artifacts import LoadedModel, Manifest
 from temporec.model.devices import resolve_device
 from temporec.serving.batching import Prepared, Ranked, ServingModel
 from temporec.serving.components import list_components
-from temporec.serving.config import ServerConfig
+from temporec.serving.config import ServerConfig, check_experiment_names
 from temporec.serving.encoder_pool import EncoderPool
+from temporec.serving.experiments import Experiment, assign
 from temporec.serving.history import HOW_TO_CONFIGURE, History, open_store, readable
 from temporec.serving.model_set import ModelKey, choose_model, load_models
 from temporec.serving.records import Components, ReloadResult
@@ -60,6 +61,7 @@ class RecommenderService:
         limits: Limits | None = None,
         device: str = "auto",
         store: Store | None = None,
+        experiments: dict[str, Experiment] | None = None,
     ):
         self.registry = registry
         self.models_dir = Path(models_dir) if models_dir else None
@@ -72,6 +74,8 @@ class RecommenderService:
         self.models: dict[ModelKey, ServingModel] = {}
         self.encoders = EncoderPool(registry.encoders, encoder_options or {})
         self.history = History(store, self.limits)
+        self.experiments = experiments or {}
+        check_experiment_names(self.experiments, self.domains, registry.heads, registry.encoders)
         self._reload_lock = asyncio.Lock()
         self._ready = False
 
@@ -139,6 +143,7 @@ class RecommenderService:
         return await asyncio.wait_for(self._recommend(query, deadline), timeout)
 
     async def _recommend(self, query: Query, deadline: float | None) -> Recommendation:
+        query, experiment, arm = assign(self.experiments, query)
         domain = self._domain(query)
         # Read once, before any rule runs: unknown options are refused even where no rule
         # reads them, and the domain gets its typed options.
@@ -169,6 +174,8 @@ class RecommenderService:
             timings_ms=prepared.timings_ms,
             hand_off=hand_off,
             history_source=source,
+            experiment=experiment.name if experiment else "",
+            arm=arm.name if arm else "",
         )
 
     async def _with_stored_history(self, query: Query, serving: ServingModel) -> tuple[Query, str]:
@@ -371,4 +378,5 @@ def build_service(config: ServerConfig, registry: Registry | None = None) -> Rec
         limits=config.limits,
         device=config.device,
         store=open_store(registry, config.store, config.store_max_events, config.store_retention_days),
+        experiments=config.experiments,
     )

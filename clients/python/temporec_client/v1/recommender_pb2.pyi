@@ -126,7 +126,7 @@ class StageTiming(_message.Message):
     def __init__(self, stage: _Optional[str] = ..., milliseconds: _Optional[float] = ...) -> None: ...
 
 class RecommendResponse(_message.Message):
-    __slots__ = ("items", "domain", "head", "encoder", "model_version", "cold_start", "candidate_source", "rules_applied", "timings", "hand_off", "history_source")
+    __slots__ = ("items", "domain", "head", "encoder", "model_version", "cold_start", "candidate_source", "rules_applied", "timings", "hand_off", "history_source", "experiment", "arm")
     ITEMS_FIELD_NUMBER: _ClassVar[int]
     DOMAIN_FIELD_NUMBER: _ClassVar[int]
     HEAD_FIELD_NUMBER: _ClassVar[int]
@@ -138,6 +138,8 @@ class RecommendResponse(_message.Message):
     TIMINGS_FIELD_NUMBER: _ClassVar[int]
     HAND_OFF_FIELD_NUMBER: _ClassVar[int]
     HISTORY_SOURCE_FIELD_NUMBER: _ClassVar[int]
+    EXPERIMENT_FIELD_NUMBER: _ClassVar[int]
+    ARM_FIELD_NUMBER: _ClassVar[int]
     items: _containers.RepeatedCompositeFieldContainer[RecommendedItem]
     domain: str
     head: str
@@ -149,7 +151,9 @@ class RecommendResponse(_message.Message):
     timings: _containers.RepeatedCompositeFieldContainer[StageTiming]
     hand_off: HandOff
     history_source: str
-    def __init__(self, items: _Optional[_Iterable[_Union[RecommendedItem, _Mapping]]] = ..., domain: _Optional[str] = ..., head: _Optional[str] = ..., encoder: _Optional[str] = ..., model_version: _Optional[str] = ..., cold_start: _Optional[bool] = ..., candidate_source: _Optional[str] = ..., rules_applied: _Optional[_Iterable[str]] = ..., timings: _Optional[_Iterable[_Union[StageTiming, _Mapping]]] = ..., hand_off: _Optional[_Union[HandOff, _Mapping]] = ..., history_source: _Optional[str] = ...) -> None: ...
+    experiment: str
+    arm: str
+    def __init__(self, items: _Optional[_Iterable[_Union[RecommendedItem, _Mapping]]] = ..., domain: _Optional[str] = ..., head: _Optional[str] = ..., encoder: _Optional[str] = ..., model_version: _Optional[str] = ..., cold_start: _Optional[bool] = ..., candidate_source: _Optional[str] = ..., rules_applied: _Optional[_Iterable[str]] = ..., timings: _Optional[_Iterable[_Union[StageTiming, _Mapping]]] = ..., hand_off: _Optional[_Union[HandOff, _Mapping]] = ..., history_source: _Optional[str] = ..., experiment: _Optional[str] = ..., arm: _Optional[str] = ...) -> None: ...
 
 class ListComponentsRequest(_message.Message):
     __slots__ = ()
