@@ -7,7 +7,7 @@ import sqlite3
 
 import pytest
 
-from temporec import Event, StoreSettings, TrackedEvent
+from temporec import Event, Exposure, Store, StoreSettings, TrackedEvent
 from temporec.contract.registry import load_registry
 
 STORES = load_registry(env={"TEMPOREC_PLUGINS": "sqlite,redis"}).stores
@@ -89,20 +89,29 @@ def test_forget_removes_the_user_and_only_them(open_store):
 def test_forget_leaves_nothing_in_the_sqlite_file(tmp_path):
     store = STORES["sqlite"](f"sqlite://{tmp_path}/h.db", StoreSettings())
     store.append([tracked("secret-user", f"e{t}", seconds=float(t)) for t in range(3)])
+    store.record_exposure(Exposure("exp", "a", "secret-user", "r1", ("v1", "v2"), 5.0))
+    store.record_exposure(Exposure("exp", "a", "other", "r2", ("v1",), 6.0))
     store.forget("secret-user")
     on_disk = b"".join(path.read_bytes() for path in tmp_path.glob("h.db*"))  # the file and its log
     assert b"secret-user" not in on_disk  # while the store is still open
     store.close()
-    rows = sqlite3.connect(tmp_path / "h.db").execute("SELECT * FROM events").fetchall()
-    assert rows == []
+    database = sqlite3.connect(tmp_path / "h.db")
+    assert database.execute("SELECT * FROM events").fetchall() == []
+    assert database.execute("SELECT user_id FROM exposures").fetchall() == [("other",)]
 
 
 def test_forget_leaves_no_redis_key_of_the_user(redis_server):
     store = STORES["redis"](redis_server.url, StoreSettings())
     store.append([tracked("secret-user", f"e{t}", seconds=float(t)) for t in range(3)] + [tracked("other", "e")])
+    store.record_exposure(Exposure("exp", "a", "secret-user", "r1", ("v1", "v2"), 5.0))
+    store.record_exposure(Exposure("exp", "a", "other", "r2", ("v1",), 6.0))
     store.forget("secret-user")
-    keys = [key.decode() for key in redis_server.client().scan_iter("*")]
+    client = redis_server.client()
+    keys = [key.decode() for key in client.scan_iter("*")]
     assert keys and not [key for key in keys if "secret-user" in key]
+    values = [client.dump(key) for key in keys]  # every value, serialized
+    assert not [value for value in values if b"secret-user" in value]
+    assert [e.user_id for e in store.exposures("exp")] == ["other"]
     store.close()
 
 
@@ -137,3 +146,41 @@ def test_a_url_no_store_handles_is_refused_naming_the_installed_ones():
     with pytest.raises(FailedPrecondition) as refused:
         open_store(registry, "mongodb://:secret@db/0", 10, 0)
     assert "secret" not in str(refused.value)
+
+
+def test_exposures_come_back_in_time_order_per_experiment(open_store):
+    store = open_store()
+    late = Exposure("exp", "b", "ü", "r2", ("v3", "«v4»"), 1_700_000_010.5)
+    early = Exposure("exp", "a", "u1", "r1", ("v1",), 1_700_000_000.25)
+    tie = Exposure("exp", "a", "u2", "r3", (), 1_700_000_010.5)
+    for exposure in (late, early, tie, Exposure("other", "a", "u1", "r4", ("v1",), 1.0)):
+        store.record_exposure(exposure)
+    back = store.exposures("exp")
+    assert [e.request_id for e in back] == ["r1", "r2", "r3"]  # ties: arrival
+    assert back[1] == Exposure("exp", "b", "ü", "r2", ("v3", "«v4»"), pytest.approx(1_700_000_010.5))
+    assert [e.request_id for e in store.exposures("other")] == ["r4"] and store.exposures("none") == []
+    store.forget("u1")
+    assert [e.request_id for e in store.exposures("exp")] == ["r2", "r3"] and store.exposures("other") == []
+
+
+def test_a_store_without_experiments_says_so():
+    from temporec import FailedPrecondition
+
+    class Minimal(Store):
+        name = "minimal"
+
+        def append(self, events):
+            return 0
+
+        def history(self, user_id, limit):
+            return []
+
+        def forget(self, user_id):
+            return 0
+
+    store = Minimal("minimal:", StoreSettings())
+    assert not Minimal.keeps_experiments() and all(STORES[n].keeps_experiments() for n in ("sqlite", "redis"))
+    with pytest.raises(FailedPrecondition, match="store 'minimal' does not keep experiments"):
+        store.record_exposure(Exposure("e", "a", "u", "r", (), 0.0))
+    with pytest.raises(FailedPrecondition, match="store 'minimal' does not keep experiments"):
+        store.exposures("e")

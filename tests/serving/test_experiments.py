@@ -3,10 +3,15 @@ the sticky assignment of users to arms."""
 
 from __future__ import annotations
 
+import importlib.util
+import math
+
 import pytest
 
-from temporec.contract.types import Query
+from temporec.contract.stores import Exposure, TrackedEvent
+from temporec.contract.types import Event, Query
 from temporec.serving.config import ConfigError, check_experiment_names, load_config
+from temporec.serving.experiment_report import cumulative, format_report, report
 from temporec.serving.experiments import DAY_SECONDS, DEFAULT_OUTCOME_ACTIONS, Arm, Experiment, assign, bucket
 
 TWO_ARMS = """
@@ -131,3 +136,88 @@ def test_the_arm_overrides_the_request_and_only_users_of_the_domain_are_in():
     with_options = Experiment("o", "tiny", (Arm("only", 1.0, True, options={"a": "1"}),))
     served, _, _ = assign({"o": with_options}, Query("tiny", [], user_id="u", options={"a": "0", "b": "2"}))
     assert served.options == {"a": "1", "b": "2"}
+
+
+# -- the report: outcomes within the window, of shown items, and the lift --------------------
+
+
+def hand_case():
+    arms = (Arm("a", 0.5, control=True), Arm("b", 0.5))
+    chosen = Experiment("ab", "tiny", arms, attribution_window_s=100.0, outcome_actions=("purchase",))
+    shown = [("a", "u1", ("x", "y")), ("a", "u2", ("x",)), ("a", "u3", ("z",)), ("a", "u4", ("x",))]
+    shown += [("b", "u5", ("x",)), ("b", "u6", ("y",)), ("a", "u1", ("q",))]
+    exposures = [Exposure("ab", arm, user, f"r{n}", items, 1000.0) for n, (arm, user, items) in enumerate(shown)]
+    events = {
+        "u1": [("y", "purchase", 1050.0)],  # shown, in the window: an outcome
+        "u2": [("x", "purchase", 1200.0)],  # after the window
+        "u3": [("x", "purchase", 1010.0)],  # not shown to u3
+        "u4": [("x", "purchase", 990.0), ("x", "view", 1010.0)],  # before the exposure; not an outcome action
+        "u5": [("x", "purchase", 1100.0)],  # at the window's end: counts
+        "u6": [("y", "purchase", 1001.0)],
+    }
+    histories = {
+        user: [TrackedEvent(user, f"e{i}", Event(item, action, t)) for i, (item, action, t) in enumerate(rows)]
+        for user, rows in events.items()
+    }
+    return chosen, exposures, histories
+
+
+def test_the_report_of_a_hand_computed_case():
+    chosen, exposures, histories = hand_case()
+    a, b = report(chosen, exposures, histories)
+    assert (a.arm, a.control, a.users, a.exposures, a.converted) == ("a", True, 4, 5, 1)
+    assert (b.arm, b.control, b.users, b.exposures, b.converted) == ("b", False, 2, 2, 2)
+    assert (a.rate, b.rate) == (pytest.approx(0.25), pytest.approx(1.0))
+    assert (a.lift, a.low, a.high) == (0.0, 0.0, 0.0)
+    half = 1.959964 * math.sqrt(0.25 * 0.75 / 4)  # b's rate is 1: no variance of its own
+    assert b.lift == pytest.approx(0.75)
+    assert (b.low, b.high) == (pytest.approx(0.75 - half, abs=1e-6), pytest.approx(0.75 + half, abs=1e-6))
+    assert b.relative == pytest.approx(3.0)
+    early = {row.arm: row.converted for row in report(chosen, exposures, histories, until=1060.0)}
+    assert early == {"a": 1, "b": 1}  # u5's purchase had not happened yet
+    series = cumulative(chosen, exposures, histories, points=10)
+    assert [t for t, _ in series] == pytest.approx([1010.0 + 10 * i for i in range(10)])
+    assert series[-1][1] == report(chosen, exposures, histories)
+    table = format_report(chosen, report(chosen, exposures, histories))
+    assert "a *" in table and "+75.00%  [+32.57%, +117.43%]" in table
+
+
+def test_an_arm_without_users_has_no_interval():
+    chosen, exposures, histories = hand_case()
+    _, b = report(chosen, [e for e in exposures if e.arm == "a"], histories)
+    assert (b.users, b.rate) == (0, 0.0) and math.isnan(b.low) and math.isnan(b.high)
+
+
+def test_the_report_command_reads_the_configured_store(tmp_path, capsys):
+    from conftest import run_command
+    from temporec.cli import experiments as command
+    from temporec.contract.errors import FailedPrecondition, NotFound
+    from temporec.contract.registry import load_registry
+    from temporec.contract.stores import StoreSettings
+
+    chosen, exposures, histories = hand_case()
+    store = load_registry(env={"TEMPOREC_PLUGINS": "sqlite"}).stores["sqlite"](
+        f"sqlite://{tmp_path}/h.db", StoreSettings()
+    )
+    for exposure in exposures:
+        store.record_exposure(exposure)
+    store.append([tracked for events in histories.values() for tracked in events])
+    store.close()
+    config = tmp_path / "temporec.toml"
+    config.write_text(
+        f'store = "sqlite://{tmp_path}/h.db"\n[experiments.ab]\ndomain = "tiny"\nattribution_window_s = 100\n'
+        'outcome_actions = ["purchase"]\n[experiments.ab.arms.a]\nshare = 0.5\ncontrol = true\n'
+        "[experiments.ab.arms.b]\nshare = 0.5\n"
+    )
+    assert run_command(command, ["experiments", "report", "ab", "--config", str(config)]) == 0
+    printed = capsys.readouterr().out
+    assert printed == format_report(chosen, report(chosen, exposures, histories)) + "\n"
+    with pytest.raises(NotFound, match="experiment 'cd' is not in .*; configured: 'ab'"):
+        run_command(command, ["experiments", "report", "cd", "--config", str(config)])
+    if importlib.util.find_spec("matplotlib") is None:
+        with pytest.raises(FailedPrecondition, match="--plot needs matplotlib: pip install matplotlib"):
+            run_command(command, ["experiments", "report", "ab", "--config", str(config), "--plot", "lift.png"])
+    else:  # pragma: no cover (not installed here)
+        plot = tmp_path / "lift.png"
+        assert run_command(command, ["experiments", "report", "ab", "--config", str(config), "--plot", str(plot)]) == 0
+        assert plot.read_bytes().startswith(b"\x89PNG")

@@ -11,6 +11,11 @@ one Lua script, atomically, so replicas never interleave inside a batch, and one
 per batch is what makes ingestion fast. That needs one Redis server (replicas and
 Sentinel are fine), not Redis Cluster, whose scripts may touch one shard only.
 
+Experiments' exposures: per experiment, a sorted set scored by time
+(``temporec:exp:{NAME}:exposures``, members "SEQ JSON", SEQ from ``temporec:exp:{NAME}:seq``),
+and per user a set naming each of the user's members (``temporec:{USER}:exposures``), so
+that ``forget`` removes them too.
+
 Durability is Redis's: an event is acknowledged once Redis has it in memory. Only with
 ``appendonly yes`` and ``appendfsync always`` does every acknowledged event survive a
 crash of Redis or of its machine; the default ``everysec`` may lose the last second, and
@@ -29,7 +34,7 @@ import time
 from collections.abc import Sequence
 
 import temporec
-from temporec import Event, FailedPrecondition, Store, StoreSettings, TrackedEvent, Unavailable
+from temporec import Event, Exposure, FailedPrecondition, Store, StoreSettings, TrackedEvent, Unavailable
 
 try:  # an extra: without it the store is still listed, and says what to install when chosen
     import redis as redis_py
@@ -81,6 +86,29 @@ local out = {}
 for i = 1, #ids do out[#out + 1] = ids[i]; out[#out + 1] = payloads[i] or '' end
 return out
 """
+# KEYS: the experiment's exposures (zset) and seq, the user's exposures (set). ARGV: ms, JSON.
+EXPOSE = """
+local member = redis.call('INCR', KEYS[2]) .. ' ' .. ARGV[2]
+redis.call('ZADD', KEYS[1], ARGV[1], member)
+redis.call('SADD', KEYS[3], KEYS[1] .. '\\n' .. member)
+"""
+# KEYS: the user's exposures (set): each names an experiment's zset and a member of it.
+FORGET_EXPOSURES = """
+for _, entry in ipairs(redis.call('SMEMBERS', KEYS[1])) do
+  local cut = string.find(entry, '\\n', 1, true)
+  redis.call('ZREM', string.sub(entry, 1, cut - 1), string.sub(entry, cut + 1))
+end
+redis.call('DEL', KEYS[1])
+"""
+
+
+def experiment_keys(experiment: str) -> tuple[str, str]:
+    tag = f"{PREFIX}:exp:{{{experiment}}}"
+    return f"{tag}:exposures", f"{tag}:seq"
+
+
+def exposures_key(user_id: str) -> str:
+    return f"{PREFIX}:{{{user_id}}}:exposures"
 
 
 def keys(user_id: str) -> tuple[str, str, str]:
@@ -104,6 +132,8 @@ class RedisStore(Store):
         )
         self._append = self._redis.register_script(APPEND)
         self._recent = self._redis.register_script(RECENT)
+        self._expose = self._redis.register_script(EXPOSE)
+        self._forget_exposures = self._redis.register_script(FORGET_EXPOSURES)
         self._warn_unless_durable()
 
     def append(self, events: Sequence[TrackedEvent]) -> int:
@@ -126,12 +156,30 @@ class RedisStore(Store):
         found.sort(key=lambda pair: (pair[1].event.timestamp, pair[0]))
         return [tracked for _, tracked in found]
 
+    def record_exposure(self, exposure: Exposure) -> None:
+        fields = [exposure.arm, exposure.user_id, exposure.request_id, list(exposure.items)]
+        body = json.dumps(fields, ensure_ascii=False, separators=(",", ":"))
+        names = [*experiment_keys(exposure.experiment), exposures_key(exposure.user_id)]
+        with self._guard():
+            self._expose(keys=names, args=[to_ms(exposure.timestamp), body])
+
+    def exposures(self, experiment: str) -> list[Exposure]:
+        with self._guard():
+            members = self._redis.zrange(experiment_keys(experiment)[0], 0, -1, withscores=True)
+        found = []
+        for member, ms in members:
+            seq, _, body = member.partition(" ")
+            arm, user, request_id, items = json.loads(body)
+            found.append((ms, int(seq), Exposure(experiment, arm, user, request_id, tuple(items), ms / 1000)))
+        return [exposure for *_, exposure in sorted(found, key=lambda f: f[:2])]
+
     def forget(self, user_id: str) -> int:
         events, data, seq = keys(user_id)
         with self._guard():
             pipe = self._redis.pipeline(transaction=True)
             pipe.zcard(events).delete(events, data, seq)
-            removed, _ = pipe.execute()
+            self._forget_exposures(keys=[exposures_key(user_id)], client=pipe)
+            removed, *_ = pipe.execute()
         return removed
 
     def healthy(self) -> bool:

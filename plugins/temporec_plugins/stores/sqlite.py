@@ -7,10 +7,12 @@ logging lets reads run beside the writer, and ``synchronous=FULL`` syncs the log
 commit, so an acknowledged event survives a crash of the process and of the machine
 (``NORMAL`` would survive only the process: a power cut could lose the last commits).
 One commit per ``append`` call: a batch costs one sync, however many events it holds.
+Experiments' exposures are a second table, one row per answer of an arm.
 """
 
 from __future__ import annotations
 
+import json
 import sqlite3
 import threading
 import time
@@ -19,7 +21,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 import temporec
-from temporec import Event, Store, StoreSettings, TrackedEvent, Unavailable
+from temporec import Event, Exposure, Store, StoreSettings, TrackedEvent, Unavailable
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS events (
@@ -33,7 +35,23 @@ CREATE TABLE IF NOT EXISTS events (
     UNIQUE (user_id, event_id)
 );
 CREATE INDEX IF NOT EXISTS events_by_time ON events (user_id, timestamp_ms, seq);
+CREATE TABLE IF NOT EXISTS exposures (
+    seq INTEGER PRIMARY KEY,
+    experiment TEXT NOT NULL,
+    arm TEXT NOT NULL,
+    user_id TEXT NOT NULL,
+    request_id TEXT NOT NULL,
+    timestamp_ms INTEGER NOT NULL,
+    items TEXT NOT NULL  -- a JSON list, best first
+);
+CREATE INDEX IF NOT EXISTS exposures_by_experiment ON exposures (experiment, timestamp_ms, seq);
+CREATE INDEX IF NOT EXISTS exposures_by_user ON exposures (user_id);
 """
+EXPOSE = "INSERT INTO exposures (experiment, arm, user_id, request_id, timestamp_ms, items) VALUES (?, ?, ?, ?, ?, ?)"
+EXPOSURES = (
+    "SELECT arm, user_id, request_id, timestamp_ms, items FROM exposures WHERE experiment = ? "
+    "ORDER BY timestamp_ms, seq"
+)
 INSERT = (
     "INSERT OR IGNORE INTO events (user_id, event_id, timestamp_ms, item_id, action, text) VALUES (?, ?, ?, ?, ?, ?)"
 )
@@ -101,9 +119,30 @@ class SQLiteStore(Store):
             for event_id, ms, item, action, text in reversed(rows)
         ]
 
+    def record_exposure(self, exposure: Exposure) -> None:
+        items = json.dumps(list(exposure.items), ensure_ascii=False)
+        row = (exposure.experiment, exposure.arm, exposure.user_id, exposure.request_id, to_ms(exposure.timestamp))
+        with self._lock, self._guard():
+            self._db.execute(EXPOSE, (*row, items))
+
+    def exposures(self, experiment: str) -> list[Exposure]:
+        with self._lock, self._guard():
+            rows = self._db.execute(EXPOSURES, (experiment,)).fetchall()
+        return [
+            Exposure(experiment, arm, user, request_id, tuple(json.loads(items)), ms / 1000)
+            for arm, user, request_id, ms, items in rows
+        ]
+
     def forget(self, user_id: str) -> int:
         with self._lock, self._guard():
-            removed = self._db.execute("DELETE FROM events WHERE user_id = ?", (user_id,)).rowcount
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                removed = self._db.execute("DELETE FROM events WHERE user_id = ?", (user_id,)).rowcount
+                self._db.execute("DELETE FROM exposures WHERE user_id = ?", (user_id,))
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
             # The log still holds the pages as they were: move the zeroed ones into the file
             # and empty the log, so nothing of the user is left on disk.
             self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")

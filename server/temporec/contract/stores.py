@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import ClassVar, Sequence
 from urllib.parse import urlsplit
 
-from temporec.contract.errors import InvalidArgument
+from temporec.contract.errors import FailedPrecondition, InvalidArgument
 from temporec.contract.types import Event
 
 
@@ -26,6 +26,19 @@ class TrackedEvent:
     user_id: str
     event_id: str
     event: Event
+
+
+@dataclass(frozen=True)
+class Exposure:
+    """One answer of an A/B experiment's arm to one user (docs/realtime.md): the items
+    shown, best first, and when (seconds since the epoch)."""
+
+    experiment: str
+    arm: str
+    user_id: str
+    request_id: str
+    items: tuple[str, ...]
+    timestamp: float
 
 
 @dataclass(frozen=True)
@@ -61,6 +74,22 @@ class Store(ABC):
     @abstractmethod
     def forget(self, user_id: str) -> int:
         """Remove everything the store holds of the user; return how many events went."""
+
+    # Experiments (optional: a store without them serves no server with experiments; the
+    # server refuses to start with one). ``forget`` removes the user's exposures too.
+
+    def record_exposure(self, exposure: Exposure) -> None:
+        """Keep ``exposure``; durable when it returns."""
+        raise FailedPrecondition(f"store {self.name!r} does not keep experiments")
+
+    def exposures(self, experiment: str) -> list[Exposure]:
+        """Every exposure of ``experiment``, oldest first."""
+        raise FailedPrecondition(f"store {self.name!r} does not keep experiments")
+
+    @classmethod
+    def keeps_experiments(cls) -> bool:
+        """Whether the store implements the experiment methods."""
+        return cls.record_exposure is not Store.record_exposure and cls.exposures is not Store.exposures
 
     def healthy(self) -> bool:
         """Whether the store can serve right now (quickly)."""

@@ -98,6 +98,7 @@ class Query:
     explain: bool = False  # weigh history events per recommended item (ScoredItem.contributions)
     explain_events: int = 0  # how many of the most recent events to weigh; 0: up to the limit
     model_version: str = ""  # empty: the newest loaded model that matches; set by an experiment's arm
+    request_id: str = ""  # the transport's id of the call (logged with an experiment's exposure)
 
 
 @dataclass

@@ -88,6 +88,7 @@ class TemporecServer:
         self.config = config
         self.health = health.aio.HealthServicer()
         self.metrics = ServerMetrics(service.domains, service.registry.heads, lambda: len(service.models))
+        service.on_exposure = self.metrics.record_exposure
         admin = AdminServicer(self.reload, load_admin_tokens(config))
         self.drain = Drain()
         interceptors = call_interceptors(config, observers=[CallMetrics(self.metrics), self.drain])

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import grpc
 
 from temporec.contract.errors import Unavailable
 from temporec.grpc import translate
+from temporec.grpc.interceptors import current_request_id
 from temporec.grpc.status import grpc_errors
 from temporec.serving import RecommenderService
 from temporec.v1 import recommender_pb2, recommender_pb2_grpc
@@ -30,7 +33,7 @@ class RecommenderServicer(recommender_pb2_grpc.RecommenderServicer):
     async def Recommend(self, request, context):
         if not self.service.ready():
             raise Unavailable("the server is still loading its models; retry when its health is SERVING")
-        query = translate.query_from_proto(request)
+        query = replace(translate.query_from_proto(request), request_id=current_request_id.get())
         recommendation = await self.service.recommend(query, timeout=self._timeout(context))
         return translate.recommendation_to_proto(recommendation)
 

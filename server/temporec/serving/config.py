@@ -50,6 +50,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
@@ -211,6 +212,7 @@ def validate(config: ServerConfig) -> None:
 EXPERIMENT_KEYS = ("domain", "salt", "arms", "attribution_window_s", "outcome_actions")
 ARM_KEYS = ("share", "control", "head", "model_version", "encoder", "options")
 SHARE_TOLERANCE = 1e-9
+NAME = re.compile(r"[A-Za-z0-9_.-]{1,64}")  # experiments' and arms' names: metric labels, store keys
 
 
 def experiments_from_toml(value: Any, where: str) -> dict[str, Experiment]:
@@ -230,6 +232,7 @@ def experiments_from_toml(value: Any, where: str) -> dict[str, Experiment]:
 
 def _experiment(name: str, table: Any, where: str) -> Experiment:
     label = f"experiments.{name}"
+    _check_name(name, where, label)
     _check_table(table, where, label)
     for key in table:
         _check_key(key, EXPERIMENT_KEYS, where, f"{label}.")
@@ -266,6 +269,7 @@ def _arms(value: Any, where: str, label: str) -> tuple[Arm, ...]:
 
 
 def _arm(name: str, table: Any, where: str, label: str) -> Arm:
+    _check_name(name, where, label)
     _check_table(table, where, label)
     for key in table:
         _check_key(key, ARM_KEYS, where, f"{label}.")
@@ -281,6 +285,11 @@ def _arm(name: str, table: Any, where: str, label: str) -> Arm:
     options = table.get("options", {})
     _check_table(options, where, f"{label}.options")
     return Arm(name, share, control, options=dict(options), **selector)
+
+
+def _check_name(name: str, where: str, label: str) -> None:
+    if not NAME.fullmatch(name):
+        raise ConfigError(f"{where}: {label}: a name of letters, digits, '_', '-' and '.', got {name!r}")
 
 
 def check_experiment_names(
@@ -305,6 +314,17 @@ def check_experiment_names(
                 options_from_mapping(domains[experiment.domain].request_options, arm.options)
             except TemporecError as exc:
                 raise ConfigError(f"{label}.arms.{arm.name}.{exc}") from exc
+
+
+def check_experiment_store(experiments: dict[str, Experiment], store: Any) -> None:
+    """Experiments log their exposures in the store: one that keeps them is needed."""
+    if not experiments:
+        return
+    names = allowed(experiments)
+    if store is None:
+        raise ConfigError(f"experiments ({names}) log their exposures in the store; set `store` (docs/realtime.md)")
+    if not store.keeps_experiments():
+        raise ConfigError(f"experiments ({names}): store {store.name!r} does not keep experiments; use sqlite or redis")
 
 
 def _encoder_tables(value: Any, where: str) -> dict[str, dict[str, Any]]:

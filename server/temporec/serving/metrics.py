@@ -13,6 +13,8 @@ exposes the registry for Prometheus to scrape.
                                                         head, score
     temporec_models_loaded                              models being served
     temporec_reloads_total{result}                      model reloads: ok, failed
+    temporec_experiment_exposures_total{experiment,arm} answers of an A/B experiment's arms
+                                                        logged in the store (docs/realtime.md)
     temporec_triton_request_seconds{model,code}         calls to Triton (process-wide: an
                                                         encoder belongs to no one server)
     process_*                                           the process: memory, CPU, files
@@ -91,7 +93,17 @@ class ServerMetrics:
             ["result"],
             registry=self.registry,
         )
+        self.exposures = Counter(
+            "temporec_experiment_exposures",
+            "Answers of an A/B experiment's arms, logged in the store, by experiment and arm.",
+            ["experiment", "arm"],
+            registry=self.registry,
+        )
         self._http = None
+
+    def record_exposure(self, experiment: str, arm: str) -> None:
+        """Count one logged exposure (the names are the configuration's, never a client's)."""
+        self.exposures.labels(experiment, arm).inc()
 
     def record_call(
         self, method: str, domain: str, head: str, code: str, seconds: float, stages_ms: Mapping[str, float]

@@ -15,6 +15,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+import uuid
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
@@ -33,15 +35,15 @@ from temporec.contract.errors import (
 )
 from temporec.contract.options import read_options
 from temporec.contract.registry import Registry, load_registry
-from temporec.contract.stores import Store
+from temporec.contract.stores import Exposure, Store
 from temporec.contract.types import HandOff, Limits, Query, Recommendation, ScoredItem
 from temporec.model.artifacts import LoadedModel, Manifest
 from temporec.model.devices import resolve_device
 from temporec.serving.batching import Prepared, Ranked, ServingModel
 from temporec.serving.components import list_components
-from temporec.serving.config import ServerConfig, check_experiment_names
+from temporec.serving.config import ServerConfig, check_experiment_names, check_experiment_store
 from temporec.serving.encoder_pool import EncoderPool
-from temporec.serving.experiments import Experiment, assign
+from temporec.serving.experiments import Arm, Experiment, assign
 from temporec.serving.history import HOW_TO_CONFIGURE, History, open_store, readable
 from temporec.serving.model_set import ModelKey, choose_model, load_models
 from temporec.serving.records import Components, ReloadResult
@@ -76,7 +78,9 @@ class RecommenderService:
         self.history = History(store, self.limits)
         self.experiments = experiments or {}
         check_experiment_names(self.experiments, self.domains, registry.heads, registry.encoders)
+        check_experiment_store(self.experiments, store)
         self._reload_lock = asyncio.Lock()
+        self.on_exposure: Callable[[str, str], None] | None = None  # (experiment, arm): e.g. metrics
         self._ready = False
 
     # -- life cycle ---------------------------------------------------------------
@@ -159,6 +163,8 @@ class RecommenderService:
             prepared.rules.append("handoff")
         explained = ranked.contributions or [[] for _ in ranked.indices]
         manifest = serving.loaded.manifest
+        if arm is not None:
+            await self._expose(experiment, arm, query, [catalog.item_ids[i] for i in ranked.indices])
         return Recommendation(
             items=[
                 ScoredItem(catalog.item_ids[i], s, catalog.texts[i], contributions)
@@ -203,6 +209,19 @@ class RecommenderService:
         check_after(query.history, events[-1].timestamp)
         history = [*events, *query.history][-max(length, len(query.history)) :]
         return replace(query, history=history), "store+request" if query.history else "store"
+
+    async def _expose(self, experiment: Experiment, arm: Arm, query: Query, items: list[str]) -> None:
+        """Log that ``arm`` showed ``items`` to the query's user. A store that fails to keep
+        it loses this exposure, not the answer: the user still gets the items."""
+        request_id = query.request_id or uuid.uuid4().hex
+        exposure = Exposure(experiment.name, arm.name, query.user_id, request_id, tuple(items), time.time())
+        try:
+            await self.history.call("Recommend", "record_exposure", exposure)
+        except Unavailable as exc:
+            log.warning("experiment %r: exposure %s not logged: %s", experiment.name, request_id, exc)
+            return
+        if self.on_exposure is not None:
+            self.on_exposure(experiment.name, arm.name)
 
     def _hand_off(self, domain: Domain, query: Query, ranked: Ranked, catalog) -> HandOff | None:
         what = f"domain {domain.name!r} hand_off"
