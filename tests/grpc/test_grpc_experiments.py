@@ -11,8 +11,9 @@ from temporec.contract.registry import load_registry
 from temporec.contract.stores import Exposure, StoreSettings
 from temporec.serving import build_service
 from temporec.serving.config import ConfigError, ServerConfig
+from temporec.serving.experiment_report import report
 from temporec.serving.experiments import Arm, Experiment
-from temporec_client import Event, TemporecClient, TemporecError
+from temporec_client import Event, TemporecClient, TemporecError, TrackedEvent
 
 VERSION = "tiny-experiment-v1"
 HISTORY = [Event("v3", "view", 1_700_000_000.0), Event("v7", "view", 1_700_000_060.0)]
@@ -34,24 +35,35 @@ def arms_of(client: TemporecClient, users: list[str]) -> list[str]:
     return [client.recommend("tiny", history=HISTORY, user_id=user, k=3).arm for user in users]
 
 
+@pytest.fixture(scope="module")
+def registry():
+    return load_registry(extra_plugins={"tiny": TinyPlugin()}, env={"TEMPOREC_PLUGINS": "sqlite,redis"})
+
+
+@pytest.fixture(params=["sqlite", "redis"])
+def store_url(request, tmp_path):
+    if request.param == "sqlite":
+        return f"sqlite://{tmp_path}/history.db"
+    return request.getfixturevalue("redis_server").url
+
+
 @pytest.fixture
 def serve(start_grpc_server, registry, models_dir, tmp_path):
-    """``serve(experiments, **settings)``: a server with the experiments and an SQLite store."""
+    """``serve(experiments, **settings)``: a server with the experiments and a store (SQLite unless
+    ``store`` is given)."""
     store = f"sqlite://{tmp_path}/history.db"
     return lambda experiments, **fields: start_grpc_server(
-        registry, models_dir, experiments=experiments, store=store, **fields
+        registry, models_dir, experiments=experiments, **{"store": store, **fields}
     )
 
 
-@pytest.fixture(scope="module")
-def registry():
-    return load_registry(extra_plugins={"tiny": TinyPlugin()}, env={"TEMPOREC_PLUGINS": "sqlite"})
+def open_store(registry, url: str):
+    return registry.stores[url.partition(":")[0]](url, StoreSettings())
 
 
-def exposures_in(tmp_path, experiment: str = "pin") -> list[Exposure]:
-    """The experiment's exposures, read from the server's SQLite file beside it."""
-    store = load_registry(env={"TEMPOREC_PLUGINS": "sqlite"}).stores["sqlite"]
-    opened = store(f"sqlite://{tmp_path}/history.db", StoreSettings())
+def exposures_in(registry, url: str, experiment: str = "pin") -> list[Exposure]:
+    """The experiment's exposures, read from the server's store beside it."""
+    opened = open_store(registry, url)
     try:
         return opened.exposures(experiment)
     finally:
@@ -96,15 +108,15 @@ def test_a_server_with_an_unknown_head_in_an_arm_or_without_a_store_does_not_sta
         build_service(config, registry)
 
 
-def test_exposures_are_logged_counted_and_forgotten_with_the_user(serve, tmp_path):
-    with serve(two_arms()) as server, TemporecClient(server.target) as client:
+def test_exposures_are_logged_counted_and_forgotten_with_the_user(serve, registry, store_url):
+    with serve(two_arms(), store=store_url) as server, TemporecClient(server.target) as client:
         with TemporecClient(server.target, metadata=[("x-request-id", "req-alice-1")]) as named:
             first = named.recommend("tiny", history=HISTORY, user_id="alice", k=3)
         client.recommend("tiny", user_id="bob", k=2)  # no history: a cold start is shown too
         client.recommend("tiny", history=HISTORY, user_id="alice", k=3)
         client.recommend("tiny", history=HISTORY, k=3)  # no user: no exposure
         bob = client.recommend("tiny", user_id="bob", k=2)
-        logged = exposures_in(tmp_path)
+        logged = exposures_in(registry, store_url)
         assert [(e.user_id, e.arm) for e in logged] == [
             ("alice", first.arm),
             ("bob", bob.arm),
@@ -114,12 +126,32 @@ def test_exposures_are_logged_counted_and_forgotten_with_the_user(serve, tmp_pat
         assert logged[0].request_id == "req-alice-1" and logged[0].items == tuple(first.item_ids)
         assert logged[1].items == tuple(bob.item_ids) and len({e.request_id for e in logged}) == 4
         assert all(logged[i].timestamp <= logged[i + 1].timestamp for i in range(3))
-        registry = server.server.metrics.registry
+        metrics = server.server.metrics.registry
         counted = {
-            arm: registry.get_sample_value("temporec_experiment_exposures_total", {"experiment": "pin", "arm": arm})
-            or 0
+            arm: metrics.get_sample_value("temporec_experiment_exposures_total", {"experiment": "pin", "arm": arm}) or 0
             for arm in ("control", "pinned")
         }
         assert sum(counted.values()) == 4 and counted[first.arm] >= 2
         client.forget_user("alice")
-        assert [e.user_id for e in exposures_in(tmp_path)] == ["bob", "bob"]
+        assert [e.user_id for e in exposures_in(registry, store_url)] == ["bob", "bob"]
+
+
+def test_outcomes_are_tracked_likes_of_shown_items(serve, registry, store_url):
+    arms = (Arm("control", 0.5, control=True), Arm("pinned", 0.5, model_version=VERSION))
+    experiments = {"pin": Experiment("pin", "tiny", arms, salt="test-salt", outcome_actions=("like",))}
+    users = [f"user-{n}" for n in range(6)]
+    with serve(experiments, store=store_url) as server, TemporecClient(server.target) as client:
+        shown = {user: client.recommend("tiny", history=HISTORY, user_id=user, k=3) for user in users}
+        unshown = {user: next(f"v{i}" for i in range(20) if f"v{i}" not in shown[user].item_ids) for user in users}
+        client.track([TrackedEvent(users[0], "like-shown", shown[users[0]].item_ids[1], "like")])
+        client.track([TrackedEvent(users[1], "view-shown", shown[users[1]].item_ids[0], "view")])  # not an outcome
+        client.track([TrackedEvent(users[2], "like-unshown", unshown[users[2]], "like")])
+    opened = open_store(registry, store_url)
+    try:
+        exposures = opened.exposures("pin")
+        histories = {user: opened.history(user, 100) for user in users}
+    finally:
+        opened.close()
+    rows = {row.arm: row for row in report(experiments["pin"], exposures, histories)}
+    assert sum(row.users for row in rows.values()) == 6 and sum(row.exposures for row in rows.values()) == 6
+    assert rows[shown[users[0]].arm].converted == 1 and sum(row.converted for row in rows.values()) == 1
