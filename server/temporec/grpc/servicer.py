@@ -33,7 +33,8 @@ class RecommenderServicer(recommender_pb2_grpc.RecommenderServicer):
     async def Recommend(self, request, context):
         if not self.service.ready():
             raise Unavailable("the server is still loading its models; retry when its health is SERVING")
-        query = replace(translate.query_from_proto(request), request_id=current_request_id.get())
+        request_id = current_request_id.get()  # "-" outside the interceptors: the service picks one
+        query = replace(translate.query_from_proto(request), request_id="" if request_id == "-" else request_id)
         recommendation = await self.service.recommend(query, timeout=self._timeout(context))
         return translate.recommendation_to_proto(recommendation)
 
