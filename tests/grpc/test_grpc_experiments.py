@@ -28,7 +28,7 @@ def models_dir(tmp_path_factory):
 
 def two_arms(control_share: float = 0.5, pinned: str = VERSION) -> dict[str, Experiment]:
     arms = (Arm("control", control_share, control=True), Arm("pinned", 1 - control_share, model_version=pinned))
-    return {"pin": Experiment("pin", "tiny", arms, salt="test-salt")}
+    return {"pin": Experiment("pin", "tiny", arms, salt="test-salt", outcome_actions=("like",))}
 
 
 def arms_of(client: TemporecClient, users: list[str]) -> list[str]:

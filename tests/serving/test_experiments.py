@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import importlib.util
 import math
+from dataclasses import replace
 
 import pytest
 
 from temporec.contract.stores import Exposure, TrackedEvent
 from temporec.contract.types import Event, Query
-from temporec.serving.config import ConfigError, check_experiment_names, load_config
+from temporec.serving.config import ConfigError, load_config, resolve_experiments
 from temporec.serving.experiment_report import cumulative, format_report, report
 from temporec.serving.experiments import DAY_SECONDS, DEFAULT_OUTCOME_ACTIONS, Arm, Experiment, assign, bucket
 
@@ -37,7 +38,7 @@ def load(tmp_path, text):
 def test_an_experiment_table_with_its_defaults(tmp_path):
     experiment = load(tmp_path, TWO_ARMS).experiments["heads"]
     assert (experiment.domain, experiment.salt, experiment.attribution_window_s) == ("tiny", "heads", DAY_SECONDS)
-    assert experiment.outcome_actions == DEFAULT_OUTCOME_ACTIONS
+    assert experiment.outcome_actions == ()  # the domain's, once it is known
     assert [(a.name, a.share, a.control) for a in experiment.arms] == [("a", 0.25, True), ("b", 0.75, False)]
     assert experiment.control.name == "a"
     b = experiment.arms[1]
@@ -81,22 +82,41 @@ def test_two_experiments_of_one_domain_are_refused(tmp_path):
         load(tmp_path, TWO_ARMS + second)
 
 
-def test_unknown_domain_head_encoder_and_options_are_named_with_the_installed_ones(tmp_path, tiny_registry):
+def test_unknown_domain_head_encoder_options_and_actions_are_named_with_the_installed_ones(tmp_path, tiny_registry):
     domains = {name: cls() for name, cls in tiny_registry.domains.items()}
     heads, encoders = tiny_registry.heads, tiny_registry.encoders
-    good = load(tmp_path, TWO_ARMS.replace('options = { exclude = "x" }', "")).experiments
-    check_experiment_names(good, domains, heads, encoders)
+    liked = TWO_ARMS.replace('domain = "tiny"', 'domain = "tiny"\noutcome_actions = ["like"]')
+    good = load(tmp_path, liked.replace('options = { exclude = "x" }', "")).experiments
+    assert resolve_experiments(good, domains, heads, encoders)["heads"].outcome_actions == ("like",)
     cases = [
         ('domain = "tiny"', 'domain = "shop"', "experiments.heads.domain: unknown domain 'shop'; installed: 'tiny'"),
         ('head = "tiny-mean"', 'head = "sasrec"', "experiments.heads.arms.b.head: unknown head 'sasrec'; installed: "),
         ('head = "tiny-mean"', 'encoder = "bert"', "experiments.heads.arms.b.encoder: unknown encoder 'bert'"),
         ("", "", "experiments.heads.arms.b.options.exclude: unknown option"),
+        ('["like"]', '["buy"]', "experiments.heads.outcome_actions: domain 'tiny' has no action 'buy'; its actions: "),
+        ('\noutcome_actions = ["like"]', "", "experiments.heads.outcome_actions: required for domain 'tiny', which "),
     ]
     for old, new, words in cases:
-        experiments = load(tmp_path, TWO_ARMS.replace(old, new, 1)).experiments
+        text = liked.replace(old, new, 1) if old else liked
+        if "options" not in words:
+            text = text.replace('options = { exclude = "x" }', "")
+        experiments = load(tmp_path, text).experiments
         with pytest.raises(ConfigError) as raised:
-            check_experiment_names(experiments, domains, heads, encoders)
+            resolve_experiments(experiments, domains, heads, encoders)
         assert words in str(raised.value)
+
+
+def test_the_default_outcome_actions_are_the_domains_conversions():
+    from temporec.contract.registry import load_registry
+
+    registry = load_registry(env={"TEMPOREC_PLUGINS": "retail,news"})
+    domains = {name: cls() for name, cls in registry.domains.items()}
+    arms = (Arm("a", 1.0, control=True),)
+    experiments = {name: Experiment(name, name, arms) for name in ("retail", "news")}
+    resolved = resolve_experiments(experiments, domains, registry.heads, registry.encoders)
+    assert resolved["retail"].outcome_actions == ("cart", "purchase")
+    assert resolved["news"].outcome_actions == ("click",)
+    assert set(DEFAULT_OUTCOME_ACTIONS) == {"click", "cart", "purchase"}
 
 
 def experiment(shares=(0.25, 0.75), salt="fixed-salt") -> Experiment:
@@ -205,12 +225,13 @@ def test_the_report_command_reads_the_configured_store(tmp_path, capsys):
     store.close()
     config = tmp_path / "temporec.toml"
     config.write_text(
-        f'store = "sqlite://{tmp_path}/h.db"\n[experiments.ab]\ndomain = "tiny"\nattribution_window_s = 100\n'
+        f'store = "sqlite://{tmp_path}/h.db"\n[experiments.ab]\ndomain = "retail"\nattribution_window_s = 100\n'
         'outcome_actions = ["purchase"]\n[experiments.ab.arms.a]\nshare = 0.5\ncontrol = true\n'
         "[experiments.ab.arms.b]\nshare = 0.5\n"
     )
     assert run_command(command, ["experiments", "report", "ab", "--config", str(config)]) == 0
     printed = capsys.readouterr().out
+    chosen = replace(chosen, domain="retail")
     assert printed == format_report(chosen, report(chosen, exposures, histories)) + "\n"
     with pytest.raises(NotFound, match="experiment 'cd' is not in .*; configured: 'ab'"):
         run_command(command, ["experiments", "report", "cd", "--config", str(config)])

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from temporec.contract.errors import FailedPrecondition, NotFound, allowed
 from temporec.contract.registry import load_registry
-from temporec.serving.config import load_config
+from temporec.serving.config import load_config, resolve_experiments
 from temporec.serving.experiment_report import cumulative, format_report, report
 from temporec.serving.history import open_store
 
@@ -35,8 +35,11 @@ def run(args: argparse.Namespace) -> int:
         raise NotFound(f"experiment {args.name!r} is not in {args.config}; configured: {allowed(config.experiments)}")
     if args.plot and importlib.util.find_spec("matplotlib") is None:
         raise FailedPrecondition("--plot needs matplotlib: pip install matplotlib")
-    experiment = config.experiments[args.name]
-    store = open_store(load_registry(), config.store, config.store_max_events, config.store_retention_days)
+    registry = load_registry()
+    domains = {name: cls() for name, cls in registry.domains.items()}
+    chosen = {args.name: config.experiments[args.name]}
+    experiment = resolve_experiments(chosen, domains, registry.heads, registry.encoders)[args.name]
+    store = open_store(registry, config.store, config.store_max_events, config.store_retention_days)
     if store is None:
         raise FailedPrecondition(f"{args.config} names no store; experiments log their exposures in it")
     try:

@@ -36,7 +36,7 @@ Example ``temporec.toml``::
     domain = "retail"
     salt = "heads-2026"          # default: the experiment's name
     attribution_window_s = 86400 # outcomes count this long after an exposure
-    outcome_actions = ["cart", "purchase"]
+    outcome_actions = ["cart", "purchase"]   # default: the domain's of click, cart, purchase
     [experiments.heads-2026.arms.ar]
     share = 0.5                  # the shares must sum to 1
     head = "ar"
@@ -51,7 +51,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -243,11 +243,15 @@ def _experiment(name: str, table: Any, where: str) -> Experiment:
     window = _convert(table.get("attribution_window_s", DAY_SECONDS), float, f"{where}: {label}.attribution_window_s")
     if window <= 0:
         raise ConfigError(f"{where}: {label}.attribution_window_s: must be positive, got {window}")
-    actions = table.get("outcome_actions", list(DEFAULT_OUTCOME_ACTIONS))
-    if not isinstance(actions, list) or not actions or not all(isinstance(a, str) and a for a in actions):
+    actions = table.get("outcome_actions")  # None: the domain's, at start
+    if actions is not None and (not isinstance(actions, list) or not actions or not all(_is_name(a) for a in actions)):
         raise ConfigError(f"{where}: {label}.outcome_actions: must be a list of action names, got {actions!r}")
     arms = _arms(table.get("arms"), where, f"{label}.arms")
-    return Experiment(name, domain, arms, salt, window, tuple(actions))
+    return Experiment(name, domain, arms, salt, window, tuple(actions or ()))
+
+
+def _is_name(value: Any) -> bool:
+    return isinstance(value, str) and bool(value)
 
 
 def _arms(value: Any, where: str, label: str) -> tuple[Arm, ...]:
@@ -292,28 +296,52 @@ def _check_name(name: str, where: str, label: str) -> None:
         raise ConfigError(f"{where}: {label}: a name of letters, digits, '_', '-' and '.', got {name!r}")
 
 
-def check_experiment_names(
+def resolve_experiments(
     experiments: dict[str, Experiment], domains: Mapping[str, Any], heads: Any, encoders: Any
-) -> None:
-    """Each experiment's domain, and each arm's head and encoder, are installed; each arm's
-    options are its domain's (``domains``: name -> Domain)."""
+) -> dict[str, Experiment]:
+    """The experiments checked against what is installed (``domains``: name -> Domain):
+    their domains, the arms' heads, encoders and options, and the outcome actions, which
+    default to those of ``DEFAULT_OUTCOME_ACTIONS`` the domain has."""
+    resolved = {}
     for name, experiment in experiments.items():
         label = f"experiments.{name}"
         if experiment.domain not in domains:
             raise ConfigError(f"{label}.domain: unknown domain {experiment.domain!r}; installed: {allowed(domains)}")
+        domain = domains[experiment.domain]
         for arm in experiment.arms:
-            if arm.head and arm.head not in heads:
-                raise ConfigError(
-                    f"{label}.arms.{arm.name}.head: unknown head {arm.head!r}; installed: {allowed(heads)}"
-                )
-            if arm.encoder and arm.encoder not in encoders:
-                raise ConfigError(
-                    f"{label}.arms.{arm.name}.encoder: unknown encoder {arm.encoder!r}; installed: {allowed(encoders)}"
-                )
-            try:
-                options_from_mapping(domains[experiment.domain].request_options, arm.options)
-            except TemporecError as exc:
-                raise ConfigError(f"{label}.arms.{arm.name}.{exc}") from exc
+            _check_arm(arm, domain, heads, encoders, f"{label}.arms.{arm.name}")
+        resolved[name] = replace(experiment, outcome_actions=_outcome_actions(experiment, domain, label))
+    return resolved
+
+
+def _check_arm(arm: Arm, domain: Any, heads: Any, encoders: Any, label: str) -> None:
+    if arm.head and arm.head not in heads:
+        raise ConfigError(f"{label}.head: unknown head {arm.head!r}; installed: {allowed(heads)}")
+    if arm.encoder and arm.encoder not in encoders:
+        raise ConfigError(f"{label}.encoder: unknown encoder {arm.encoder!r}; installed: {allowed(encoders)}")
+    try:
+        options_from_mapping(domain.request_options, arm.options)
+    except TemporecError as exc:
+        raise ConfigError(f"{label}.{exc}") from exc
+
+
+def _outcome_actions(experiment: Experiment, domain: Any, label: str) -> tuple[str, ...]:
+    actions = tuple(domain.actions)  # () for a domain whose actions come from its data
+    if experiment.outcome_actions:
+        unknown = [a for a in experiment.outcome_actions if actions and a not in actions]
+        if unknown:
+            raise ConfigError(
+                f"{label}.outcome_actions: domain {domain.name!r} has no action {unknown[0]!r}; its actions: "
+                f"{allowed(actions)}"
+            )
+        return experiment.outcome_actions
+    chosen = tuple(a for a in DEFAULT_OUTCOME_ACTIONS if not actions or a in actions)
+    if not chosen:
+        raise ConfigError(
+            f"{label}.outcome_actions: required for domain {domain.name!r}, which has none of "
+            f"{allowed(DEFAULT_OUTCOME_ACTIONS)}; its actions: {allowed(actions)}"
+        )
+    return chosen
 
 
 def check_experiment_store(experiments: dict[str, Experiment], store: Any) -> None:

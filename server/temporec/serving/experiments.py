@@ -18,7 +18,8 @@ from typing import Any
 from temporec.contract.types import Query
 
 DAY_SECONDS = 86_400.0
-#: Outcome actions of an experiment that names none: the usual conversions.
+#: Outcome actions of an experiment that names none: those of these conversions that its
+#: domain has (all of them for a domain whose actions come from its data).
 DEFAULT_OUTCOME_ACTIONS = ("click", "cart", "purchase")
 
 
@@ -43,7 +44,7 @@ class Experiment:
     arms: tuple[Arm, ...]
     salt: str = ""  # "": the experiment's name
     attribution_window_s: float = DAY_SECONDS
-    outcome_actions: tuple[str, ...] = DEFAULT_OUTCOME_ACTIONS
+    outcome_actions: tuple[str, ...] = ()  # (): the domain's among DEFAULT_OUTCOME_ACTIONS, at start
 
     @property
     def control(self) -> Arm:

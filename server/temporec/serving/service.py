@@ -41,7 +41,7 @@ from temporec.model.artifacts import LoadedModel, Manifest
 from temporec.model.devices import resolve_device
 from temporec.serving.batching import Prepared, Ranked, ServingModel
 from temporec.serving.components import list_components
-from temporec.serving.config import ServerConfig, check_experiment_names, check_experiment_store
+from temporec.serving.config import ServerConfig, check_experiment_store, resolve_experiments
 from temporec.serving.encoder_pool import EncoderPool
 from temporec.serving.experiments import Arm, Experiment, assign
 from temporec.serving.history import HOW_TO_CONFIGURE, History, open_store, readable
@@ -76,8 +76,7 @@ class RecommenderService:
         self.models: dict[ModelKey, ServingModel] = {}
         self.encoders = EncoderPool(registry.encoders, encoder_options or {})
         self.history = History(store, self.limits)
-        self.experiments = experiments or {}
-        check_experiment_names(self.experiments, self.domains, registry.heads, registry.encoders)
+        self.experiments = resolve_experiments(experiments or {}, self.domains, registry.heads, registry.encoders)
         check_experiment_store(self.experiments, store)
         self._reload_lock = asyncio.Lock()
         self.on_exposure: Callable[[str, str], None] | None = None  # (experiment, arm): e.g. metrics
