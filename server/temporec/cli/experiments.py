@@ -34,7 +34,7 @@ def run(args: argparse.Namespace) -> int:
     if args.name not in config.experiments:
         raise NotFound(f"experiment {args.name!r} is not in {args.config}; configured: {allowed(config.experiments)}")
     if args.plot and importlib.util.find_spec("matplotlib") is None:
-        raise FailedPrecondition("--plot needs matplotlib: pip install matplotlib")
+        raise FailedPrecondition("--plot needs matplotlib: pip install 'temporec[plot]'")
     registry = load_registry()
     domains = {name: cls() for name, cls in registry.domains.items()}
     chosen = {args.name: config.experiments[args.name]}
@@ -55,7 +55,7 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def plot(path: Path, experiment, series) -> None:  # pragma: no cover (matplotlib is optional)
+def plot(path: Path, experiment, series) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
