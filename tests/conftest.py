@@ -419,4 +419,18 @@ def redis_server(tmp_path):
     server.stop()
 
 
+@pytest.fixture(params=["sqlite", "redis"])
+def store_url(request, tmp_path):
+    """Each first-party store's URL in turn: an SQLite file, then a started redis-server."""
+    if request.param == "sqlite":
+        return f"sqlite://{tmp_path}/history.db"
+    return request.getfixturevalue("redis_server").url
+
+
+@pytest.fixture(scope="module")
+def store_registry():
+    """The tiny plugin and the first-party stores."""
+    return load_registry(extra_plugins={"tiny": TinyPlugin()}, env={"TEMPOREC_PLUGINS": "sqlite,redis"})
+
+
 # ---- end of event-store fixtures ----------------------------------------------------------

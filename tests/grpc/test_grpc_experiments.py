@@ -6,8 +6,7 @@ from __future__ import annotations
 import grpc
 import pytest
 
-from conftest import TinyPlugin, build_tiny_artifact
-from temporec.contract.registry import load_registry
+from conftest import build_tiny_artifact
 from temporec.contract.stores import Exposure, StoreSettings
 from temporec.serving import build_service
 from temporec.serving.config import ConfigError, ServerConfig
@@ -36,15 +35,8 @@ def arms_of(client: TemporecClient, users: list[str]) -> list[str]:
 
 
 @pytest.fixture(scope="module")
-def registry():
-    return load_registry(extra_plugins={"tiny": TinyPlugin()}, env={"TEMPOREC_PLUGINS": "sqlite,redis"})
-
-
-@pytest.fixture(params=["sqlite", "redis"])
-def store_url(request, tmp_path):
-    if request.param == "sqlite":
-        return f"sqlite://{tmp_path}/history.db"
-    return request.getfixturevalue("redis_server").url
+def registry(store_registry):
+    return store_registry
 
 
 @pytest.fixture

@@ -16,8 +16,6 @@ from pathlib import Path
 import grpc
 import pytest
 
-from conftest import TinyPlugin
-from temporec.contract.registry import load_registry
 from temporec_client import Event, TemporecClient, TemporecError, TrackedEvent
 
 T0 = 1_700_000_000.0
@@ -25,16 +23,8 @@ TOKEN = "realtime-secret-token-4f1c"
 
 
 @pytest.fixture(scope="module")
-def registry():
-    """The tiny plugin and the first-party stores."""
-    return load_registry(extra_plugins={"tiny": TinyPlugin()}, env={"TEMPOREC_PLUGINS": "sqlite,redis"})
-
-
-@pytest.fixture(params=["sqlite", "redis"])
-def store_url(request, tmp_path):
-    if request.param == "sqlite":
-        return f"sqlite://{tmp_path}/history.db"
-    return request.getfixturevalue("redis_server").url
+def registry(store_registry):
+    return store_registry
 
 
 @pytest.fixture
