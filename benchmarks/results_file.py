@@ -29,6 +29,7 @@ RESULTS_SECTIONS = (
     *("tuning-amazon-office", "tuning-amazon-beauty"),  # benchmarks/tuning.py
     *("heads-amazon-office", "heads-amazon-beauty"),  # benchmarks/heads.py
     *("peers-amazon-office", "peers-amazon-beauty"),  # benchmarks/peers.py
+    *("replay-taobao", "realtime-speed"),  # benchmarks/replay.py
 )
 
 
