@@ -442,7 +442,7 @@ Ingestion: every event of `taobao-userbehavior` ({len(steps)}, {len({s.user_id f
 `TrackStream` of messages of {args.batch} (Python client, server and store on this machine; SQLite `synchronous=FULL`, \
 Redis `appendonly yes`, `appendfsync always`). Then, per store, {args.users} users sampled, each asked twice: \
 `Recommend(user_id, k=10)` (the store's history, `max_len` 50) and `Recommend(history=..., k=10)` with the same \
-50 events (read by `GetHistory` beforehand), in alternating order; p50 over the last three quarters of the calls \
+events (up to 50, read by `GetHistory` beforehand), in alternating order; p50 over the last three quarters of the calls \
 (no experiment: no exposure writes).
 
 | store | events/s | stored | p50 by user id (ms) | p50 with the history (ms) | ratio | calls each |
