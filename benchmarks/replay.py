@@ -223,12 +223,16 @@ class Server:
             self.process.kill()
 
 
+ATTRIBUTION_WINDOW_S = 86_400.0  # outcomes count a day of the data's time after an exposure
+
+
 def write_config(path: Path, store: str, versions: dict[str, str] | None, window: float) -> Path:
     """The server's TOML: the store, and with ``versions`` an experiment of one arm per
     model (equal shares; the first head the control)."""
     lines = [f"store = {json.dumps(store)}", "[limits]", "max_k = 1000"]
     if versions:
         lines += [f"[experiments.{EXPERIMENT}]", f'domain = "{DOMAIN}"', f"attribution_window_s = {window:.0f}"]
+        lines += ['exposure_clock = "events"']  # the data's time, as the replayed events carry it
         for i, head in enumerate(HEADS):
             lines += [f"[experiments.{EXPERIMENT}.arms.{head}]", f"share = {1 / len(HEADS)!r}", f'head = "{head}"']
             lines += ["control = true"] * (i == 0)
@@ -276,7 +280,7 @@ def replay_section(args, workdir: Path, steps: list[Step], dataset, manifests: d
     replayed = rest[: args.events]
     shift = math.ceil((time.time() - replayed[0].timestamp) / WEEK) * WEEK if replayed else 0.0
     span = (replayed[-1].timestamp - replayed[0].timestamp) if replayed else 0.0
-    window = shift + span + 3600 - (time.time() - replayed[0].timestamp) if replayed else 86400.0
+    window = ATTRIBUTION_WINDOW_S
     versions = {head: manifest.version for head, manifest in manifests.items()}
     config = write_config(workdir / "replay.toml", f"sqlite://{workdir}/replay.db", versions, window)
     before = load()
@@ -350,10 +354,10 @@ replay took {replay_s:.0f} s ({len(replayed) / replay_s:.0f} events/s with their
 {(reported.stdout + reported.stderr).strip()}
 ```
 
-Read the report with care: exposures carry the server's clock, the replayed events the data's (shifted), and the replay \
-squeezes {span / 3600:.1f} h into minutes, so its attribution window was set to cover the whole replay \
-({window:.0f} s): an outcome is a cart or purchase, anywhere in the replayed part, of an item an exposure showed the user, \
-even one shown after it. The online HR@10 and MRR above keep the order exactly and are the measure to go by.
+The experiment stamps exposures with the time of the last event each answer read (`exposure_clock = "events"`), \
+the data's time as the replayed events carry it, so that an exposure falls between the user's events as it did live, \
+although the replay squeezes {span / 3600:.1f} h into minutes; an outcome is a cart or purchase of a shown item within \
+{window / 3600:.0f} h of data time after the exposure. The online HR@10 and MRR above count the very next event only.
 
 {offline(manifests, online)}
 

@@ -3,6 +3,8 @@ the tiny model, with an experiment of two arms."""
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import grpc
 import pytest
 
@@ -126,6 +128,19 @@ def test_exposures_are_logged_counted_and_forgotten_with_the_user(serve, registr
         assert sum(counted.values()) == 4 and counted[first.arm] >= 2
         client.forget_user("alice")
         assert [e.user_id for e in exposures_in(registry, store_url)] == ["bob", "bob"]
+
+
+def test_a_replay_stamps_exposures_with_the_time_of_the_last_event_read(serve, registry, tmp_path):
+    """``exposure_clock = "events"``: recorded events replayed later get exposures at the
+    data's time, between the user's events, as they were shown live."""
+    url = f"sqlite://{tmp_path}/replay.db"
+    experiments = {"pin": replace(two_arms()["pin"], exposure_clock="events")}
+    with serve(experiments, store=url) as server, TemporecClient(server.target) as client:
+        client.recommend("tiny", history=HISTORY, user_id="alice", k=3)
+        client.recommend("tiny", user_id="bob", k=2)  # a cold start: no event read, the server's clock
+    alice, bob = exposures_in(registry, url)
+    assert alice.timestamp == pytest.approx(HISTORY[-1].timestamp)
+    assert bob.timestamp > HISTORY[-1].timestamp + 365 * 86_400  # now, years after the recorded events
 
 
 def test_outcomes_are_tracked_likes_of_shown_items(serve, registry, store_url):

@@ -51,6 +51,9 @@ def test_an_experiment_table_with_its_defaults(tmp_path):
     )
     experiment = chosen.experiments["heads"]
     assert (experiment.salt, experiment.attribution_window_s, experiment.outcome_actions) == ("s1", 60.0, ("like",))
+    assert experiment.exposure_clock == "server"
+    replayed = load(tmp_path, TWO_ARMS.replace('domain = "tiny"', 'domain = "tiny"\nexposure_clock = "events"'))
+    assert replayed.experiments["heads"].exposure_clock == "events"
 
 
 @pytest.mark.parametrize(
@@ -67,6 +70,7 @@ def test_an_experiment_table_with_its_defaults(tmp_path):
         ('head = "tiny-mean"', 'heads = "tiny-mean"', "unknown key 'experiments.heads.arms.b.heads'; allowed: "),
         ('domain = "tiny"', 'domain = "tiny"\nattribution_window_s = 0', "attribution_window_s: must be positive"),
         ('domain = "tiny"', 'domain = "tiny"\noutcome_actions = "buy"', "outcome_actions: must be a list of action"),
+        ('domain = "tiny"', 'domain = "tiny"\nexposure_clock = "gps"', "exposure_clock: 'gps'; allowed: 'events', "),
     ],
 )
 def test_bad_experiment_tables_name_the_field(tmp_path, old, new, words):

@@ -37,6 +37,7 @@ Example ``temporec.toml``::
     salt = "heads-2026"          # default: the experiment's name
     attribution_window_s = 86400 # outcomes count this long after an exposure
     outcome_actions = ["cart", "purchase"]   # default: the domain's of click, cart, purchase
+    exposure_clock = "server"    # or "events": a replay of recorded events (docs/realtime.md)
     [experiments.heads-2026.arms.ar]
     share = 0.5                  # the shares must sum to 1
     head = "ar"
@@ -60,7 +61,7 @@ import tomllib
 from temporec.contract.errors import TemporecError, allowed
 from temporec.contract.options import options_from_mapping
 from temporec.contract.types import Limits
-from temporec.serving.experiments import DAY_SECONDS, DEFAULT_OUTCOME_ACTIONS, Arm, Experiment
+from temporec.serving.experiments import DAY_SECONDS, DEFAULT_OUTCOME_ACTIONS, EXPOSURE_CLOCKS, Arm, Experiment
 
 LOG_LEVELS = ("debug", "info", "warning", "error")
 LOG_FORMATS = ("text", "json")
@@ -209,7 +210,7 @@ def validate(config: ServerConfig) -> None:
             raise ConfigError(f"limits.{name}: must be positive, got {getattr(config.limits, name)}")
 
 
-EXPERIMENT_KEYS = ("domain", "salt", "arms", "attribution_window_s", "outcome_actions")
+EXPERIMENT_KEYS = ("domain", "salt", "arms", "attribution_window_s", "outcome_actions", "exposure_clock")
 ARM_KEYS = ("share", "control", "head", "model_version", "encoder", "options")
 SHARE_TOLERANCE = 1e-9
 NAME = re.compile(r"[A-Za-z0-9_.-]{1,64}")  # experiments' and arms' names: metric labels, store keys
@@ -246,8 +247,11 @@ def _experiment(name: str, table: Any, where: str) -> Experiment:
     actions = table.get("outcome_actions")  # None: the domain's, at start
     if actions is not None and (not isinstance(actions, list) or not actions or not all(_is_name(a) for a in actions)):
         raise ConfigError(f"{where}: {label}.outcome_actions: must be a list of action names, got {actions!r}")
+    clock = table.get("exposure_clock", "server")
+    if clock not in EXPOSURE_CLOCKS:
+        raise ConfigError(f"{where}: {label}.exposure_clock: {clock!r}; allowed: {allowed(EXPOSURE_CLOCKS)}")
     arms = _arms(table.get("arms"), where, f"{label}.arms")
-    return Experiment(name, domain, arms, salt, window, tuple(actions or ()))
+    return Experiment(name, domain, arms, salt, window, tuple(actions or ()), clock)
 
 
 def _is_name(value: Any) -> bool:

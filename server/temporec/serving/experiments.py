@@ -21,6 +21,10 @@ DAY_SECONDS = 86_400.0
 #: Outcome actions of an experiment that names none: those of these conversions that its
 #: domain has (all of them for a domain whose actions come from its data).
 DEFAULT_OUTCOME_ACTIONS = ("click", "cart", "purchase")
+#: What time an exposure gets: "server", the server's clock (live traffic); "events", the
+#: time of the last event the answer read (a replay of recorded events, whose times are the
+#: data's: an exposure then falls between the user's events, as it did live).
+EXPOSURE_CLOCKS = ("server", "events")
 
 
 @dataclass(frozen=True)
@@ -45,6 +49,7 @@ class Experiment:
     salt: str = ""  # "": the experiment's name
     attribution_window_s: float = DAY_SECONDS
     outcome_actions: tuple[str, ...] = ()  # (): the domain's among DEFAULT_OUTCOME_ACTIONS, at start
+    exposure_clock: str = "server"  # EXPOSURE_CLOCKS
 
     @property
     def control(self) -> Arm:

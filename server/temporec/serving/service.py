@@ -213,7 +213,10 @@ class RecommenderService:
         """Log that ``arm`` showed ``items`` to the query's user. A store that fails to keep
         it loses this exposure, not the answer: the user still gets the items."""
         request_id = query.request_id or uuid.uuid4().hex
-        exposure = Exposure(experiment.name, arm.name, query.user_id, request_id, tuple(items), time.time())
+        shown_at = time.time()
+        if experiment.exposure_clock == "events":  # a replay: the time of the last event read (0: unknown)
+            shown_at = max((e.timestamp for e in query.history), default=0.0) or shown_at
+        exposure = Exposure(experiment.name, arm.name, query.user_id, request_id, tuple(items), shown_at)
         try:
             await self.history.call("Recommend", "record_exposure", exposure)
         except Unavailable as exc:
