@@ -151,29 +151,13 @@ def train(data: Path, models: Path, settings: Settings) -> float:
 
 
 class Server:
-    """``temporec serve`` in its own process, on a free loopback port."""
+    """``temporec serve`` in its own process, on a free loopback port; ``options``: more of
+    its flags (a config file, a store), ``metrics_port``: where it serves Prometheus."""
 
-    def __init__(self, models: Path, metrics_port: int):
-        command = [
-            sys.executable,
-            "-m",
-            "temporec",
-            "serve",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            "0",
-            "--models",
-            str(models),
-            "--device",
-            "cpu",
-            "--grace-seconds",
-            "5",
-            "--metrics-port",
-            str(metrics_port),
-            "--log-level",
-            "warning",
-        ]
+    def __init__(self, models: Path, *options: str, metrics_port: int | None = None):
+        command = [sys.executable, "-m", "temporec", "serve", "--host", "127.0.0.1", "--port", "0"]
+        command += ["--models", str(models), "--device", "cpu", "--grace-seconds", "5", "--log-level", "warning"]
+        command += [*options, *(["--metrics-port", str(metrics_port)] if metrics_port else [])]
         env = {k: v for k, v in os.environ.items() if k not in ("TEMPOREC_PLUGINS", "TEMPOREC_CONFIG")}
         self.metrics_port = metrics_port
         self.process = subprocess.Popen(command, stdout=subprocess.PIPE, text=True, env=env)
@@ -373,7 +357,7 @@ def main() -> int:
         described = write_data(data, settings.users)
         minutes = train(data, workdir / "models", settings)
         requests = build_requests(data, settings)
-        server = Server(workdir / "models", free_port())
+        server = Server(workdir / "models", metrics_port=free_port())
         try:
             print(f"serving on {server.target}; warming up", file=sys.stderr)
             warm = asyncio.run(run_load(server.target, requests, settings, seconds=120, limit=settings.warmup))

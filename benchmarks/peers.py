@@ -57,7 +57,7 @@ import torch
 import yaml
 
 import results_file
-from amazon import arguments, load_amazon, metric_cells, side_by_side
+from amazon import arguments, fit_ids_only, load_amazon, metric_cells, side_by_side
 from temporec.contract.types import Dataset
 from temporec.training import TrainConfig
 from temporec.training.leave_one_out import rank_split
@@ -496,11 +496,11 @@ def measure(peer: Peer, data: Path, minutes: float, work: str) -> dict:
     dataset = load_amazon(data)
     folder = Path(work) / peer.name
     if not peer.recbole:
-        from sasrec_gap import BASE, fit_ar
+        from sasrec_gap import BASE
 
         config = replace(TrainConfig(**BASE), time_budget_s=minutes * 60)
         started = time.monotonic()
-        test, trained = fit_ar(dataset, config, folder)
+        test, trained = fit_ids_only(dataset, "ar", config, folder)
         return {"ranks": test.numpy(), **trained, "seconds": time.monotonic() - started, "recbole": None}
     rb = recbole_modules()
     prep = prepare(rb, peer.name, dataset, folder, peer.config, peer.features)

@@ -30,7 +30,6 @@ import logging
 import math
 import os
 import random
-import re
 import shutil
 import statistics
 import subprocess
@@ -42,6 +41,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 import results_file
+from load import Server
 from temporec.triton.local_server import free_port
 from temporec_client import Event, TemporecClient, TrackedEvent
 
@@ -199,30 +199,6 @@ class Redis:
         self.process.wait(timeout=30)
 
 
-class Server:
-    """``temporec serve`` in its own process on a free loopback port."""
-
-    def __init__(self, models: Path, config: Path, store: str):
-        command = [sys.executable, "-m", "temporec", "serve", "--config", str(config), "--host", "127.0.0.1"]
-        command += ["--port", "0", "--models", str(models), "--device", "cpu", "--store", store]
-        command += ["--grace-seconds", "5", "--log-level", "warning"]
-        env = {k: v for k, v in os.environ.items() if k not in ("TEMPOREC_PLUGINS", "TEMPOREC_CONFIG")}
-        self.process = subprocess.Popen(command, stdout=subprocess.PIPE, text=True, env=env)
-        line = self.process.stdout.readline()
-        ready = re.search(r"serving on (\S+) \((\d+) models\)", line)
-        if not ready:
-            self.stop()
-            raise SystemExit(f"the server did not start (first line {line!r}); see its log above")
-        self.target = ready[1]
-
-    def stop(self) -> None:
-        self.process.terminate()
-        try:
-            self.process.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-
-
 ATTRIBUTION_WINDOW_S = 86_400.0  # outcomes count a day of the data's time after an exposure
 
 
@@ -284,7 +260,7 @@ def replay_section(args, workdir: Path, steps: list[Step], dataset, manifests: d
     versions = {head: manifest.version for head, manifest in manifests.items()}
     config = write_config(workdir / "replay.toml", f"sqlite://{workdir}/replay.db", versions, window)
     before = load()
-    server = Server(args.models, config, f"sqlite://{workdir}/replay.db")
+    server = Server(args.models, "--config", str(config), "--store", f"sqlite://{workdir}/replay.db")
     hits: dict[str, dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
     ranks: dict[str, dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
     latencies: list[float] = []
@@ -411,7 +387,7 @@ def speed_section(args, workdir: Path, steps: list[Step]) -> str:
         redis = Redis(workdir) if name == "redis" else None
         url = redis.url if redis else stores[name]()
         config = write_config(workdir / f"speed-{name}.toml", url, None, 0)
-        server = Server(args.models, config, url)
+        server = Server(args.models, "--config", str(config), "--store", url)
         try:
             with TemporecClient(server.target) as client:
                 ingested[name] = ingest(client, steps, args.batch)

@@ -147,10 +147,6 @@ def fit_textbook(dataset: Dataset, config: TrainConfig) -> tuple[torch.Tensor, d
     return ranks("test"), {"epochs": epoch, "best_epoch": best_epoch, "seconds": time.monotonic() - started}
 
 
-def fit_ar(dataset: Dataset, config: TrainConfig, work: Path) -> tuple[torch.Tensor, dict]:
-    return fit_ids_only(dataset, "ar", config, work)
-
-
 def measure(run: Run, data: Path, minutes: float, work: str) -> dict:
     """One row, in its own process (one torch thread each, so two run side by side)."""
     torch.set_num_threads(1)
@@ -160,7 +156,9 @@ def measure(run: Run, data: Path, minutes: float, work: str) -> dict:
             events[:] = [replace(e, timestamp=0.0) for e in events]
     config = replace(TrainConfig(**BASE), time_budget_s=minutes * 60, **run.config)
     started = time.monotonic()
-    ranks, trained = fit_textbook(dataset, config) if run.textbook else fit_ar(dataset, config, Path(work) / run.name)
+    ranks, trained = (
+        fit_textbook(dataset, config) if run.textbook else fit_ids_only(dataset, "ar", config, Path(work) / run.name)
+    )
     trained.setdefault("seconds", time.monotonic() - started)
     return {"ranks": ranks.numpy(), **trained}
 

@@ -13,10 +13,10 @@ from temporec.contract.registry import Registry
 from temporec.contract.stores import Store, StoreSettings, TrackedEvent, redact, scheme
 from temporec.contract.types import Event, Limits
 from temporec.model.artifacts import LoadedModel
+from temporec.serving.experiments import DAY_SECONDS
 from temporec.serving.records import TrackResult
 from temporec.serving.validation import check_id, check_tracked
 
-DAY = 86_400.0
 HOW_TO_CONFIGURE = (
     "this server keeps no events; set its `store` setting (--store sqlite:///path/history.db, "
     "or redis://host:6379/0 to share them between replicas)"
@@ -32,7 +32,7 @@ def open_store(registry: Registry, url: str, max_events: int, retention_days: fl
         raise FailedPrecondition(
             f"store: no installed store handles {name!r} URLs ({redact(url)}); installed: {allowed(registry.stores)}"
         )
-    settings = StoreSettings(max_events=max_events, retention_seconds=retention_days * DAY)
+    settings = StoreSettings(max_events=max_events, retention_seconds=retention_days * DAY_SECONDS)
     return plugin_call(f"store {name!r}", registry.stores[name], url, settings)
 
 

@@ -288,13 +288,18 @@ class RecommenderService:
                 f"history: items outside the catalog need a text-based model; {manifest.head!r} for "
                 f"{manifest.domain!r} was trained on item ids only"
             )
-        encoder = await (self._tuned_encoder(loaded) if manifest.tuned_encoder else self._encoder(manifest))
+        encoder = await self._model_encoder(loaded)
         remaining = None if deadline is None else max(deadline - asyncio.get_running_loop().time(), 0.0)
         vectors = await self.encoders.encode(encoder, list(outside.values()), remaining)
         texts: list[torch.Tensor | None] = [None] * length
         for position, vector in zip(outside, vectors):
             texts[position] = vector
         return texts
+
+    async def _model_encoder(self, loaded: LoadedModel) -> Encoder:
+        """The encoder that embeds texts as ``loaded``'s catalog items were: the language
+        model its training tuned, or the configured encoder that serves its vector space."""
+        return await (self._tuned_encoder(loaded) if loaded.manifest.tuned_encoder else self._encoder(loaded.manifest))
 
     async def _encoder(self, manifest: Manifest) -> Encoder:
         """The configured encoder that serves ``manifest``'s model, checked to embed alike."""
@@ -361,9 +366,7 @@ class RecommenderService:
             if model_version:
                 loaded = self._loaded_version(model_version)
                 name = self.serving_encoder(loaded.manifest.encoder)
-                instance = await (
-                    self._tuned_encoder(loaded) if loaded.manifest.tuned_encoder else self._encoder(loaded.manifest)
-                )
+                instance = await self._model_encoder(loaded)
             else:
                 name = encoder or self.default_encoder
                 instance = await self.encoders.get(name)
