@@ -1,27 +1,27 @@
-"""grpc.aio server interceptors for every call: request ids and access logs, metrics, the
-limit on concurrent calls, refusing request messages that do not decode, and the drain
-that starts a graceful stop.
+"""The server's one interceptor, ``CallPipeline``, and the pieces of every call it runs:
+request ids and access logs, metrics, the limit on concurrent calls, refusing request
+messages that do not decode, refusing callers before their request is read (the drain
+of a graceful stop, the token check), and the logging set-up.
 
-``temporec.grpc.security.call_interceptors`` installs them outermost first: ``CallLog``,
-(``CallMetrics``,) bearer-token authentication, ``ConcurrencyLimit``,
-``MalformedRequests``; so a call refused by any of them still gets its request id and
-its access-log line.
+One interceptor, not one per concern: each layer of grpc.aio interception costs an
+awaited continuation and a new handler per call. ``CallPipeline`` wraps each method's
+handler once, on its first call, and runs every step of a call in one flat coroutine.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import contextvars
 import inspect
+import itertools
 import json
 import logging
+import os
 import time
-import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import Any
+from typing import Any, Protocol
 
 import grpc
 
@@ -48,20 +48,28 @@ current_request_id: contextvars.ContextVar[str] = contextvars.ContextVar("tempor
 access_log = logging.getLogger("temporec.access")
 
 
-# -- wrapping a method handler ----------------------------------------------------------
-
-
 @dataclass
 class Call:
-    """One call as an interceptor sees it; ``request`` is None for client streaming."""
+    """One call as the pipeline sees it; ``request`` is None for client streaming."""
 
     method: str
     request: Any
     context: grpc.aio.ServicerContext
     response: Any = None  # set when a unary response was returned
+    counted: bool = False  # in CallPipeline.in_flight
 
 
-Around = Callable[[Call], contextlib.AbstractAsyncContextManager[None]]
+class Gate(Protocol):
+    """A check made before the request is read (the token check): why the call is
+    refused, or None to let it through."""
+
+    def problem(self, method: str, metadata: Sequence[tuple[str, Any]]) -> str | None: ...
+
+
+class Recorder(Protocol):
+    """Where finished unary calls are counted (``temporec.serving.metrics.ServerMetrics``)."""
+
+    def record_call(self, method, domain, head, code, seconds, stages_ms) -> None: ...
 
 
 def handler_kind(handler: grpc.RpcMethodHandler) -> str:
@@ -79,56 +87,189 @@ def with_behaviour(
     )
 
 
-def wrap(handler: grpc.RpcMethodHandler, method: str, around: Around) -> grpc.RpcMethodHandler:
-    """Run ``handler``'s behaviour inside ``around(call)``. Synchronous behaviours (the
-    migration thread pool) are left as they are: this server has none."""
-    inner = getattr(handler, handler_kind(handler))
-
-    def call_of(request, context) -> Call:
-        return Call(method, None if handler.request_streaming else request, context)
-
-    if inspect.isasyncgenfunction(inner):
-
-        async def behaviour(request, context):
-            async with around(call_of(request, context)):
-                async for response in inner(request, context):
-                    yield response
-
-    elif inspect.iscoroutinefunction(inner):
-
-        async def behaviour(request, context):
-            call = call_of(request, context)
-            async with around(call):
-                call.response = await inner(request, context)
-                return call.response
-
-    else:
-        return handler
-    return with_behaviour(handler, behaviour, handler.request_deserializer)
-
-
-def refusal(handler: grpc.RpcMethodHandler, code: grpc.StatusCode, details: str) -> grpc.RpcMethodHandler:
-    """A handler of ``handler``'s kind that ends the call with ``code`` without reading
-    the request (nothing is decoded for a refused caller)."""
-
-    async def refuse(request, context):
-        await context.abort(code, details)
-
-    return with_behaviour(handler, refuse, request_deserializer=None)
-
-
 def is_health(method: str) -> bool:
     return method.startswith(HEALTH_PREFIX)
 
 
 def is_always_open(method: str) -> bool:
-    """Health and reflection: answered without a token and outside the concurrency limit."""
+    """Health and reflection: answered without a token, outside the concurrency limit and
+    during a drain."""
     return is_health(method) or method.startswith(REFLECTION_PREFIXES)
 
 
 def metadata_values(metadata: Sequence[tuple[str, Any]] | None, key: str) -> list[str]:
     """Every value of ``key`` in call metadata (keys arrive lower-case)."""
     return [value for name, value in metadata or () if name == key]
+
+
+# -- the pipeline ---------------------------------------------------------------------------
+
+
+class CallPipeline(grpc.aio.ServerInterceptor):
+    """Every call, in order: a request id (sent back at once in the initial metadata, so
+    that refused calls carry it too), then refusals before the request is read (UNAVAILABLE
+    while draining, then each gate's), the concurrency limit (RESOURCE_EXHAUSTED),
+    INVALID_ARGUMENT for a request that does not decode, the servicer; at the end, one
+    access-log line and, for unary calls, the recorder's count. Health and reflection pass
+    the gates, the limit and the drain."""
+
+    def __init__(self, max_concurrent: int, gates: Sequence[Gate] = (), recorder: Recorder | None = None):
+        self.limit = max_concurrent
+        self.gates = tuple(gates)
+        self.recorder = recorder
+        self.draining = False
+        self.in_flight = 0  # counted calls running; only touched on the server's event loop
+        self._wrapped: dict[str, tuple[grpc.RpcMethodHandler, grpc.RpcMethodHandler]] = {}
+        self._refusals: dict[tuple[str, grpc.StatusCode, str], grpc.RpcMethodHandler] = {}
+
+    async def intercept_service(self, continuation, details: grpc.HandlerCallDetails):
+        handler = await continuation(details)
+        if handler is None:
+            return None
+        method = details.method
+        refused = None if is_always_open(method) else self._refusal(method, details.invocation_metadata)
+        if refused:
+            return self._refusal_handler(handler, method, *refused)
+        cached = self._wrapped.get(method)
+        if cached is None or cached[0] is not handler:
+            cached = self._wrapped[method] = (handler, self._wrap(handler, method))
+        return cached[1]
+
+    def _refusal(self, method: str, metadata) -> tuple[grpc.StatusCode, str] | None:
+        if self.draining:
+            return grpc.StatusCode.UNAVAILABLE, "the server is shutting down; retry on another server"
+        for gate in self.gates:
+            problem = gate.problem(method, metadata)
+            if problem:
+                return grpc.StatusCode.UNAUTHENTICATED, problem
+        return None
+
+    def _refusal_handler(self, handler, method: str, code: grpc.StatusCode, details: str):
+        """A handler that ends the call with ``code`` without reading the request: nothing
+        is decoded for a refused caller. Few distinct refusals exist, so they are kept."""
+        key = (method, code, details)
+        if key not in self._refusals:
+
+            async def refuse(request, context):
+                await context.abort(code, details)
+
+            refusal = with_behaviour(handler, refuse, request_deserializer=None)
+            self._refusals[key] = self._wrap(refusal, method, counted=False)
+        return self._refusals[key]
+
+    def _wrap(self, handler: grpc.RpcMethodHandler, method: str, counted: bool = True) -> grpc.RpcMethodHandler:
+        inner = getattr(handler, handler_kind(handler))
+        counted = counted and not is_always_open(method)
+        record = self.recorder is not None and handler.unary_unary is not None
+        streaming_request = handler.request_streaming
+
+        def call_of(request, context) -> Call:
+            return Call(method, None if streaming_request else request, context)
+
+        if inspect.isasyncgenfunction(inner):
+
+            async def behaviour(request, context):
+                call, started, error = call_of(request, context), time.perf_counter(), None
+                try:
+                    await self._begin(call, counted)
+                    async for response in inner(request, context):
+                        yield response
+                except BaseException as exc:
+                    error = exc
+                    raise
+                finally:
+                    self._end(call, error, started, record)
+
+        elif inspect.iscoroutinefunction(inner):
+
+            async def behaviour(request, context):
+                call, started, error = call_of(request, context), time.perf_counter(), None
+                try:
+                    await self._begin(call, counted)
+                    call.response = await inner(request, context)
+                    return call.response
+                except BaseException as exc:
+                    error = exc
+                    raise
+                finally:
+                    self._end(call, error, started, record)
+
+        else:
+            return handler  # synchronous behaviours (the migration thread pool): this server has none
+        decode = handler.request_deserializer
+        tolerant = tolerant_decoder(decode) if decode is not None and not streaming_request else decode
+        return with_behaviour(handler, behaviour, tolerant)
+
+    async def _begin(self, call: Call, counted: bool) -> None:
+        request_id = request_id_of(call.context)
+        current_request_id.set(request_id)  # the call's own task: no reset needed
+        await call.context.send_initial_metadata(((REQUEST_ID_KEY, request_id),))
+        if counted:
+            await self._admit(call)
+
+    def _end(self, call: Call, error: BaseException | None, started: float, record: bool) -> None:
+        if call.counted:
+            self.in_flight -= 1
+        seconds = time.perf_counter() - started
+        code = ending_code(call.context, error)
+        log_access(call, code, seconds * 1000)
+        if record:
+            self._record(call, code, seconds)
+
+    async def _admit(self, call: Call) -> None:
+        """Count the call in, or end it: over the concurrency limit, or undecodable."""
+        if self.in_flight >= self.limit:
+            await call.context.abort(
+                grpc.StatusCode.RESOURCE_EXHAUSTED,
+                f"the server is busy: {self.limit} calls are in flight, the most it runs at once "
+                f"(setting max_concurrent_rpcs); retry with backoff",
+            )
+        self.in_flight += 1
+        call.counted = True
+        if isinstance(call.request, Undecodable):
+            name = call.method.rsplit("/", 1)[-1]
+            await call.context.abort(
+                grpc.StatusCode.INVALID_ARGUMENT, f"{name}: the request message does not decode: {call.request.error}"
+            )
+
+    def _record(self, call: Call, code: grpc.StatusCode, seconds: float) -> None:
+        request, response = call.request, call.response
+        domain = getattr(request, "domain", "")
+        head = getattr(response, "head", "") or getattr(request, "head", "")
+        stages = {timing.stage: timing.milliseconds for timing in getattr(response, "timings", ())}
+        self.recorder.record_call(call.method.rpartition("/")[2], domain, head, code.name, seconds, stages)
+
+    async def drain(self, timeout: float) -> None:
+        """Graceful shutdown's first step: refuse new calls with UNAVAILABLE (so that their
+        clients retry on another replica; gRPC's own stop would cancel new calls on open
+        connections instead), and return when no call is in flight, or after ``timeout``
+        seconds."""
+        self.draining = True
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while self.in_flight and loop.time() < deadline:
+            await asyncio.sleep(0.02)
+
+
+# -- undecodable requests ---------------------------------------------------------------
+
+
+@dataclass
+class Undecodable:
+    """Stands in for a request message that failed to decode: the pipeline ends its call
+    with INVALID_ARGUMENT, where gRPC alone would answer UNKNOWN with the parser's error."""
+
+    error: str
+
+
+def tolerant_decoder(decode: Callable[[bytes], Any]) -> Callable[[bytes], Any]:
+    def tolerant_decode(data: bytes):
+        try:
+            return decode(data)
+        except Exception as exc:  # the parser's errors vary by protobuf backend
+            return Undecodable(str(exc))
+
+    return tolerant_decode
 
 
 # -- request ids and the access log -----------------------------------------------------
@@ -139,77 +280,32 @@ def valid_request_id(value: str | None) -> bool:
     return bool(value) and len(value) <= MAX_REQUEST_ID_CHARS and all("!" <= c <= "~" for c in value)
 
 
+class RequestIds:
+    """New request ids: 32 hex digits, a random prefix per process and a counter. Unique
+    across processes and restarts like random ids, without a random draw (a system call)
+    per call; a forked worker draws its own prefix."""
+
+    def __init__(self):
+        self.reset()
+        os.register_at_fork(after_in_child=self.reset)
+
+    def reset(self) -> None:
+        self._prefix, self._counter = os.urandom(8).hex(), itertools.count()
+
+    def __call__(self) -> str:
+        return f"{self._prefix}{next(self._counter):016x}"
+
+
+new_request_id = RequestIds()
+
+
 def request_id_of(context: grpc.aio.ServicerContext) -> str:
-    """The client's ``x-request-id`` when valid, else a new random one."""
+    """The client's ``x-request-id`` when valid, else a new one."""
     values = metadata_values(context.invocation_metadata(), REQUEST_ID_KEY)
-    return values[0] if len(values) == 1 and valid_request_id(values[0]) else uuid.uuid4().hex
-
-
-class CallLog(grpc.aio.ServerInterceptor):
-    """Gives each call a request id (the client's ``x-request-id`` or a new one), sends it
-    back in the initial metadata, makes it the ``request_id`` of every log record written
-    while the call runs (with ``RequestIdFilter``), and writes one access-log line per
-    call to the logger ``temporec.access``: method, status code, duration and the domain,
-    head and encoder when the call names them. Never metadata (tokens), never user or
-    item ids. Health checks log at DEBUG: probes call every few seconds. The initial
-    metadata goes out when the call starts, so servicers must not send their own."""
-
-    async def intercept_service(self, continuation, details: grpc.HandlerCallDetails):
-        handler = await continuation(details)
-        return wrap(handler, details.method, self.observe) if handler else None
-
-    @contextlib.asynccontextmanager
-    async def observe(self, call: Call):
-        request_id = request_id_of(call.context)
-        current_request_id.set(request_id)  # the call's own task: no reset needed
-        await call.context.send_initial_metadata(((REQUEST_ID_KEY, request_id),))
-        async with reporting_end(call, lambda code, seconds: log_access(call, code, seconds * 1000)):
-            yield
-
-
-class CallMetrics(grpc.aio.ServerInterceptor):
-    """Hands every finished unary call to ``recorder.record_call`` (``temporec.serving.
-    metrics.ServerMetrics``): its method, domain and head (from the request and the
-    response), status code, seconds and Recommend's stage timings. Streams (health Watch,
-    reflection) and unknown methods are not counted."""
-
-    def __init__(self, recorder):
-        self.recorder = recorder
-
-    async def intercept_service(self, continuation, details: grpc.HandlerCallDetails):
-        handler = await continuation(details)
-        if handler is None or handler.unary_unary is None:
-            return handler
-        return wrap(handler, details.method, self.measure)
-
-    @contextlib.asynccontextmanager
-    async def measure(self, call: Call):
-        def record(code: grpc.StatusCode, seconds: float) -> None:
-            request, response = call.request, call.response
-            domain = getattr(request, "domain", "")
-            head = getattr(response, "head", "") or getattr(request, "head", "")
-            stages = {timing.stage: timing.milliseconds for timing in getattr(response, "timings", ())}
-            self.recorder.record_call(call.method.rpartition("/")[2], domain, head, code.name, seconds, stages)
-
-        async with reporting_end(call, record):
-            yield
+    return values[0] if len(values) == 1 and valid_request_id(values[0]) else new_request_id()
 
 
 # -- how a call ended ---------------------------------------------------------------------
-
-
-@contextlib.asynccontextmanager
-async def reporting_end(call: Call, report: Callable[[grpc.StatusCode, float], None]):
-    """Run the block, then ``report(code, seconds)``: the status the call ended with and
-    how long the block took, however it ended (its exception propagates)."""
-    started, error = time.perf_counter(), None
-    try:
-        yield
-    except BaseException as exc:
-        error = exc
-        raise
-    finally:
-        report(ending_code(call.context, error), time.perf_counter() - started)
 
 
 def ending_code(context: grpc.aio.ServicerContext, error: BaseException | None) -> grpc.StatusCode:
@@ -255,9 +351,11 @@ def loggable(value: str) -> str:
 
 
 def log_access(call: Call, code: grpc.StatusCode, milliseconds: float) -> None:
+    level = logging.DEBUG if is_health(call.method) else logging.INFO
+    if not access_log.isEnabledFor(level):
+        return  # the fields cost more than the check: build them only for a line written
     fields = {"method": call.method, "code": code.name, "duration_ms": round(milliseconds, 3), **call_components(call)}
     names = "".join(f" {name}={value}" for name, value in fields.items() if name in COMPONENT_FIELDS)
-    level = logging.DEBUG if is_health(call.method) else logging.INFO
     access_log.log(level, "%s %s %.1f ms%s", call.method, code.name, milliseconds, names, extra={"access": fields})
 
 
@@ -300,113 +398,3 @@ def configure_logging(log_format: str, logger: logging.Logger | None = None) -> 
         handler.setFormatter(formatter)
         if not any(isinstance(f, RequestIdFilter) for f in handler.filters):
             handler.addFilter(RequestIdFilter())
-
-
-# -- the concurrency limit --------------------------------------------------------------
-
-
-class ConcurrencyLimit(grpc.aio.ServerInterceptor):
-    """At most ``limit`` calls run at once; the next one ends at once with
-    RESOURCE_EXHAUSTED (nothing waits in a queue). Health and reflection are not counted.
-
-    grpc.aio's own ``maximum_concurrent_rpcs`` counts every call, long health watches
-    included, and answers "Concurrent RPC limit exceeded!"; this one names the setting."""
-
-    def __init__(self, limit: int):
-        self.limit = limit
-        self.in_flight = 0  # only touched on the server's event loop
-
-    async def intercept_service(self, continuation, details: grpc.HandlerCallDetails):
-        handler = await continuation(details)
-        if handler is None or is_always_open(details.method):
-            return handler
-        return wrap(handler, details.method, self.slot)
-
-    @contextlib.asynccontextmanager
-    async def slot(self, call: Call):
-        if self.in_flight >= self.limit:
-            await call.context.abort(
-                grpc.StatusCode.RESOURCE_EXHAUSTED,
-                f"the server is busy: {self.limit} calls are in flight, the most it runs at once "
-                f"(setting max_concurrent_rpcs); retry with backoff",
-            )
-        self.in_flight += 1
-        try:
-            yield
-        finally:
-            self.in_flight -= 1
-
-
-# -- undecodable requests ---------------------------------------------------------------
-
-
-@dataclass
-class Undecodable:
-    """Stands in for a request message that failed to decode."""
-
-    error: str
-
-
-class MalformedRequests(grpc.aio.ServerInterceptor):
-    """A unary request that does not decode (corrupt wire format, invalid UTF-8 in a
-    string field) ends with INVALID_ARGUMENT; gRPC alone would answer UNKNOWN with the
-    parser's exception."""
-
-    async def intercept_service(self, continuation, details: grpc.HandlerCallDetails):
-        handler = await continuation(details)
-        if handler is None or handler.request_streaming or handler.request_deserializer is None:
-            return handler
-        decode = handler.request_deserializer
-
-        def tolerant_decode(data: bytes):
-            try:
-                return decode(data)
-            except Exception as exc:  # the parser's errors vary by protobuf backend
-                return Undecodable(str(exc))
-
-        checked = wrap(handler, details.method, self.refuse_undecodable)
-        return with_behaviour(checked, getattr(checked, handler_kind(checked)), tolerant_decode)
-
-    @contextlib.asynccontextmanager
-    async def refuse_undecodable(self, call: Call):
-        if isinstance(call.request, Undecodable):
-            name = call.method.rsplit("/", 1)[-1]
-            await call.context.abort(
-                grpc.StatusCode.INVALID_ARGUMENT, f"{name}: the request message does not decode: {call.request.error}"
-            )
-        yield
-
-
-class Drain(grpc.aio.ServerInterceptor):
-    """Graceful shutdown's first step. Once ``drain`` starts, a new call ends at once
-    with UNAVAILABLE, so that its client retries (on another replica), while the calls in
-    flight finish; gRPC's own stop would cancel new calls on open connections instead.
-    Health and reflection stay open."""
-
-    def __init__(self):
-        self.draining = False
-        self.in_flight = 0  # only touched on the server's event loop
-
-    async def intercept_service(self, continuation, details: grpc.HandlerCallDetails):
-        handler = await continuation(details)
-        if handler is None or is_always_open(details.method):
-            return handler
-        if self.draining:
-            return refusal(handler, grpc.StatusCode.UNAVAILABLE, "the server is shutting down; retry on another server")
-        return wrap(handler, details.method, self._counted)
-
-    @contextlib.asynccontextmanager
-    async def _counted(self, call: Call):
-        self.in_flight += 1
-        try:
-            yield
-        finally:
-            self.in_flight -= 1
-
-    async def drain(self, timeout: float) -> None:
-        """Refuse new calls; return when no call is in flight, or after ``timeout`` seconds."""
-        self.draining = True
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout
-        while self.in_flight and loop.time() < deadline:
-            await asyncio.sleep(0.02)

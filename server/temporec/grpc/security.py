@@ -23,14 +23,7 @@ from pathlib import Path
 
 import grpc
 
-from temporec.grpc.interceptors import (
-    CallLog,
-    ConcurrencyLimit,
-    MalformedRequests,
-    is_always_open,
-    metadata_values,
-    refusal,
-)
+from temporec.grpc.interceptors import CallPipeline, Recorder, metadata_values
 from temporec.serving.config import ConfigError, ServerConfig
 
 log = logging.getLogger(__name__)
@@ -141,9 +134,10 @@ def digest(token: str) -> bytes:
     return hashlib.sha256(token.encode()).digest()
 
 
-class BearerTokenAuth(grpc.aio.ServerInterceptor):
-    """Lets a call through when its ``authorization`` metadata is ``Bearer <token>`` with
-    a configured token; ends it with UNAUTHENTICATED otherwise. Health, reflection and
+class BearerTokenAuth:
+    """The token check, a gate of ``CallPipeline``: a call passes when its
+    ``authorization`` metadata is ``Bearer <token>`` with a configured token, and ends
+    with UNAUTHENTICATED otherwise. Health, reflection (the pipeline lets them pass) and
     the self-authenticating Admin methods are not checked."""
 
     def __init__(self, tokens: Iterable[str]):
@@ -151,14 +145,14 @@ class BearerTokenAuth(grpc.aio.ServerInterceptor):
         if not self._digests:
             raise ValueError("BearerTokenAuth needs at least one token")
 
-    async def intercept_service(self, continuation, details: grpc.HandlerCallDetails):
-        handler = await continuation(details)
-        if handler is None or is_always_open(details.method) or details.method.startswith(SELF_AUTHENTICATING_PREFIXES):
-            return handler
-        problem = self.problem(metadata_values(details.invocation_metadata, AUTHORIZATION_KEY))
-        return refusal(handler, grpc.StatusCode.UNAUTHENTICATED, problem) if problem else handler
+    def problem(self, method: str, metadata) -> str | None:
+        """Why the call's metadata does not authenticate it, or None when it does (or
+        when ``method`` checks its own credentials)."""
+        if method.startswith(SELF_AUTHENTICATING_PREFIXES):
+            return None
+        return self.token_problem(metadata_values(metadata, AUTHORIZATION_KEY))
 
-    def problem(self, values: list[str]) -> str | None:
+    def token_problem(self, values: list[str]) -> str | None:
         """Why these ``authorization`` values do not authenticate, or None when they do.
         The messages never repeat what the caller sent."""
         if not values:
@@ -185,7 +179,7 @@ def token_matches(token: str, digests: list[bytes]) -> bool:
     return any([hmac.compare_digest(presented, known) for known in digests])
 
 
-def auth_interceptor(config: ServerConfig) -> BearerTokenAuth | None:
+def token_gate(config: ServerConfig) -> BearerTokenAuth | None:
     """The token check that ``config`` asks for; None when it names no token."""
     tokens = load_tokens(config)
     if not tokens:
@@ -196,15 +190,8 @@ def auth_interceptor(config: ServerConfig) -> BearerTokenAuth | None:
     return BearerTokenAuth(tokens)
 
 
-def call_interceptors(config: ServerConfig, observers: Iterable[grpc.aio.ServerInterceptor] = ()) -> list:
-    """The server's interceptors, outermost first: request ids and the access log, then
-    ``observers`` (e.g. metrics; they see every call, refused ones too), the token check,
-    the concurrency limit, and the refusal of undecodable requests."""
-    auth = auth_interceptor(config)
-    return [
-        CallLog(),
-        *observers,
-        *([auth] if auth else []),
-        ConcurrencyLimit(config.max_concurrent_rpcs),
-        MalformedRequests(),
-    ]
+def call_pipeline(config: ServerConfig, recorder: Recorder | None = None) -> CallPipeline:
+    """The server's interceptor (``CallPipeline``) for ``config``: its token check and
+    concurrency limit, counting calls into ``recorder``."""
+    auth = token_gate(config)
+    return CallPipeline(config.max_concurrent_rpcs, gates=[auth] if auth else [], recorder=recorder)

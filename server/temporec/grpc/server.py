@@ -23,8 +23,7 @@ from grpc_reflection.v1alpha import reflection
 
 from temporec.contract.errors import FailedPrecondition
 from temporec.grpc.admin import ADMIN_SERVICE_NAME, AdminServicer, load_admin_tokens
-from temporec.grpc.interceptors import CallMetrics, Drain
-from temporec.grpc.security import call_interceptors, server_credentials
+from temporec.grpc.security import call_pipeline, server_credentials
 from temporec.grpc.servicer import RecommenderServicer
 from temporec.serving import RecommenderService, ReloadResult
 from temporec.serving.config import ServerConfig
@@ -90,9 +89,8 @@ class TemporecServer:
         self.metrics = ServerMetrics(service.domains, service.registry.heads, lambda: len(service.models))
         service.on_exposure = self.metrics.record_exposure
         admin = AdminServicer(self.reload, load_admin_tokens(config))
-        self.drain = Drain()
-        interceptors = call_interceptors(config, observers=[CallMetrics(self.metrics), self.drain])
-        self.server = build_server(service, config, self.health, admin, interceptors)
+        self.calls = call_pipeline(config, recorder=self.metrics)
+        self.server = build_server(service, config, self.health, admin, [self.calls])
         self.metrics_port: int | None = None  # the bound metrics port, once serving
         self._encoder_watch: asyncio.Task | None = None
         address = listen_address(config.host, config.port)
@@ -129,7 +127,7 @@ class TemporecServer:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + grace
         await self.health.enter_graceful_shutdown()
-        await self.drain.drain(grace)
+        await self.calls.drain(grace)
         await self.server.stop(max(0.0, deadline - loop.time()))
         await self.service.close()
         self.metrics.close()

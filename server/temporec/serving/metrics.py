@@ -2,7 +2,7 @@
 
 Each server owns a ``ServerMetrics`` with its own ``CollectorRegistry``, so that two servers
 in one process (as in the tests) never mix their counts. The gRPC interceptor
-``temporec.grpc.interceptors.CallMetrics`` hands it every call, outside the service: a
+``temporec.grpc.interceptors.CallPipeline`` hands it every unary call, outside the service: a
 call's method, domain, head and status code come from the request, the response and the
 call's outcome, and the stage timings from the response's ``timings``. ``serve_http``
 exposes the registry for Prometheus to scrape.
