@@ -119,8 +119,8 @@ def write_data(directory: Path, users: int) -> str:
     return f"the synthetic MovieLens-format set of scripts/serve_test_model.py ({ML1M} is absent)"
 
 
-def train(data: Path, models: Path, settings: Settings) -> float:
-    """``temporec train`` the lstm head of the video domain; returns the minutes it took."""
+def train(data: Path, models: Path, settings: Settings, head: str = "lstm") -> float:
+    """``temporec train`` a head of the video domain; returns the minutes it took."""
     started = time.monotonic()
     command = [
         sys.executable,
@@ -130,7 +130,7 @@ def train(data: Path, models: Path, settings: Settings) -> float:
         "--domain",
         "video",
         "--head",
-        "lstm",
+        head,
         "--data",
         str(data),
         "--out",

@@ -24,6 +24,7 @@ RESULTS_SECTIONS = (
     *("retail-taobao", "news-nemig-en", "news-nemig-de", "news-mind-small-sample"),  # benchmarks/domains.py
     *("customer_service-stackfaq", "customer_service-banking77"),  # benchmarks/domains.py
     "load",  # benchmarks/load.py
+    "served",  # benchmarks/served.py
     *("defaults-shop-ids", "threads"),  # benchmarks/defaults.py
     "sasrec-gap",  # benchmarks/sasrec_gap.py
     *("tuning-amazon-office", "tuning-amazon-beauty"),  # benchmarks/tuning.py

@@ -1,0 +1,259 @@
+"""The served path against the in-process limit (issue 17), side by side in one run.
+
+    .venv/bin/python benchmarks/served.py           # about 8 minutes: writes the "served"
+                                                    # section of benchmarks/RESULTS.md
+    .venv/bin/python benchmarks/served.py --quick   # a smoke test: printed only
+
+Trains `video` models (`lstm` and `ar`) on the first ``--users`` users of MovieLens-1M (the
+synthetic set of scripts/serve_test_model.py without ../shared), then for each head and
+each number of concurrent clients measures, alternately and ``--repeats`` times:
+- in-process: a process of its own awaits ``RecommenderService.recommend`` for queries
+  translated from the requests beforehand: the service with no gRPC, no protobuf, no
+  client. This is the limit the server can approach.
+- served: ``temporec serve`` in its own process, called by grpc.aio stubs from this one.
+Requests are catalog-only (real histories of at most 50 events, no texts to embed, no cold
+starts), as in the issue's measurements. Both processes run torch with
+``--threads`` intra-op threads (OMP_NUM_THREADS). The load generator shares the 2 cores
+with the server, as any loopback benchmark on this machine does: its CPU is in the served
+numbers, not in the in-process ones.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import dataclasses
+import json
+import os
+import random
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import results_file
+from load import REQUEST_TIMEOUT, RESULTS, Server, Settings, build_requests, train, write_data
+
+HEADS = ("lstm", "ar")
+CLIENTS = (1, 8, 32)
+GOAL = 0.8  # served / in-process, the issue's goal at every client count
+
+
+@dataclasses.dataclass
+class Plan:
+    users: int = 1000
+    epochs: int = 1
+    seconds: float = 15.0
+    warmup: float = 3.0
+    repeats: int = 2
+    threads: int = 1
+    clients: tuple[int, ...] = CLIENTS
+    heads: tuple[str, ...] = HEADS
+
+
+QUICK = Plan(users=200, seconds=3.0, warmup=1.0, repeats=1, clients=(1, 8), heads=("lstm",))
+
+
+def catalog_only(requests: list, head: str) -> list:
+    """The requests with a history of catalog items only, addressed to ``head``."""
+    kept = [r for r in requests if r.history and not any(e.text for e in r.history)]
+    for request in kept:
+        request.head = head
+    return kept
+
+
+# -- in-process: a child process that awaits the service directly ----------------------------
+
+
+def in_process_main(models: str, requests_file: str, clients: int, seconds: float, warmup: float) -> None:
+    """The child: build the service as ``temporec serve`` would, then ``clients`` tasks
+    await ``recommend`` for ``warmup`` + ``seconds``; prints {"rate": requests/s}."""
+    from temporec.grpc import translate
+    from temporec.serving import build_service
+    from temporec.serving.config import load_config
+
+    queries = [translate.query_from_proto(request) for request in decode_requests(Path(requests_file).read_bytes())]
+    config = load_config(env={}, overrides={"models_dir": models, "device": "cpu"})
+
+    async def run() -> float:
+        service = build_service(config)
+        await service.start()
+        try:
+            await drive(service, queries, clients, warmup)
+            return await drive(service, queries, clients, seconds)
+        finally:
+            await service.close()
+
+    print(json.dumps({"rate": asyncio.run(run())}), flush=True)
+
+
+async def drive(service, queries: list, clients: int, seconds: float) -> float:
+    """Requests/s of ``clients`` concurrent callers of ``service.recommend``."""
+    done = 0
+    deadline = time.monotonic() + seconds
+
+    async def caller(number: int) -> None:
+        nonlocal done
+        rng = random.Random(number)
+        while time.monotonic() < deadline:
+            await service.recommend(rng.choice(queries), timeout=REQUEST_TIMEOUT)
+            done += 1
+
+    started = time.monotonic()
+    await asyncio.gather(*(caller(n) for n in range(clients)))
+    return done / (time.monotonic() - started)
+
+
+def encode_requests(requests: list) -> bytes:
+    """Length-prefixed serialized requests: how the parent hands them to the child."""
+    return b"".join(len(data).to_bytes(4, "little") + data for data in (r.SerializeToString() for r in requests))
+
+
+def decode_requests(raw: bytes) -> list:
+    from temporec.v1 import recommender_pb2 as pb
+
+    requests, at = [], 0
+    while at < len(raw):
+        size = int.from_bytes(raw[at : at + 4], "little")
+        requests.append(pb.RecommendRequest.FromString(raw[at + 4 : at + 4 + size]))
+        at += 4 + size
+    return requests
+
+
+def in_process_rate(models: Path, requests_file: Path, clients: int, plan: Plan, env: dict) -> float:
+    command = [sys.executable, __file__, "--child", str(models), str(requests_file), str(clients)]
+    command += [str(plan.seconds), str(plan.warmup)]
+    result = subprocess.run(command, check=True, capture_output=True, text=True, env=env)
+    return json.loads(result.stdout.strip().splitlines()[-1])["rate"]
+
+
+# -- served -------------------------------------------------------------------------------------
+
+
+async def served_rate(target: str, requests: list, clients: int, seconds: float) -> float:
+    """Requests/s of ``clients`` concurrent grpc.aio callers (over min(clients, 4) channels)."""
+    import grpc
+
+    from temporec.v1 import recommender_pb2_grpc
+
+    channels = [grpc.aio.insecure_channel(target) for _ in range(min(clients, 4))]
+    stubs = [recommender_pb2_grpc.RecommenderStub(channel) for channel in channels]
+    done = 0
+    deadline = time.monotonic() + seconds
+
+    async def caller(number: int) -> None:
+        nonlocal done
+        rng = random.Random(number)
+        stub = stubs[number % len(stubs)]
+        while time.monotonic() < deadline:
+            await stub.Recommend(rng.choice(requests), timeout=REQUEST_TIMEOUT)
+            done += 1
+
+    try:
+        started = time.monotonic()
+        await asyncio.gather(*(caller(n) for n in range(clients)))
+        return done / (time.monotonic() - started)
+    finally:
+        for channel in channels:
+            await channel.close()
+
+
+def served_rates(models: Path, requests: list, clients: int, plan: Plan, env: dict) -> float:
+    os.environ["OMP_NUM_THREADS"] = env["OMP_NUM_THREADS"]  # the server inherits the torch threads setting
+    server = Server(models)
+    try:
+        asyncio.run(served_rate(server.target, requests, clients, plan.warmup))
+        return asyncio.run(served_rate(server.target, requests, clients, plan.seconds))
+    finally:
+        server.stop()
+
+
+# -- the run and its report -------------------------------------------------------------------
+
+
+def measure(workdir: Path, plan: Plan) -> tuple[str, list[dict]]:
+    data = workdir / "data"
+    described = write_data(data, plan.users)
+    settings = dataclasses.replace(Settings(), epochs=plan.epochs)
+    for head in plan.heads:
+        train(data, workdir / "models", settings, head)
+    all_requests = build_requests(data, settings)
+    unset = ("TEMPOREC_PLUGINS", "TEMPOREC_CONFIG")  # the installed plugins, no config file: as Server runs
+    env = {**{k: v for k, v in os.environ.items() if k not in unset}, "OMP_NUM_THREADS": str(plan.threads)}
+    rows = []
+    for head in plan.heads:
+        requests = catalog_only(list(all_requests), head)
+        requests_file = workdir / f"requests-{head}.bin"
+        requests_file.write_bytes(encode_requests(requests))
+        for clients in plan.clients:
+            inside, served = [], []
+            for _ in range(plan.repeats):  # alternated, so that drifts in the load hit both
+                inside.append(in_process_rate(workdir / "models", requests_file, clients, plan, env))
+                served.append(served_rates(workdir / "models", requests, clients, plan, env))
+                print(
+                    f"{head} {clients} clients: in-process {inside[-1]:.0f}/s, served {served[-1]:.0f}/s",
+                    file=sys.stderr,
+                )
+            rows.append({"head": head, "clients": clients, "inside": inside, "served": served})
+    return described, rows
+
+
+def report(plan: Plan, described: str, rows: list[dict]) -> str:
+    lines = [
+        f"Models: `video`, {plan.epochs} epoch(s) on {described}; catalog-only requests (real histories,",
+        f"at most 50 events, k = 10). {plan.repeats} alternating repetition(s) of {plan.seconds:g} s after",
+        f"{plan.warmup:g} s of warm-up; torch intra-op threads {plan.threads} in both processes. The median of the",
+        "repetitions is shown, the range in brackets. The load generator shares the two cores with the server,",
+        "and other work ran on the machine meanwhile: only the ratios within a row hold.",
+        "",
+        "| head | clients | in-process req/s | served req/s | served / in-process | goal >= 0.8 |",
+        "| --- | ---: | ---: | ---: | ---: | --- |",
+    ]
+    for row in rows:
+        inside, served = statistics.median(row["inside"]), statistics.median(row["served"])
+        ratio = served / inside
+        lines.append(
+            f"| {row['head']} | {row['clients']} | {inside:,.0f} {spread(row['inside'])} | "
+            f"{served:,.0f} {spread(row['served'])} | {ratio:.2f} | {'met' if ratio >= GOAL else 'not met'} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def spread(values: list[float]) -> str:
+    return f"[{min(values):,.0f}-{max(values):,.0f}]" if len(values) > 1 else ""
+
+
+def main() -> int:
+    if sys.argv[1:2] == ["--child"]:
+        models, requests_file, clients, seconds, warmup = sys.argv[2:7]
+        in_process_main(models, requests_file, int(clients), float(seconds), float(warmup))
+        return 0
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="a smoke test, printed only")
+    parser.add_argument("--seconds", type=float, help=f"per measurement (default {Plan.seconds:g})")
+    parser.add_argument("--repeats", type=int, help=f"alternating repetitions (default {Plan.repeats})")
+    parser.add_argument("--threads", type=int, help=f"torch threads in both processes (default {Plan.threads})")
+    parser.add_argument("--out", type=Path, default=RESULTS, help="results file (not with --quick)")
+    args = parser.parse_args()
+    plan = QUICK if args.quick else Plan()
+    plan = dataclasses.replace(
+        plan, **{k: v for k, v in vars(args).items() if k in ("seconds", "repeats", "threads") and v is not None}
+    )
+    started = time.monotonic()
+    workdir = Path(tempfile.mkdtemp(prefix="temporec-served-"))
+    try:
+        described, rows = measure(workdir, plan)
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+    body = report(plan, described, rows)
+    print(body)
+    if not args.quick:
+        results_file.record(args.out, "served", "served.py", None, started, body)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
