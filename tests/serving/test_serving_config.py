@@ -162,3 +162,27 @@ def test_store_settings_from_file_environment_and_flags(tmp_path):
 def test_bad_store_settings_are_named(tmp_path, text, words):
     with pytest.raises(ConfigError, match=words):
         load_config(write(tmp_path, text + "\n"), env={})
+
+
+def test_torch_threads_of_the_server_from_environment_and_flag(tmp_path):
+    import argparse
+
+    import torch
+
+    from temporec.cli import serve
+
+    assert load_config(env={}).threads == 1  # concurrent calls keep the cores busy (docs/operations.md)
+    assert load_config(env={"TEMPOREC_THREADS": "2"}).threads == 2
+    with pytest.raises(ConfigError, match="threads: must be positive"):
+        load_config(env={"TEMPOREC_THREADS": "0"})
+    parser = argparse.ArgumentParser()
+    serve.add_parser(parser.add_subparsers())
+    config = serve.config_from_args(parser.parse_args(["serve", "--threads", "3"]), {"TEMPOREC_THREADS": "2"})
+    assert config.threads == 3
+
+    before = torch.get_num_threads()
+    try:
+        serve.set_torch_threads(1)
+        assert torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(before)
