@@ -4,7 +4,8 @@ and the lexicon baseline."""
 import pytest
 
 from conftest import SHARED_DATA
-from temporec_plugins.domains.finance import LEVELS, lexicon_label, read_phrasebank, split_of
+from temporec.data.phrasebank import LEVELS, read_phrasebank, split_of
+from temporec.training.lexicon import lexicon_label
 
 PHRASEBANK = SHARED_DATA / "financial-phrasebank"
 needs_phrasebank = pytest.mark.skipif(not PHRASEBANK.is_dir(), reason=f"{PHRASEBANK} is absent (the real data set)")
