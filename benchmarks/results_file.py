@@ -25,6 +25,7 @@ RESULTS_SECTIONS = (
     *("customer_service-stackfaq", "customer_service-banking77"),  # benchmarks/domains.py
     "load",  # benchmarks/load.py
     "served",  # benchmarks/served.py
+    "pipeline",  # benchmarks/pipeline.py
     *("defaults-shop-ids", "threads"),  # benchmarks/defaults.py
     "sasrec-gap",  # benchmarks/sasrec_gap.py
     *("tuning-amazon-office", "tuning-amazon-beauty"),  # benchmarks/tuning.py
