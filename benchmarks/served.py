@@ -35,7 +35,7 @@ import time
 from pathlib import Path
 
 import results_file
-from load import REQUEST_TIMEOUT, RESULTS, Server, Settings, build_requests, train, write_data
+from load import REQUEST_TIMEOUT, RESULTS, Server, Settings, build_requests, run_load, train, write_data
 
 HEADS = ("lstm", "ar")
 CLIENTS = (1, 8, 32)
@@ -133,40 +133,16 @@ def in_process_rate(models: Path, requests_file: Path, clients: int, plan: Plan,
 # -- served -------------------------------------------------------------------------------------
 
 
-async def served_rate(target: str, requests: list, clients: int, seconds: float) -> float:
-    """Requests/s of ``clients`` concurrent grpc.aio callers (over min(clients, 4) channels)."""
-    import grpc
-
-    from temporec.v1 import recommender_pb2_grpc
-
-    channels = [grpc.aio.insecure_channel(target) for _ in range(min(clients, 4))]
-    stubs = [recommender_pb2_grpc.RecommenderStub(channel) for channel in channels]
-    done = 0
-    deadline = time.monotonic() + seconds
-
-    async def caller(number: int) -> None:
-        nonlocal done
-        rng = random.Random(number)
-        stub = stubs[number % len(stubs)]
-        while time.monotonic() < deadline:
-            await stub.Recommend(rng.choice(requests), timeout=REQUEST_TIMEOUT)
-            done += 1
-
-    try:
-        started = time.monotonic()
-        await asyncio.gather(*(caller(n) for n in range(clients)))
-        return done / (time.monotonic() - started)
-    finally:
-        for channel in channels:
-            await channel.close()
-
-
 def served_rates(models: Path, requests: list, clients: int, plan: Plan, env: dict) -> float:
     os.environ["OMP_NUM_THREADS"] = env["OMP_NUM_THREADS"]  # the server inherits the torch threads setting
     server = Server(models)
     try:
-        asyncio.run(served_rate(server.target, requests, clients, plan.warmup))
-        return asyncio.run(served_rate(server.target, requests, clients, plan.seconds))
+        settings = dataclasses.replace(Settings(), clients=clients, channels=min(clients, 4))
+        asyncio.run(run_load(server.target, requests, settings, plan.warmup, limit=sys.maxsize))
+        tally = asyncio.run(run_load(server.target, requests, settings, plan.seconds, limit=sys.maxsize))
+        if tally.errors:
+            raise SystemExit(f"{tally.errors} served requests failed: {dict(tally.codes)}")
+        return tally.requests / tally.seconds
     finally:
         server.stop()
 

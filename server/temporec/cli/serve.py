@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import logging
 import os
 
@@ -199,10 +200,8 @@ def set_torch_threads(threads: int) -> None:
     import torch
 
     torch.set_num_threads(threads)
-    try:
+    with contextlib.suppress(RuntimeError):  # already started (serve run twice in one process, as in tests)
         torch.set_num_interop_threads(threads)
-    except RuntimeError:  # already started (serve run twice in one process, as in tests)
-        pass
 
 
 def run(args: argparse.Namespace) -> int:
