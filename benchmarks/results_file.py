@@ -32,6 +32,10 @@ RESULTS_SECTIONS = (
     *("heads-amazon-office", "heads-amazon-beauty"),  # benchmarks/heads.py
     *("peers-amazon-office", "peers-amazon-beauty"),  # benchmarks/peers.py
     *("replay-taobao", "realtime-speed"),  # benchmarks/replay.py
+    "finance-phrasebank",  # benchmarks/finance.py
+    "finance-topics",  # benchmarks/topics.py
+    "finance-detection",  # benchmarks/detection.py
+    *("finance-replay", "finance-throughput"),  # benchmarks/monitor.py
 )
 
 
