@@ -1,0 +1,362 @@
+"""Per-topic forecasts of the next window and surge alerts: each topic's series of closed
+windows (texts, negatives) gets its own autoregressive model, refitted on its own history
+whenever a window closes, and an alert fires when a window's volume or negative share lies
+above the forecast's interval. Surges only: a quiet window is data, not an alert.
+
+The method, and why:
+
+- **Volume**: AR(p) by least squares on ``log1p(count)`` (counts are roughly Poisson-like
+  and a surge is multiplicative; the log makes the noise about even across levels and keeps
+  empty windows defined). The interval is the residual spread plus the fit's own
+  uncertainty at the new row, never narrower than Poisson noise at the forecast count.
+- **Negative share**: AR(p) on the logit of each window's share, smoothed with
+  ``prior_texts`` pseudo-texts at the topic's mean share (so that empty or tiny windows are
+  defined and pulled to the mean instead of to 0 or 1), its intercept then shifted so that the
+  fitted rates reproduce the history's negatives (the logit of a noisy share is biased low).
+  The shares' scatter around the fitted rates mixes the topic's real day-to-day variation
+  with binomial noise; the variation (``tau2``, on the logit scale) is what is left after
+  the binomial part is taken out, by moments. The window is then judged at its *observed* count:
+  negatives ~ Binomial(count, rate), rate ~ logit-normal(forecast, tau2 + fit uncertainty),
+  the exact upper quantile of that mixture (Gauss-Hermite over the rate). So 2 negatives
+  out of 3 texts is not a surge, and 30 out of 100 against 9% expected is.
+- **Seasonality**: a season (weekly for daily windows: headlines are ~4x as many on a
+  weekday as on a Sunday) enters as one dummy per phase. For each series the order p in
+  ``[min_order, max_order]`` and the season (none or one of ``seasons``) are chosen by BIC
+  on the same rows, so a topic is given a season only where it pays.
+- **Interval**: one-sided, ``interval`` is the upper bound's quantile (0.99: a calibrated
+  model alerts on 1% of normal windows per kind); the lower bound, for display, is the
+  ``1 - interval`` quantile.
+
+Cost: a fit solves ``(max_order - min_order + 1) x (1 + len(seasons)) x 2`` least-squares
+problems of at most ``history_windows`` rows and ~10 columns: about 1 ms per closed window
+and topic with the defaults (benchmarks/detection.py measures it). Fits are cached until
+the next window is added.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from statistics import NormalDist
+
+import numpy as np
+
+from temporec.contract.errors import InvalidArgument
+
+DAY_S = 86_400.0
+QUADRATURE = np.polynomial.hermite_e.hermegauss(24)  # nodes, weights for a standard normal (x sqrt(2 pi))
+
+
+@dataclass(frozen=True)
+class ForecastSettings:
+    """How each topic's model is fitted and when it alerts (defaults for daily windows)."""
+
+    window_s: float = DAY_S  # a window's length in seconds
+    min_order: int = 1  # AR order bounds, chosen by BIC within them
+    max_order: int = 3
+    seasons: tuple[int, ...] = (7,)  # candidate periods in windows (7 daily windows: weekly); () for none
+    warmup_windows: int = 56  # no forecast, so no alert, before this many windows of history
+    history_windows: int = 365  # the most recent windows a fit reads
+    interval: float = 0.99  # the upper bound's quantile (one-sided); alerts fire above it
+    min_count: int = 10  # no negative-share alert on a window with fewer texts
+    prior_texts: float = 2.0  # pseudo-texts at the topic's mean share that smooth a window's share
+
+    def __post_init__(self):
+        checks = (
+            ("window_s", self.window_s > 0, "> 0"),
+            ("min_order", 0 <= self.min_order <= self.max_order, "between 0 and max_order"),
+            ("seasons", all(period >= 2 for period in self.seasons), "periods of at least 2 windows"),
+            ("warmup_windows", self.warmup_windows > self.max_order, "> max_order"),
+            ("history_windows", self.history_windows >= self.warmup_windows, ">= warmup_windows"),
+            ("interval", 0.5 < self.interval < 1, "between 0.5 and 1 (exclusive)"),
+            ("min_count", self.min_count >= 0, ">= 0"),
+            ("prior_texts", self.prior_texts > 0, "> 0"),
+        )
+        for name, ok, allowed in checks:
+            if not ok:
+                raise InvalidArgument(f"{name}: {getattr(self, name)!r} is not allowed; it must be {allowed}")
+
+
+@dataclass(frozen=True)
+class Forecast:
+    """One topic's next window: volume and negative share, each with its interval."""
+
+    count: float
+    count_low: float
+    count_high: float
+    share: float
+    share_low: float  # the share's bounds hold at the count it was forecast for (see TopicSeries.forecast)
+    share_high: float
+    model: str  # e.g. "volume AR(2)+weekly, share AR(1)"
+
+
+@dataclass(frozen=True)
+class Surge:
+    kind: str  # "volume" | "negative_share"
+    observed: float
+    expected: float
+    low: float
+    high: float
+
+
+@dataclass(frozen=True)
+class ArFit:
+    """An AR(order) with an intercept and, when ``period``, one dummy per phase but the first."""
+
+    order: int
+    period: int  # 0: no season
+    coef: np.ndarray
+    sigma2: float  # residual variance
+    xtx_inv: np.ndarray  # for the fit's uncertainty at a new row
+    bic: float
+    residuals: np.ndarray
+
+    def predict(self, lags: np.ndarray, phase: int) -> tuple[float, float]:
+        """The mean of the next value (``lags``: the latest values, newest last) and its variance from the fit."""
+        row = np.concatenate(([1.0], lags[::-1][: self.order], seasonal_dummies(np.array([phase]), self.period)[0]))
+        return float(row @ self.coef), float(row @ self.xtx_inv @ row) * self.sigma2
+
+
+def seasonal_dummies(phases: np.ndarray, period: int) -> np.ndarray:
+    """One column per phase of ``period`` but the first (the intercept's); no columns when 0."""
+    if not period:
+        return np.zeros((len(phases), 0))
+    return (phases[:, None] % period == np.arange(1, period)[None, :]).astype(float)
+
+
+def fit_ar(values: np.ndarray, phases: np.ndarray, settings: ForecastSettings) -> ArFit | None:
+    """The BIC-best AR over orders ``min_order..max_order`` and seasons (none, ``settings.seasons``),
+    all scored on the same targets (those after ``max_order`` lags); None when no candidate has
+    enough rows (three per coefficient). ``phases[t]``: the window number of ``values[t]``."""
+    first = settings.max_order
+    targets = values[first:]
+    # lags[i, j]: the value j + 1 windows before target i
+    lags = np.stack([values[first - 1 - j : len(values) - 1 - j] for j in range(first)], axis=1) if first else None
+    ones = np.ones((len(targets), 1))
+    best = None
+    for period in (0, *settings.seasons):
+        seasonal = seasonal_dummies(phases[first : len(values)], period)
+        for order in range(settings.min_order, settings.max_order + 1):
+            design = np.hstack([ones, lags[:, :order] if order else ones[:, :0], seasonal])
+            if len(targets) < 3 * design.shape[1]:
+                continue
+            fit = _least_squares(design, targets, order, period)
+            if best is None or fit.bic < best.bic:
+                best = fit
+    return best
+
+
+def _least_squares(design: np.ndarray, targets: np.ndarray, order: int, period: int) -> ArFit:
+    coef, *_ = np.linalg.lstsq(design, targets, rcond=None)
+    residuals = targets - design @ coef
+    rows, columns = design.shape
+    rss = float(residuals @ residuals)
+    return ArFit(
+        order=order,
+        period=period,
+        coef=coef,
+        sigma2=rss / max(rows - columns, 1),
+        xtx_inv=np.linalg.pinv(design.T @ design),
+        bic=float(rows * np.log(max(rss, 1e-12) / rows) + columns * np.log(rows)),
+        residuals=residuals,
+    )
+
+
+def rate_shift(fitted: np.ndarray, counts: np.ndarray, negatives: np.ndarray, steps: int = 8) -> float:
+    """The shift of the fitted logits that makes their rates reproduce the history's negatives
+    (the logit of a noisy share is biased low: its mean lies below the logit of the mean share)."""
+    shift = 0.0
+    for _ in range(steps):  # Newton on sum(counts * expit(fitted + shift)) = sum(negatives)
+        rates = expit(fitted + shift)
+        slope = float(counts @ (rates * (1 - rates)))
+        if slope <= 0:
+            return 0.0
+        shift += (float(negatives.sum()) - float(counts @ rates)) / slope
+    return shift
+
+
+def extra_binomial_variance(rates: np.ndarray, counts: np.ndarray, negatives: np.ndarray) -> float:
+    """The variance of the rate's logit beyond binomial noise, by moments on the share scale:
+    E[(share - rate)^2] = rate (1 - rate) / n + (rate (1 - rate))^2 tau2, rows weighted by n."""
+    observed = counts > 0
+    rates, counts, negatives = rates[observed], counts[observed], negatives[observed]
+    spread = rates * (1 - rates)
+    excess = float(counts @ ((negatives / counts - rates) ** 2) - spread.sum())
+    return max(excess / float(counts @ spread**2), 0.0) if len(counts) else 0.0
+
+
+def binomial_log_pmf(count: int, rates: np.ndarray) -> np.ndarray:
+    """log P(k of ``count``) for k = 0..count, one row per rate in ``rates`` (each in (0, 1))."""
+    k = np.arange(count + 1)
+    log_choose = np.concatenate(([0.0], np.cumsum(np.log(count - k[1:] + 1) - np.log(k[1:]))))
+    rates = np.clip(rates, 1e-9, 1 - 1e-9)[:, None]
+    return log_choose + k * np.log(rates) + (count - k) * np.log1p(-rates)
+
+
+def logit(p):
+    return np.log(p) - np.log1p(-p)
+
+
+def expit(x):
+    return 1.0 / (1.0 + np.exp(-x))
+
+
+@dataclass(frozen=True)
+class _Models:
+    volume: ArFit
+    share: ArFit
+    mean_share: float  # the topic's share over the history (the smoothing's prior)
+    tau2: float  # the share's logit variance beyond binomial noise
+    volume_mean: float  # forecasts on the model scales for the next window, with their variances
+    volume_var: float
+    share_mean: float
+    share_var: float
+
+
+class TopicSeries:
+    """One topic's closed windows (count, negatives); fits its AR model on its own history.
+
+    Windows are numbered ``floor(window_start / window_s)``; a window not observed between
+    two observed ones is empty (count 0) and enters the history as such."""
+
+    def __init__(self, settings: ForecastSettings | None = None):
+        self.settings = settings or ForecastSettings()
+        self.first_index: int | None = None  # the number of the oldest window kept
+        self.counts: list[int] = []
+        self.negatives: list[int] = []
+        self._cached: tuple[int, _Models | None] | None = None  # (window number, its models)
+
+    @property
+    def next_index(self) -> int | None:
+        return None if self.first_index is None else self.first_index + len(self.counts)
+
+    def window_index(self, window_start: float) -> int:
+        return int(np.floor(window_start / self.settings.window_s + 1e-9))
+
+    def forecast(self, window_start: float, count: int | None = None) -> Forecast | None:
+        """The forecast of the window starting at ``window_start`` (the next one, or a later one with
+        the windows in between empty), or None while the history is shorter than ``warmup_windows``.
+        The share's bounds are those at ``count`` texts: pass the observed count when it is known
+        (``observe`` does); by default, the forecast count, rounded."""
+        index = self._checked_index(window_start)
+        models = self._models(index)
+        if models is None:
+            return None
+        z = NormalDist().inv_cdf(self.settings.interval)
+        spread = np.sqrt(models.volume_var)
+        expected_count = float(np.expm1(models.volume_mean))
+        at_count = max(int(round(expected_count)), 0) if count is None else count
+        share, low, high = self._share_bounds(models, at_count)
+        return Forecast(
+            count=max(expected_count, 0.0),
+            count_low=max(float(np.expm1(models.volume_mean - z * spread)), 0.0),
+            count_high=float(np.expm1(models.volume_mean + z * spread)),
+            share=share,
+            share_low=low,
+            share_high=high,
+            model=f"volume {self._name(models.volume)}, share {self._name(models.share)}",
+        )
+
+    def observe(self, window_start: float, count: int, negatives: int) -> list[Surge]:
+        """Check the closed window against the forecast made before it, then add it to the history."""
+        if count < 0 or not 0 <= negatives <= count:
+            raise InvalidArgument(f"count, negatives: {count}, {negatives}; allowed: 0 <= negatives <= count")
+        index = self._checked_index(window_start)
+        forecast = self.forecast(window_start, count)
+        if self.first_index is None:
+            self.first_index = index
+        self._add_empty_until(index)
+        self.counts.append(count)
+        self.negatives.append(negatives)
+        self._trim()
+        return [] if forecast is None else self._surges(forecast, count, negatives)
+
+    def _surges(self, forecast: Forecast, count: int, negatives: int) -> list[Surge]:
+        surges = []
+        if count > forecast.count_high:
+            surges.append(Surge("volume", count, forecast.count, forecast.count_low, forecast.count_high))
+        share = negatives / count if count else 0.0
+        if count >= self.settings.min_count and share > forecast.share_high:
+            surges.append(Surge("negative_share", share, forecast.share, forecast.share_low, forecast.share_high))
+        return surges
+
+    def _checked_index(self, window_start: float) -> int:
+        index = self.window_index(window_start)
+        if self.next_index is not None and index < self.next_index:
+            raise InvalidArgument(
+                f"window_start: {window_start} is window {index}, already closed; allowed: window {self.next_index} or later"
+            )
+        return index
+
+    def _add_empty_until(self, index: int) -> None:
+        missing = index - self.next_index
+        self.counts.extend([0] * missing)
+        self.negatives.extend([0] * missing)
+
+    def _trim(self) -> None:
+        extra = len(self.counts) - self.settings.history_windows
+        if extra > 0:
+            del self.counts[:extra], self.negatives[:extra]
+            self.first_index += extra
+        self._cached = None
+
+    def _models(self, index: int) -> _Models | None:
+        if self._cached is None or self._cached[0] != index:
+            self._cached = (index, self._fit(index))
+        return self._cached[1]
+
+    def _fit(self, index: int) -> _Models | None:
+        """The models fitted on the history, with the windows before ``index`` that were not
+        observed taken as empty, and their forecasts for window ``index``."""
+        if self.first_index is None:
+            return None
+        gap = index - self.next_index
+        counts = np.array(self.counts + [0] * gap, dtype=float)[-self.settings.history_windows :]
+        negatives = np.array(self.negatives + [0] * gap, dtype=float)[-self.settings.history_windows :]
+        if len(counts) < self.settings.warmup_windows:
+            return None
+        phases = np.arange(index - len(counts), index + 1)  # one more: the forecast window's
+        volume = fit_ar(np.log1p(counts), phases, self.settings)
+        mean_share = float(np.clip((negatives.sum() + 0.5) / (counts.sum() + 1.0), 1e-4, 1 - 1e-4))
+        prior = self.settings.prior_texts
+        shares = logit((negatives + prior * mean_share) / (counts + prior))
+        share = fit_ar(shares, phases, self.settings)
+        if volume is None or share is None:
+            return None
+        order = self.settings.max_order
+        volume_mean, volume_fit_var = volume.predict(np.log1p(counts[-order:]), int(phases[-1]))
+        poisson = max(np.expm1(volume_mean), 0.0) / (1 + max(np.expm1(volume_mean), 0.0)) ** 2
+        share_mean, share_fit_var = share.predict(shares[-order:], int(phases[-1]))
+        fitted = shares[order:] - share.residuals
+        shift = rate_shift(fitted, counts[order:], negatives[order:])
+        tau2 = extra_binomial_variance(expit(fitted + shift), counts[order:], negatives[order:])
+        return _Models(
+            volume=volume,
+            share=share,
+            mean_share=mean_share,
+            tau2=tau2,
+            volume_mean=volume_mean,
+            volume_var=max(volume.sigma2, poisson) + volume_fit_var,
+            share_mean=share_mean + shift,
+            share_var=tau2 + share_fit_var,
+        )
+
+    def _share_bounds(self, models: _Models, count: int) -> tuple[float, float, float]:
+        """The expected share and the negatives' quantiles over ``count`` texts, as shares:
+        negatives ~ Binomial(count, rate), rate ~ logit-normal(share_mean, share_var)."""
+        nodes, weights = QUADRATURE
+        rates = expit(models.share_mean + np.sqrt(models.share_var) * nodes)
+        weights = weights / weights.sum()
+        expected = float(weights @ rates)
+        if count == 0:
+            return expected, 0.0, 1.0
+        pmf = weights @ np.exp(binomial_log_pmf(count, rates))
+        cdf = np.cumsum(pmf)
+        quantile = lambda q: int(np.searchsorted(cdf, q - 1e-12))  # noqa: E731 - the smallest k with P(X <= k) >= q
+        return expected, quantile(1 - self.settings.interval) / count, quantile(self.settings.interval) / count
+
+    def _name(self, fit: ArFit) -> str:
+        if not fit.period:
+            return f"AR({fit.order})"
+        span = fit.period * self.settings.window_s
+        season = {7 * DAY_S: "weekly", DAY_S: "daily"}.get(span, f"period {fit.period}")
+        return f"AR({fit.order})+{season}"
