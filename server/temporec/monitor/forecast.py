@@ -126,39 +126,47 @@ def seasonal_dummies(phases: np.ndarray, period: int) -> np.ndarray:
 def fit_ar(values: np.ndarray, phases: np.ndarray, settings: ForecastSettings) -> ArFit | None:
     """The BIC-best AR over orders ``min_order..max_order`` and seasons (none, ``settings.seasons``),
     all scored on the same targets (those after ``max_order`` lags); None when no candidate has
-    enough rows (three per coefficient). ``phases[t]``: the window number of ``values[t]``."""
+    enough rows (three per coefficient). ``phases[t]``: the window number of ``values[t]``.
+    Every candidate's columns are a subset of one design, so one Gram matrix serves them all."""
     first = settings.max_order
     targets = values[first:]
-    # lags[i, j]: the value j + 1 windows before target i
-    lags = np.stack([values[first - 1 - j : len(values) - 1 - j] for j in range(first)], axis=1) if first else None
-    ones = np.ones((len(targets), 1))
+    lags = [values[first - 1 - j : len(values) - 1 - j, None] for j in range(first)]  # j + 1 windows back
+    seasonal = [seasonal_dummies(phases[first : len(values)], period) for period in settings.seasons]
+    design = np.hstack([np.ones((len(targets), 1)), *lags, *seasonal])
+    gram, moments = design.T @ design, design.T @ targets
     best = None
-    for period in (0, *settings.seasons):
-        seasonal = seasonal_dummies(phases[first : len(values)], period)
+    for season, period in enumerate((0, *settings.seasons)):
+        start = 1 + first + sum(period - 1 for period in settings.seasons[: season - 1])
+        seasonal_columns = list(range(start, start + period - 1)) if period else []
         for order in range(settings.min_order, settings.max_order + 1):
-            design = np.hstack([ones, lags[:, :order] if order else ones[:, :0], seasonal])
-            if len(targets) < 3 * design.shape[1]:
+            columns = [0, *range(1, 1 + order), *seasonal_columns]
+            if len(targets) < 3 * len(columns):
                 continue
-            fit = _least_squares(design, targets, order, period)
-            if best is None or fit.bic < best.bic:
-                best = fit
-    return best
-
-
-def _least_squares(design: np.ndarray, targets: np.ndarray, order: int, period: int) -> ArFit:
-    coef, *_ = np.linalg.lstsq(design, targets, rcond=None)
-    residuals = targets - design @ coef
-    rows, columns = design.shape
-    rss = float(residuals @ residuals)
+            coef = _solve(gram[np.ix_(columns, columns)], moments[columns])
+            residuals = targets - design[:, columns] @ coef  # not y'y - b'X'y: exact when columns are collinear
+            rss = max(float(residuals @ residuals), 1e-12)
+            bic = len(targets) * np.log(rss / len(targets)) + len(columns) * np.log(len(targets))
+            if best is None or bic < best[0]:
+                best = (bic, order, period, columns, coef, rss, residuals)
+    if best is None:
+        return None
+    bic, order, period, columns, coef, rss, residuals = best
     return ArFit(
         order=order,
         period=period,
         coef=coef,
-        sigma2=rss / max(rows - columns, 1),
-        xtx_inv=np.linalg.pinv(design.T @ design),
-        bic=float(rows * np.log(max(rss, 1e-12) / rows) + columns * np.log(rows)),
+        sigma2=rss / max(len(targets) - len(columns), 1),
+        xtx_inv=np.linalg.pinv(gram[np.ix_(columns, columns)]),
+        bic=float(bic),
         residuals=residuals,
     )
+
+
+def _solve(gram: np.ndarray, moments: np.ndarray) -> np.ndarray:
+    try:
+        return np.linalg.solve(gram, moments)
+    except np.linalg.LinAlgError:  # collinear columns (a constant series): the minimum-norm solution
+        return np.linalg.pinv(gram) @ moments
 
 
 def rate_shift(fitted: np.ndarray, counts: np.ndarray, negatives: np.ndarray, steps: int = 8) -> float:
