@@ -7,7 +7,8 @@ logging lets reads run beside the writer, and ``synchronous=FULL`` syncs the log
 commit, so an acknowledged event survives a crash of the process and of the machine
 (``NORMAL`` would survive only the process: a power cut could lose the last commits).
 One commit per ``append`` call: a batch costs one sync, however many events it holds.
-Experiments' exposures are a second table, one row per answer of an arm.
+Experiments' exposures are a second table, one row per answer of an arm; the monitor's
+texts, alerts and subscribers' acknowledgements three more (docs/finance.md).
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 import temporec
-from temporec import Event, Exposure, Store, StoreSettings, TrackedEvent, Unavailable
+from temporec import Event, Exposure, MonitoredText, Store, StoreSettings, TrackedEvent, Unavailable
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS events (
@@ -46,7 +47,34 @@ CREATE TABLE IF NOT EXISTS exposures (
 );
 CREATE INDEX IF NOT EXISTS exposures_by_experiment ON exposures (experiment, timestamp_ms, seq);
 CREATE INDEX IF NOT EXISTS exposures_by_user ON exposures (user_id);
+CREATE TABLE IF NOT EXISTS monitored_texts (
+    seq INTEGER PRIMARY KEY,  -- arrival order: the monitor replays its state in it
+    text_id TEXT NOT NULL UNIQUE,
+    timestamp_ms INTEGER NOT NULL,
+    source TEXT NOT NULL,
+    text TEXT NOT NULL,
+    label TEXT NOT NULL,
+    negative_probability REAL NOT NULL,
+    topics TEXT NOT NULL  -- a JSON list
+);
+CREATE TABLE IF NOT EXISTS alerts (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,  -- never reused, so a subscriber's mark stays valid
+    key TEXT NOT NULL UNIQUE,
+    document TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS alert_acknowledgements (
+    subscriber TEXT PRIMARY KEY,
+    seq INTEGER NOT NULL
+);
 """
+KEEP_TEXT = (
+    "INSERT OR IGNORE INTO monitored_texts (text_id, timestamp_ms, source, text, label, negative_probability, topics) "
+    "VALUES (?, ?, ?, ?, ?, ?, ?)"
+)
+ACKNOWLEDGE = (
+    "INSERT INTO alert_acknowledgements (subscriber, seq) VALUES (?, ?) "
+    "ON CONFLICT (subscriber) DO UPDATE SET seq = max(seq, excluded.seq)"
+)
 EXPOSE = "INSERT INTO exposures (experiment, arm, user_id, request_id, timestamp_ms, items) VALUES (?, ?, ?, ?, ?, ?)"
 EXPOSURES = (
     "SELECT arm, user_id, request_id, timestamp_ms, items FROM exposures WHERE experiment = ? "
@@ -133,6 +161,51 @@ class SQLiteStore(Store):
             for arm, user, request_id, ms, items in rows
         ]
 
+    def record_texts(self, texts: Sequence[MonitoredText]) -> list[bool]:
+        with self._lock, self._guard():
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                new = [self._db.execute(KEEP_TEXT, text_row(t)).rowcount == 1 for t in texts]
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+        return new
+
+    def monitored_texts(self) -> list[MonitoredText]:
+        query = (
+            "SELECT text_id, text, timestamp_ms, source, label, negative_probability, topics "
+            "FROM monitored_texts ORDER BY seq"
+        )
+        with self._lock, self._guard():
+            rows = self._db.execute(query).fetchall()
+        return [
+            MonitoredText(text_id, text, ms / 1000, source, label, negative, tuple(json.loads(topics)))
+            for text_id, text, ms, source, label, negative, topics in rows
+        ]
+
+    def record_alert(self, key: str, document: str) -> tuple[int, bool]:
+        with self._lock, self._guard():
+            new = self._db.execute("INSERT OR IGNORE INTO alerts (key, document) VALUES (?, ?)", (key, document))
+            (sequence,) = self._db.execute("SELECT seq FROM alerts WHERE key = ?", (key,)).fetchone()
+        return sequence, new.rowcount == 1
+
+    def alerts_after(self, sequence: int, limit: int) -> list[tuple[int, str]]:
+        query = "SELECT seq, document FROM alerts WHERE seq > ? ORDER BY seq LIMIT ?"
+        with self._lock, self._guard():
+            return self._db.execute(query, (sequence, limit)).fetchall()
+
+    def acknowledge(self, subscriber: str, sequence: int) -> int:
+        with self._lock, self._guard():
+            self._db.execute(ACKNOWLEDGE, (subscriber, sequence))
+        return self.acknowledged(subscriber)
+
+    def acknowledged(self, subscriber: str) -> int:
+        query = "SELECT seq FROM alert_acknowledgements WHERE subscriber = ?"
+        with self._lock, self._guard():
+            row = self._db.execute(query, (subscriber,)).fetchone()
+        return row[0] if row else 0
+
     def forget(self, user_id: str) -> int:
         with self._lock, self._guard():
             self._db.execute("BEGIN IMMEDIATE")
@@ -189,6 +262,11 @@ def to_ms(seconds: float) -> int:
 
 def fields(event: Event) -> tuple[str, str, str]:
     return event.item_id, event.action, event.text
+
+
+def text_row(text: MonitoredText) -> tuple:
+    topics = json.dumps(list(text.topics), ensure_ascii=False)
+    return text.text_id, to_ms(text.timestamp), text.source, text.text, text.label, text.negative_probability, topics
 
 
 @temporec.hookimpl

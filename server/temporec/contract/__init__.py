@@ -23,7 +23,7 @@ _MODULES = {
     "heads": ["Head", "HeadOutput", "padding_lengths", "to_back", "to_front"],
     "domains": ["DATA_TRAITS", "Domain", "check_compatible"],
     "encoders": ["Encoder"],
-    "stores": ["Exposure", "Store", "StoreSettings", "TrackedEvent"],
+    "stores": ["Exposure", "MonitoredText", "Store", "StoreSettings", "TrackedEvent"],
     "types": [
         "Catalog",
         "Contribution",

@@ -77,6 +77,13 @@ class Domain(ABC):
         None (the domain does not decide hand-offs)."""
         return None
 
+    def topics(self, texts: list[str], vectors: torch.Tensor | None = None) -> list[tuple[str, ...]]:
+        """The topics each of ``texts`` is about, for the monitor (docs/finance.md), which
+        follows each topic's sentiment over time; ``vectors`` are the texts' embeddings
+        by the model's encoder, when the caller has them. The default: none (every text
+        still counts in the monitor's topic "all")."""
+        return [() for _ in texts]
+
     # -- training and evaluation (``temporec train`` / ``temporec eval``) ----------------
 
     def training_config(self, dataset: Dataset, config: TrainConfig) -> TrainConfig:

@@ -42,6 +42,22 @@ class Exposure:
 
 
 @dataclass(frozen=True)
+class MonitoredText:
+    """One published text as the monitor keeps it (docs/finance.md): the client's id
+    (unique: a second text with it is a retry), when it was published (seconds since the
+    epoch), where from, and what the monitor made of it: its sentiment label, the
+    probability that it is negative, and its topics."""
+
+    text_id: str
+    text: str
+    timestamp: float
+    source: str
+    label: str
+    negative_probability: float
+    topics: tuple[str, ...]
+
+
+@dataclass(frozen=True)
 class StoreSettings:
     """What every store honours. ``max_events``: the most events kept per user (the
     oldest go first); ``retention_seconds``: events older than this (by their timestamp)
@@ -90,6 +106,41 @@ class Store(ABC):
     def keeps_experiments(cls) -> bool:
         """Whether the store implements the experiment methods."""
         return cls.record_exposure is not Store.record_exposure and cls.exposures is not Store.exposures
+
+    # The monitor (optional: a store without it serves no server with a [monitor] table).
+    # Texts are kept in arrival order; alerts are opaque JSON documents under a key unique
+    # per alert, numbered in the order they were first recorded.
+
+    def record_texts(self, texts: Sequence[MonitoredText]) -> list[bool]:
+        """Keep ``texts``; for each, whether it is new (its id was not stored). Durable when it returns."""
+        raise FailedPrecondition(f"store {self.name!r} does not keep monitored texts")
+
+    def monitored_texts(self) -> list[MonitoredText]:
+        """Every kept text, in the order they were first recorded."""
+        raise FailedPrecondition(f"store {self.name!r} does not keep monitored texts")
+
+    def record_alert(self, key: str, document: str) -> tuple[int, bool]:
+        """Keep an alert under ``key``; its sequence number, and whether it is new (an
+        alert already kept under ``key`` keeps its number and document)."""
+        raise FailedPrecondition(f"store {self.name!r} does not keep monitored texts")
+
+    def alerts_after(self, sequence: int, limit: int) -> list[tuple[int, str]]:
+        """The first ``limit`` alerts numbered above ``sequence``: (number, document)."""
+        raise FailedPrecondition(f"store {self.name!r} does not keep monitored texts")
+
+    def acknowledge(self, subscriber: str, sequence: int) -> int:
+        """Raise ``subscriber``'s acknowledged number to ``sequence`` (never lower it); return it."""
+        raise FailedPrecondition(f"store {self.name!r} does not keep monitored texts")
+
+    def acknowledged(self, subscriber: str) -> int:
+        """The last number ``subscriber`` acknowledged; 0 for a new one."""
+        raise FailedPrecondition(f"store {self.name!r} does not keep monitored texts")
+
+    @classmethod
+    def keeps_monitor(cls) -> bool:
+        """Whether the store implements the monitor's methods."""
+        names = ("record_texts", "monitored_texts", "record_alert", "alerts_after", "acknowledge", "acknowledged")
+        return all(getattr(cls, name) is not getattr(Store, name) for name in names)
 
     def healthy(self) -> bool:
         """Whether the store can serve right now (quickly)."""

@@ -3,7 +3,8 @@ health, metrics endpoint, reloads and graceful stop.
 
 Besides ``temporec.v1.Recommender`` it serves the standard ``grpc.health.v1.Health``
 (NOT_SERVING while models load and during shutdown, SERVING in between) and server
-reflection, so that grpcurl, grpc_health_probe and Kubernetes probes work unchanged.
+reflection, so that grpcurl, grpc_health_probe and Kubernetes probes work unchanged, and
+``temporec.v1.Monitor`` (texts' sentiment per topic over time, and alerts; docs/finance.md).
 Each started encoder also has its own health status, ``temporec.v1.Recommender/encoder/
 <name>``, kept current from ``Encoder.healthy``: a remote encoder that is down shows there,
 while requests that need no encoder are still served. A server with a store reports it as
@@ -23,16 +24,19 @@ from grpc_reflection.v1alpha import reflection
 
 from temporec.contract.errors import FailedPrecondition
 from temporec.grpc.admin import ADMIN_SERVICE_NAME, AdminServicer, load_admin_tokens
+from temporec.grpc.monitor_servicer import MonitorServicer
 from temporec.grpc.security import call_pipeline, server_credentials
 from temporec.grpc.servicer import RecommenderServicer
+from temporec.monitor.monitor import Monitor
 from temporec.serving import RecommenderService, ReloadResult
 from temporec.serving.config import ServerConfig
 from temporec.serving.metrics import ServerMetrics
-from temporec.v1 import admin_pb2_grpc, recommender_pb2, recommender_pb2_grpc
+from temporec.v1 import admin_pb2_grpc, monitor_pb2, monitor_pb2_grpc, recommender_pb2, recommender_pb2_grpc
 
 log = logging.getLogger(__name__)
 
 SERVICE_NAME = recommender_pb2.DESCRIPTOR.services_by_name["Recommender"].full_name
+MONITOR_SERVICE_NAME = monitor_pb2.DESCRIPTOR.services_by_name["Monitor"].full_name
 SERVING = health_pb2.HealthCheckResponse.SERVING
 NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
 ENCODER_HEALTH_INTERVAL = 1.0  # seconds between encoder (and store) health checks
@@ -51,9 +55,11 @@ def build_server(
     health_servicer: health.aio.HealthServicer,
     admin: AdminServicer | None = None,
     interceptors: Sequence[grpc.aio.ServerInterceptor] = (),
+    monitor: Monitor | None = None,
 ) -> grpc.aio.Server:
-    """A grpc.aio server with the Recommender, health and reflection services, and the
-    Admin service when given (no port yet)."""
+    """A grpc.aio server with the Recommender, Monitor (FAILED_PRECONDITION on every call
+    without a ``monitor``), health and reflection services, and the Admin service when
+    given (no port yet)."""
     server = grpc.aio.server(
         interceptors=list(interceptors),
         options=[
@@ -66,8 +72,9 @@ def build_server(
     recommender_pb2_grpc.add_RecommenderServicer_to_server(
         RecommenderServicer(service, config.max_request_seconds), server
     )
+    monitor_pb2_grpc.add_MonitorServicer_to_server(MonitorServicer(monitor), server)
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
-    services = [SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME]
+    services = [SERVICE_NAME, MONITOR_SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME]
     if admin is not None:
         admin_pb2_grpc.add_AdminServicer_to_server(admin, server)
         services.append(ADMIN_SERVICE_NAME)
@@ -90,7 +97,8 @@ class TemporecServer:
         service.on_exposure = self.metrics.record_exposure
         admin = AdminServicer(self.reload, load_admin_tokens(config))
         self.calls = call_pipeline(config, recorder=self.metrics)
-        self.server = build_server(service, config, self.health, admin, [self.calls])
+        self.monitor = Monitor(service, config.monitor) if config.monitor else None
+        self.server = build_server(service, config, self.health, admin, [self.calls], self.monitor)
         self.metrics_port: int | None = None  # the bound metrics port, once serving
         self._encoder_watch: asyncio.Task | None = None
         address = listen_address(config.host, config.port)
@@ -115,6 +123,8 @@ class TemporecServer:
         await self._set_health(NOT_SERVING)
         await self.server.start()
         await self.service.start()
+        if self.monitor:
+            await self.monitor.start()
         await self._set_health(SERVING)
         self._encoder_watch = asyncio.create_task(self._watch_encoders())
 
@@ -127,6 +137,8 @@ class TemporecServer:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + grace
         await self.health.enter_graceful_shutdown()
+        if self.monitor:
+            self.monitor.close()  # watchers' streams never end by themselves
         await self.calls.drain(grace)
         await self.server.stop(max(0.0, deadline - loop.time()))
         await self.service.close()

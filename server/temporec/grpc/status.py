@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import inspect
 import logging
 
 import grpc
@@ -47,8 +48,23 @@ def to_status(exc: Exception, method: str) -> tuple[grpc.StatusCode, str]:
 
 
 def grpc_errors(handler):
-    """Decorate an async servicer method so that any exception it raises ends the call
-    with the mapped status instead of an opaque UNKNOWN."""
+    """Decorate an async servicer method (a coroutine, or an async generator for a
+    server-streaming call) so that any exception it raises ends the call with the mapped
+    status instead of an opaque UNKNOWN."""
+    if inspect.isasyncgenfunction(handler):
+
+        @functools.wraps(handler)
+        async def streaming(self, request, context: grpc.aio.ServicerContext):
+            try:
+                async for response in handler(self, request, context):
+                    yield response
+            except grpc.aio.AbortError:
+                raise
+            except Exception as exc:
+                code, details = to_status(exc, handler.__name__)
+                await context.abort(code, details)
+
+        return streaming
 
     @functools.wraps(handler)
     async def wrapper(self, request, context: grpc.aio.ServicerContext):

@@ -19,7 +19,11 @@ from temporec.contract.types import (
     Recommendation,
     ScoredItem,
 )
+from temporec.monitor.alerts import Alert
+from temporec.monitor.monitor import IncomingText, IngestResult
+from temporec.monitor.windows import ClosedWindow
 from temporec.serving.records import ComponentInfo, Components, ModelInfo, TrackResult
+from temporec.v1 import monitor_pb2 as monitor_pb
 from temporec.v1 import recommender_pb2 as pb
 
 ONEOF = "domain_options"
@@ -151,3 +155,61 @@ def embeddings_to_proto(encoder: str, vectors: Any) -> pb.EncodeResponse:
         encoder=encoder,
         dim=vectors.shape[1],
     )
+
+
+# -- the Monitor service ----------------------------------------------------------------
+
+
+def ms(seconds: float) -> int:
+    return round(seconds * 1000)
+
+
+def incoming_from_proto(text: monitor_pb.MonitoredText) -> IncomingText:
+    return IncomingText(text.id, text.text, text.timestamp_ms / 1000, text.source)
+
+
+def ingest_to_proto(result: IngestResult, messages: int) -> monitor_pb.IngestResponse:
+    return monitor_pb.IngestResponse(
+        stored=result.stored,
+        duplicates=result.duplicates,
+        late=result.late,
+        labels=dict(result.labels),
+        alerts=result.alerts,
+        messages=messages,
+    )
+
+
+def alert_to_proto(alert: Alert) -> monitor_pb.Alert:
+    return monitor_pb.Alert(
+        sequence=alert.sequence,
+        topic=alert.topic,
+        window_start_ms=ms(alert.window_start),
+        window_end_ms=ms(alert.window_end),
+        kind=alert.kind,
+        observed=alert.observed,
+        expected=alert.expected,
+        low=alert.low,
+        high=alert.high,
+        count=alert.count,
+        negatives=alert.negatives,
+        model=alert.model,
+        texts=[
+            monitor_pb.AlertText(
+                id=t.text_id,
+                text=t.text,
+                timestamp_ms=ms(t.timestamp),
+                source=t.source,
+                negative_probability=t.negative_probability,
+            )
+            for t in alert.texts
+        ],
+    )
+
+
+def window_to_proto(window: ClosedWindow) -> monitor_pb.TopicWindow:
+    message = monitor_pb.TopicWindow(window_start_ms=ms(window.start), count=window.count, negatives=window.negatives)
+    forecast = window.forecast
+    if forecast is not None:
+        message.count_expected, message.count_high = forecast.count, forecast.count_high
+        message.share_expected, message.share_high = forecast.share, forecast.share_high
+    return message

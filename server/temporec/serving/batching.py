@@ -159,6 +159,22 @@ class ServingModel:
             for row in weights
         ]
 
+    async def classify(self, vectors: torch.Tensor, action: int = 0) -> torch.Tensor:
+        """(n, n_items) probabilities over the catalog for n one-event histories, each the
+        text whose vector is a row of ``vectors``: a model over a small catalog (sentiment
+        labels, intents) as a classifier. One forward pass on the model's thread."""
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._executor, self._classify, vectors, action)
+
+    def _classify(self, vectors: torch.Tensor, action: int) -> torch.Tensor:
+        rows = len(vectors)
+        with torch.inference_mode():
+            events = EventBatch.from_histories(
+                [[-1]] * rows, [[action]] * rows, [[0.0]] * rows, self.model.head.max_len, [[v] for v in vectors]
+            ).to(self.device)
+            scores = self.model.score(self._user_states(events), self.item_vectors, events)
+            return torch.softmax(scores.float(), dim=-1).cpu()
+
     def cold_start(self, prepared: Prepared) -> Ranked:
         """Popularity ranking for an empty history."""
         started = time.perf_counter()

@@ -45,6 +45,10 @@ Example ``temporec.toml``::
     [experiments.heads-2026.arms.hstu]
     share = 0.5
     head = "hstu"                # also model_version, encoder, [....options]
+
+    [monitor]                    # sentiment monitoring of published texts (docs/finance.md)
+    domain = "finance"           # its model classifies, its topics tag; head, model_version select
+    window_s = 86400             # windows of a day; the forecast's settings too (warmup_windows, ...)
 """
 
 from __future__ import annotations
@@ -58,9 +62,11 @@ from typing import Any, Mapping
 
 import tomllib
 
-from temporec.contract.errors import TemporecError, allowed
+from temporec.contract.errors import InvalidArgument, TemporecError, allowed
 from temporec.contract.options import options_from_mapping
 from temporec.contract.types import Limits
+from temporec.monitor.forecast import ForecastSettings
+from temporec.monitor.settings import MonitorSettings
 from temporec.serving.experiments import DAY_SECONDS, DEFAULT_OUTCOME_ACTIONS, EXPOSURE_CLOCKS, Arm, Experiment
 
 LOG_LEVELS = ("debug", "info", "warning", "error")
@@ -108,9 +114,10 @@ class ServerConfig:
     # default 2 on 2 cores (issue 17): concurrent calls already use the cores.
     threads: int = 1
     experiments: dict[str, Experiment] = field(default_factory=dict)  # [experiments.NAME]
+    monitor: MonitorSettings | None = None  # [monitor]; None: the server monitors no texts
 
 
-TABLES = ("encoders", "encoder_substitutes", "limits", "experiments")
+TABLES = ("encoders", "encoder_substitutes", "limits", "experiments", "monitor")
 SCALARS = tuple(f.name for f in dataclasses.fields(ServerConfig) if f.name not in TABLES)
 LIMITS = tuple(f.name for f in dataclasses.fields(Limits))
 
@@ -162,6 +169,8 @@ def apply_toml(config: ServerConfig, path: Path) -> None:
             config.encoder_substitutes = _substitutes(value, where)
         elif key == "experiments":
             config.experiments = experiments_from_toml(value, where)
+        elif key == "monitor":
+            config.monitor = monitor_from_toml(value, where)
         elif key == "limits":
             _check_table(value, where, "limits")
             for name, limit in value.items():
@@ -362,6 +371,30 @@ def check_experiment_store(experiments: dict[str, Experiment], store: Any) -> No
         raise ConfigError(f"experiments ({names}) log their exposures in the store; set `store` (docs/realtime.md)")
     if not store.keeps_experiments():
         raise ConfigError(f"experiments ({names}): store {store.name!r} does not keep experiments; use sqlite or redis")
+
+
+MONITOR_KEYS = tuple(f.name for f in dataclasses.fields(MonitorSettings) if f.name != "forecast")
+FORECAST_KEYS = tuple(f.name for f in dataclasses.fields(ForecastSettings))
+
+
+def monitor_from_toml(value: Any, where: str) -> MonitorSettings:
+    """The ``[monitor]`` table: the monitor's own keys and its forecast's, in one table."""
+    _check_table(value, where, "monitor")
+    own, forecast = {}, {}
+    for key, setting in value.items():
+        _check_key(key, (*MONITOR_KEYS, *FORECAST_KEYS), where, "monitor.")
+        defaults, target = (MonitorSettings(), own) if key in MONITOR_KEYS else (ForecastSettings(), forecast)
+        default = getattr(defaults, key)
+        if isinstance(default, tuple):
+            if not isinstance(setting, list) or not all(isinstance(v, int) for v in setting):
+                raise ConfigError(f"{where}: monitor.{key}: expected a list of integers, got {setting!r}")
+            target[key] = tuple(setting)
+        else:
+            target[key] = _convert(setting, type(default), f"{where}: monitor.{key}")
+    try:
+        return MonitorSettings(**own, forecast=ForecastSettings(**forecast))
+    except InvalidArgument as exc:
+        raise ConfigError(f"{where}: monitor.{exc}") from exc
 
 
 def _encoder_tables(value: Any, where: str) -> dict[str, dict[str, Any]]:

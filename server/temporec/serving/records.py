@@ -4,6 +4,7 @@ and served (``ListComponents``) and how a reload went. The transport translates 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 
 @dataclass
@@ -49,3 +50,15 @@ class TrackResult:
     stored: int  # new events
     duplicates: int  # events stored before (retries), or repeated within the call
     expired: int = 0  # older than the store's retention: not kept
+
+
+@dataclass
+class Classified:
+    """Texts classified by a model (``RecommenderService.classify``): ``probabilities``
+    (n_texts, n_classes) over the model's catalog items ``classes``, and the texts'
+    vectors as the model's encoder gave them."""
+
+    classes: list[str]
+    probabilities: Any  # torch.Tensor; typed loosely so that this module needs no torch
+    vectors: Any
+    model_version: str

@@ -46,7 +46,7 @@ from temporec.serving.encoder_pool import EncoderPool
 from temporec.serving.experiments import Arm, Experiment, assign
 from temporec.serving.history import HOW_TO_CONFIGURE, History, open_store, readable
 from temporec.serving.model_set import ModelKey, choose_model, load_models
-from temporec.serving.records import Components, ReloadResult
+from temporec.serving.records import Classified, Components, ReloadResult
 from temporec.serving.validation import check_after, check_event, check_limits, check_texts
 
 log = logging.getLogger(__name__)
@@ -348,6 +348,27 @@ class RecommenderService:
             f"domain {query.domain!r} rules", domain.apply_rules, query, history, catalog, allowed_items
         )
         return allowed_items, list(rules)
+
+    # -- classify -----------------------------------------------------------------
+
+    async def classify(self, query: Query, texts: list[str]) -> Classified:
+        """Each of ``texts`` as a one-event history (the domain's first action) for the
+        model ``query`` selects (its domain, head, encoder, model_version): the
+        probability of every catalog item, a classifier's answer where the catalog is a
+        set of classes (the ``finance`` domain's sentiment labels). Embedded in one call
+        by the model's encoder, scored in one forward pass."""
+        domain = self._domain(query)
+        serving = choose_model(self.models, query, domain, self.registry.heads, self.serving_encoder)
+        loaded = serving.loaded
+        if not loaded.manifest.use_text:
+            raise FailedPrecondition(
+                f"domain: the model {loaded.version!r} of {query.domain!r} reads item ids only; classifying texts "
+                "needs a text-based model"
+            )
+        encoder = await self._model_encoder(loaded)
+        vectors = await self.encoders.encode(encoder, texts, None)
+        probabilities = await serving.classify(vectors)
+        return Classified(loaded.catalog.item_ids, probabilities, vectors, loaded.version)
 
     # -- encode -------------------------------------------------------------------
 

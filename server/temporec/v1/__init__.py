@@ -12,11 +12,13 @@ import sys
 from temporec_client.v1 import (
     admin_pb2,
     admin_pb2_grpc,
+    monitor_pb2,
+    monitor_pb2_grpc,
     recommender_pb2,
     recommender_pb2_grpc,
 )
 
-for _module in (admin_pb2, admin_pb2_grpc, recommender_pb2, recommender_pb2_grpc):
+for _module in (admin_pb2, admin_pb2_grpc, monitor_pb2, monitor_pb2_grpc, recommender_pb2, recommender_pb2_grpc):
     sys.modules[f"{__name__}.{_module.__name__.rpartition('.')[2]}"] = _module
 
-__all__ = ["admin_pb2", "admin_pb2_grpc", "recommender_pb2", "recommender_pb2_grpc"]
+__all__ = ["admin_pb2", "admin_pb2_grpc", "monitor_pb2", "monitor_pb2_grpc", "recommender_pb2", "recommender_pb2_grpc"]
