@@ -137,3 +137,10 @@ def test_bad_inputs_are_refused_with_the_field_named():
         series.observe(11 * DAY, 5, 6)
     with pytest.raises(InvalidArgument, match="interval"):
         ForecastSettings(interval=1.5)
+
+
+def test_a_restored_series_forecasts_as_the_one_that_observed():
+    counts, negatives = daily_series(windows=120, seed=4)
+    observed, _ = fed(counts, negatives)
+    restored = TopicSeries.restore(ForecastSettings(), 0.0, counts.tolist(), negatives.tolist())
+    assert restored.forecast(120 * DAY) == observed.forecast(120 * DAY)

@@ -233,6 +233,21 @@ class TopicSeries:
         self.negatives: list[int] = []
         self._cached: tuple[int, _Models | None] | None = None  # (window number, its models)
 
+    @classmethod
+    def restore(
+        cls, settings: ForecastSettings, window_start: float, counts: list[int], negatives: list[int]
+    ) -> TopicSeries:
+        """A series whose history is ``counts``/``negatives``, one window each from the one that
+        starts at ``window_start`` (say, from the store after a restart), added without alerts."""
+        if len(counts) != len(negatives):
+            raise InvalidArgument(f"counts, negatives: {len(counts)} and {len(negatives)} windows; allowed: as many")
+        series = cls(settings)
+        if counts:
+            series.first_index = series.window_index(window_start)
+            series.counts, series.negatives = [int(c) for c in counts], [int(n) for n in negatives]
+            series._trim()
+        return series
+
     @property
     def next_index(self) -> int | None:
         return None if self.first_index is None else self.first_index + len(self.counts)
