@@ -23,6 +23,7 @@ from temporec.monitor.forecast import ForecastSettings
 from temporec.monitor.settings import MonitorSettings
 from temporec.training import TrainConfig
 from temporec.v1 import monitor_pb2, monitor_pb2_grpc
+from temporec_client import MonitoredText, TemporecClient
 from temporec_plugins.domains.customer_service import CustomerServiceDomain
 from temporec_plugins.domains.customer_service.reader import Conversation, ConversationData
 from temporec_plugins.domains.customer_service.training import embed_texts, train_conversations, turn_texts
@@ -286,3 +287,22 @@ def test_a_monitor_needs_a_store_that_keeps_its_texts(start_grpc_server, registr
     with pytest.raises(Exception, match="monitor: needs a store"):
         with start_grpc_server(registry, classifier, monitor=SETTINGS):
             pass
+
+
+def test_the_python_client_ingests_watches_and_acknowledges(serve):
+    def as_client(messages):
+        return [[MonitoredText(t.id, t.text, t.timestamp_ms / 1000, t.source) for t in message] for message in messages]
+
+    with serve() as server, TemporecClient(server.target) as client:
+        ingested = client.ingest(as_client([*history(12), surge_window(12), ordinary_window(13)]))
+        assert (ingested.stored, ingested.messages) == (140, 14) and ingested.alerts >= 1
+        stream = client.watch_alerts("client", topics=["all"])
+        alert = next(iter(stream))
+        assert (alert.topic, alert.kind, alert.negatives) == ("all", "negative_share", 8)
+        assert alert.window_end - alert.window_start == WINDOW and alert.texts[0].text in TEXTS["negative"]
+        stream.close()
+        assert client.acknowledge_alerts("client", alert.sequence) == alert.sequence
+        windows, topics = client.topic_series("all")
+        assert len(windows) == 13 and topics == ["all"]
+        assert windows[-1].share_high is not None and windows[-1].negatives == 8
+        assert windows[0].count_expected is None  # still warming up

@@ -23,8 +23,14 @@ from temporec_client.client import (
     TrackedEvent,
     tls_credentials,
 )
+from temporec_client.monitoring import Alert, AlertText, Ingested, MonitoredText, TopicWindow
 
 __all__ = [
+    "Alert",
+    "AlertText",
+    "Ingested",
+    "MonitoredText",
+    "TopicWindow",
     "Component",
     "Components",
     "Contribution",

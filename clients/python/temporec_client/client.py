@@ -17,8 +17,9 @@ import grpc
 from google.protobuf.descriptor import FieldDescriptor
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from temporec_client.monitoring import Alert, Ingested, MonitoredText, TopicWindow
+from temporec_client.v1 import monitor_pb2, monitor_pb2_grpc, recommender_pb2_grpc
 from temporec_client.v1 import recommender_pb2 as pb
-from temporec_client.v1 import recommender_pb2_grpc
 
 DEFAULT_TIMEOUT = 10.0  # seconds, per call
 MAX_RESPONSE_BYTES = 64 * 1024 * 1024  # Encode answers can be large: 1024 texts x dim floats
@@ -207,6 +208,7 @@ class TemporecClient:
         else:
             self._channel = grpc.insecure_channel(target, options)
         self._stub = recommender_pb2_grpc.RecommenderStub(self._channel)
+        self._monitor = monitor_pb2_grpc.MonitorStub(self._channel)
         self._health = health_pb2_grpc.HealthStub(self._channel)
         self.timeout = timeout
         self.metadata = tuple(metadata or ()) + ((("authorization", f"Bearer {token}"),) if token else ())
@@ -317,6 +319,32 @@ class TemporecClient:
         response = self._call(self._stub.Encode, request, timeout)
         return Embeddings(response.encoder, response.dim, [list(e.values) for e in response.embeddings])
 
+    # -- the Monitor service (docs/finance.md) ---------------------------------------------
+
+    def ingest(self, batches: Iterable[Iterable[MonitoredText]], timeout: float | None = None) -> Ingested:
+        """Stream published texts: each batch of ``batches`` one message of one Ingest
+        call, classified and kept as it arrives; safe to retry (a text id counts once)."""
+        requests = (monitor_pb2.IngestRequest(texts=[t.to_proto(_millis) for t in batch]) for batch in batches)
+        return Ingested.from_proto(self._call(self._monitor.Ingest, requests, timeout))
+
+    def watch_alerts(self, subscriber_id: str, topics: Iterable[str] = (), timeout: float | None = None):
+        """The subscriber's alerts, as they fire: first those it has not acknowledged. An
+        iterator that waits for the next alert; it ends when the server stops, when
+        ``timeout`` (seconds; default: none) passes, or when ``close()`` cancels it."""
+        request = monitor_pb2.WatchAlertsRequest(subscriber_id=subscriber_id, topics=list(topics))
+        stream = self._monitor.WatchAlerts(request, timeout=timeout, metadata=self.metadata)
+        return _AlertStream(stream)
+
+    def acknowledge_alerts(self, subscriber_id: str, sequence: int, timeout: float | None = None) -> int:
+        """Acknowledge the subscriber's alerts up to ``sequence``; returns its mark now."""
+        request = monitor_pb2.AcknowledgeAlertsRequest(subscriber_id=subscriber_id, sequence=sequence)
+        return self._call(self._monitor.AcknowledgeAlerts, request, timeout).acknowledged
+
+    def topic_series(self, topic: str, timeout: float | None = None) -> tuple[list[TopicWindow], list[str]]:
+        """``topic``'s closed windows with their forecasts, and every topic the monitor knows."""
+        response = self._call(self._monitor.GetTopicSeries, monitor_pb2.GetTopicSeriesRequest(topic=topic), timeout)
+        return [TopicWindow.from_proto(w) for w in response.windows], list(response.topics)
+
     def health(self, service: str = "", timeout: float | None = None) -> str:
         """The server's health status name: "SERVING", "NOT_SERVING", ... ``service`` ""
         is the whole server; "temporec.v1.Recommender" the recommender alone."""
@@ -337,6 +365,24 @@ class TemporecClient:
             return method(request, timeout=self.timeout if timeout is None else timeout, metadata=self.metadata)
         except grpc.RpcError as exc:
             raise TemporecError(exc.code(), exc.details() or "") from exc
+
+
+class _AlertStream:
+    """Iterates a WatchAlerts call as ``Alert``s; ``close()`` cancels it."""
+
+    def __init__(self, call):
+        self._call = call
+
+    def __iter__(self):
+        try:
+            for response in self._call:
+                yield Alert.from_proto(response.alert)
+        except grpc.RpcError as exc:
+            if exc.code() != grpc.StatusCode.CANCELLED:
+                raise TemporecError(exc.code(), exc.details() or "") from exc
+
+    def close(self) -> None:
+        self._call.cancel()
 
 
 def _options(domain: str, options: Mapping[str, object]) -> dict:
