@@ -7,6 +7,7 @@ the same state from the store."""
 
 from __future__ import annotations
 
+import json
 import queue
 import threading
 
@@ -17,6 +18,7 @@ import temporec_plugins.domains.customer_service as cs_plugin
 import temporec_plugins.heads.lstm as lstm_plugin
 import temporec_plugins.stores.sqlite as sqlite_plugin
 from conftest import TinyEncoder, TinyPlugin
+from temporec.cli import main
 from temporec.contract.registry import load_registry
 from temporec.contract.types import Catalog, Event
 from temporec.monitor.forecast import ForecastSettings
@@ -306,3 +308,22 @@ def test_the_python_client_ingests_watches_and_acknowledges(serve):
         assert len(windows) == 13 and topics == ["all"]
         assert windows[-1].share_high is not None and windows[-1].negatives == 8
         assert windows[0].count_expected is None  # still warming up
+
+
+def test_replay_streams_a_texts_file_and_writes_the_timeline_and_charts(serve, tmp_path, capsys):
+    pytest.importorskip("matplotlib", reason="the charts need matplotlib (the plot extra)")
+    rows = [
+        {"id": t.id, "text": t.text, "time": t.timestamp_ms / 1000, "source": t.source}
+        for message in [*history(12), surge_window(12), ordinary_window(13)]
+        for t in message
+    ]
+    path = tmp_path / "texts.jsonl"
+    path.write_text("".join(json.dumps(row) + "\n" for row in reversed(rows)))  # any order: replayed by time
+    with serve() as server:
+        code = main(["monitor", "replay", str(path), "--target", server.target, "--out", str(tmp_path / "out")])
+    assert code == 0
+    alerts = [json.loads(line) for line in (tmp_path / "out" / "alerts.jsonl").read_text().splitlines()]
+    assert ("all", "negative_share") in {(a["topic"], a["kind"]) for a in alerts}
+    assert (tmp_path / "out" / "all.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    printed = capsys.readouterr().out
+    assert "140 texts stored" in printed and "all: negative share 0.8 above" in printed

@@ -8,10 +8,10 @@ import logging
 import sys
 
 from temporec import __version__
-from temporec.cli import demo, evaluate, experiments, export_triton, plugins, serve, train
+from temporec.cli import demo, evaluate, experiments, export_triton, monitor, plugins, serve, train
 from temporec.contract.errors import TemporecError
 
-COMMANDS = (serve, train, evaluate, plugins, demo, export_triton, experiments)
+COMMANDS = (serve, train, evaluate, plugins, demo, export_triton, experiments, monitor)
 
 
 def build_parser() -> argparse.ArgumentParser:

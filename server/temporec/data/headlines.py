@@ -8,6 +8,9 @@ A headline's id is its source and a hash of its day and text, so it names the sa
 headline in any copy of the files and a list of ids can be shared without the texts
 (their licence forbids sharing those). Headlines that repeat on one day in one source are
 kept once, and the 40 Guardian rows dated by month alone ("Jul-18") are left out.
+
+``read_texts`` reads these files or a user's own ``texts.jsonl``: one object a line with
+``id``, ``text``, ``time`` (Unix seconds or ISO 8601) and optionally ``source``.
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
-from temporec.data.base import DataError, at
+from temporec.data.base import DataError, at, json_objects, parse_timestamp
 
 SOURCES = ("cnbc", "guardian", "reuters")
 EASTERN = ZoneInfo("America/New_York")
@@ -52,6 +55,22 @@ def read_headlines(directory: str | Path, sources: tuple[str, ...] = SOURCES) ->
             headlines.setdefault(headline.id, headline)
     order = {source: i for i, source in enumerate(SOURCES)}
     return sorted(headlines.values(), key=lambda h: (h.timestamp, order[h.source]))
+
+
+def read_texts(path: str | Path) -> list[Headline]:
+    """The texts at ``path``, oldest first: a directory of the headline files, or a
+    ``.jsonl`` file of ``{"id", "text", "time", "source"}`` objects."""
+    path = Path(path)
+    if path.is_dir():
+        return read_headlines(path, tuple(s for s in SOURCES if (path / f"{s}_headlines.csv").is_file()) or SOURCES)
+    texts = []
+    for number, row in json_objects(path):
+        for key in ("id", "text", "time"):
+            if not str(row.get(key, "")).strip():
+                raise DataError(at(path, number, f"{key!r} is required"))
+        timestamp = parse_timestamp(path, number, str(row["time"]))
+        texts.append(Headline(str(row["id"]), str(row.get("source", "")), timestamp, str(row["text"])))
+    return sorted(texts, key=lambda t: t.timestamp)
 
 
 def _read(path: Path, source: str):
