@@ -144,3 +144,12 @@ def test_a_restored_series_forecasts_as_the_one_that_observed():
     observed, _ = fed(counts, negatives)
     restored = TopicSeries.restore(ForecastSettings(), 0.0, counts.tolist(), negatives.tolist())
     assert restored.forecast(120 * DAY) == observed.forecast(120 * DAY)
+
+
+def test_a_gradual_surge_fires_over_its_windows_and_once():
+    counts, negatives = daily_series(windows=120, texts=100.0, weekly=False, seed=5)
+    spans = TopicSeries.restore(ForecastSettings(), 0.0, counts.tolist(), negatives.tolist())
+    alone = TopicSeries.restore(ForecastSettings(span_windows=1), 0.0, counts.tolist(), negatives.tolist())
+    fired = [[s.windows for s in spans.observe(w * DAY, 100, 17)] for w in range(120, 123)]  # 17%: none alone
+    assert fired == [[], [2], []]  # the two windows together; the third's spans hold an alerted window
+    assert not any(alone.observe(w * DAY, 100, 17) for w in range(120, 123))

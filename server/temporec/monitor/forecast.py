@@ -19,18 +19,29 @@ The method, and why:
   negatives ~ Binomial(count, rate), rate ~ logit-normal(forecast, tau2 + fit uncertainty),
   the exact upper quantile of that mixture (Gauss-Hermite over the rate). So 2 negatives
   out of 3 texts is not a surge, and 30 out of 100 against 9% expected is.
+- **Gradual surges**: a surge spread over a few windows may show in none alone, so the
+  negatives of the latest 2..``span_windows`` windows are also judged together (the sum of
+  their forecast distributions, each at its own count), when the newest window is at least
+  at its expected share and none of the earlier ones alerted already; the alert names its
+  span (``Surge.windows``).
 - **Seasonality**: a season (weekly for daily windows: headlines are ~4x as many on a
   weekday as on a Sunday) enters as one dummy per phase. For each series the order p in
   ``[min_order, max_order]`` and the season (none or one of ``seasons``) are chosen by BIC
   on the same rows, so a topic is given a season only where it pays.
+- **Outliers**: windows more than ``outlier_sigmas`` robust standard deviations off a first
+  fit (data gaps, past surges) are left out of the fit, so that one dead day does not widen
+  every interval after it.
 - **Interval**: one-sided, ``interval`` is the upper bound's quantile (0.99: a calibrated
-  model alerts on 1% of normal windows per kind); the lower bound, for display, is the
+  model alerts on about 1% of normal windows per test); the lower bound, for display, is the
   ``1 - interval`` quantile.
 
-Cost: a fit solves ``(max_order - min_order + 1) x (1 + len(seasons)) x 2`` least-squares
-problems of at most ``history_windows`` rows and ~10 columns: about 1 ms per closed window
-and topic with the defaults (benchmarks/detection.py measures it). Fits are cached until
-the next window is added.
+The share's bounds depend on the count they are judged at: ``observe`` uses the window's
+observed count, ``forecast(window_start, count)`` any count (by default the forecast one).
+
+Cost: a fit solves ``(max_order - min_order + 1) x (1 + len(seasons)) x 2`` small
+least-squares problems (one Gram matrix of at most ``history_windows`` rows and ~10 columns
+per series): 1-3 ms per closed window and topic with the defaults on a shared CPU core
+(benchmarks/detection.py measures it). Fits are cached until the next window is added.
 """
 
 from __future__ import annotations
@@ -59,6 +70,8 @@ class ForecastSettings:
     interval: float = 0.99  # the upper bound's quantile (one-sided); alerts fire above it
     min_count: int = 10  # no negative-share alert on a window with fewer texts
     prior_texts: float = 2.0  # pseudo-texts at the topic's mean share that smooth a window's share
+    outlier_sigmas: float = 8.0  # windows further off a first fit (robust sigmas) are left out; 0: none
+    span_windows: int = 3  # also judge the negatives of the last 2..span_windows windows together; 1: alone
 
     def __post_init__(self):
         checks = (
@@ -70,6 +83,8 @@ class ForecastSettings:
             ("interval", 0.5 < self.interval < 1, "between 0.5 and 1 (exclusive)"),
             ("min_count", self.min_count >= 0, ">= 0"),
             ("prior_texts", self.prior_texts > 0, "> 0"),
+            ("outlier_sigmas", self.outlier_sigmas >= 0, ">= 0 (0: keep every window)"),
+            ("span_windows", self.span_windows >= 1, ">= 1 (1: each window alone)"),
         )
         for name, ok, allowed in checks:
             if not ok:
@@ -96,6 +111,7 @@ class Surge:
     expected: float
     low: float
     high: float
+    windows: int = 1  # the windows, ending with the one observed, that the values are over
 
 
 @dataclass(frozen=True)
@@ -108,7 +124,8 @@ class ArFit:
     sigma2: float  # residual variance
     xtx_inv: np.ndarray  # for the fit's uncertainty at a new row
     bic: float
-    residuals: np.ndarray
+    residuals: np.ndarray  # of the rows kept
+    kept: np.ndarray  # the targets (after the first max_order values) that the fit read: not outliers
 
     def predict(self, lags: np.ndarray, phase: int) -> tuple[float, float]:
         """The mean of the next value (``lags``: the latest values, newest last) and its variance from the fit."""
@@ -127,12 +144,14 @@ def fit_ar(values: np.ndarray, phases: np.ndarray, settings: ForecastSettings) -
     """The BIC-best AR over orders ``min_order..max_order`` and seasons (none, ``settings.seasons``),
     all scored on the same targets (those after ``max_order`` lags); None when no candidate has
     enough rows (three per coefficient). ``phases[t]``: the window number of ``values[t]``.
-    Every candidate's columns are a subset of one design, so one Gram matrix serves them all."""
+    Every candidate's columns are a subset of one design, so one Gram matrix serves them all;
+    the rows that the full design fits worst (``outliers``) are left out of it."""
     first = settings.max_order
-    targets = values[first:]
     lags = [values[first - 1 - j : len(values) - 1 - j, None] for j in range(first)]  # j + 1 windows back
     seasonal = [seasonal_dummies(phases[first : len(values)], period) for period in settings.seasons]
-    design = np.hstack([np.ones((len(targets), 1)), *lags, *seasonal])
+    design = np.hstack([np.ones((len(values) - first, 1)), *lags, *seasonal])
+    kept = ~outliers(design, values[first:], settings.outlier_sigmas)
+    design, targets = design[kept], values[first:][kept]
     gram, moments = design.T @ design, design.T @ targets
     best = None
     for season, period in enumerate((0, *settings.seasons)):
@@ -159,7 +178,19 @@ def fit_ar(values: np.ndarray, phases: np.ndarray, settings: ForecastSettings) -
         xtx_inv=np.linalg.pinv(gram[np.ix_(columns, columns)]),
         bic=float(bic),
         residuals=residuals,
+        kept=kept,
     )
+
+
+def outliers(design: np.ndarray, targets: np.ndarray, sigmas: float) -> np.ndarray:
+    """The rows whose residual under the full design lies more than ``sigmas`` robust standard
+    deviations (1.4826 MAD) from the median one; none when ``sigmas`` is 0 or the spread is 0."""
+    if not sigmas or len(targets) < 2 * design.shape[1]:
+        return np.zeros(len(targets), bool)
+    residuals = targets - design @ _solve(design.T @ design, design.T @ targets)
+    deviations = np.abs(residuals - np.median(residuals))
+    spread = 1.4826 * float(np.median(deviations))
+    return deviations > sigmas * spread if spread > 1e-9 else np.zeros(len(targets), bool)
 
 
 def _solve(gram: np.ndarray, moments: np.ndarray) -> np.ndarray:
@@ -208,6 +239,11 @@ def expit(x):
     return 1.0 / (1.0 + np.exp(-x))
 
 
+def quantile(pmf: np.ndarray, q: float) -> int:
+    """The smallest k with P(X <= k) >= q."""
+    return int(np.searchsorted(np.cumsum(pmf), q - 1e-12))
+
+
 @dataclass(frozen=True)
 class _Models:
     volume: ArFit
@@ -218,6 +254,26 @@ class _Models:
     volume_var: float
     share_mean: float
     share_var: float
+
+
+@dataclass(frozen=True)
+class _Judged:
+    """A closed window as its share was judged: for the spans of several windows."""
+
+    count: int
+    negatives: int
+    rate: float  # the expected share
+    pmf: np.ndarray  # of its negatives at its count
+    alerted: bool  # a negative-share alert fired on it (alone or over a span)
+
+
+def negatives_pmf(models: _Models, count: int) -> tuple[float, np.ndarray]:
+    """The expected share and the distribution of the negatives among ``count`` texts:
+    Binomial(count, rate), rate ~ logit-normal(share_mean, share_var) (Gauss-Hermite)."""
+    nodes, weights = QUADRATURE
+    rates = expit(models.share_mean + np.sqrt(models.share_var) * nodes)
+    weights = weights / weights.sum()
+    return float(weights @ rates), weights @ np.exp(binomial_log_pmf(count, rates))
 
 
 class TopicSeries:
@@ -232,6 +288,7 @@ class TopicSeries:
         self.counts: list[int] = []
         self.negatives: list[int] = []
         self._cached: tuple[int, _Models | None] | None = None  # (window number, its models)
+        self._judged: list[_Judged] = []  # the latest consecutive judged windows (span_windows - 1 at most)
 
     @classmethod
     def restore(
@@ -285,22 +342,53 @@ class TopicSeries:
             raise InvalidArgument(f"count, negatives: {count}, {negatives}; allowed: 0 <= negatives <= count")
         index = self._checked_index(window_start)
         forecast = self.forecast(window_start, count)
+        surges = [] if forecast is None else self._surges(forecast, self._models(index), count, negatives)
         if self.first_index is None:
             self.first_index = index
+        if index != self.next_index:
+            self._judged = []  # a span is of consecutive windows
         self._add_empty_until(index)
         self.counts.append(count)
         self.negatives.append(negatives)
         self._trim()
-        return [] if forecast is None else self._surges(forecast, count, negatives)
+        return surges
 
-    def _surges(self, forecast: Forecast, count: int, negatives: int) -> list[Surge]:
+    def _surges(self, forecast: Forecast, models: _Models, count: int, negatives: int) -> list[Surge]:
         surges = []
         if count > forecast.count_high:
             surges.append(Surge("volume", count, forecast.count, forecast.count_low, forecast.count_high))
         share = negatives / count if count else 0.0
         if count >= self.settings.min_count and share > forecast.share_high:
             surges.append(Surge("negative_share", share, forecast.share, forecast.share_low, forecast.share_high))
+        rate, pmf = negatives_pmf(models, count)
+        alone = any(surge.kind == "negative_share" for surge in surges)
+        if not alone and count >= self.settings.min_count and negatives >= rate * count:
+            surges += self._span_surge(_Judged(count, negatives, rate, pmf, alerted=False))
+        judged = _Judged(count, negatives, rate, pmf, alerted=any(s.kind == "negative_share" for s in surges))
+        self._judged = (
+            [*self._judged, judged][-(self.settings.span_windows - 1) :] if self.settings.span_windows > 1 else []
+        )
         return surges
+
+    def _span_surge(self, latest: _Judged) -> list[Surge]:
+        """A negative-share surge over the latest 2..span_windows windows together (a gradual
+        surge that no window shows alone), the shortest span that shows it; spans over a window
+        that alerted already are not judged again."""
+        for span in range(2, self.settings.span_windows + 1):
+            windows = [*self._judged[-(span - 1) :], latest]
+            if len(windows) < span or any(window.alerted for window in windows[:-1]):
+                return []
+            count = sum(window.count for window in windows)
+            pmf = windows[0].pmf
+            for window in windows[1:]:
+                pmf = np.convolve(pmf, window.pmf)
+            negatives = sum(window.negatives for window in windows)
+            high = quantile(pmf, self.settings.interval)
+            if negatives > high:
+                expected = sum(window.rate * window.count for window in windows) / count
+                low = quantile(pmf, 1 - self.settings.interval)
+                return [Surge("negative_share", negatives / count, expected, low / count, high / count, span)]
+        return []
 
     def _checked_index(self, window_start: float) -> int:
         index = self.window_index(window_start)
@@ -349,9 +437,10 @@ class TopicSeries:
         volume_mean, volume_fit_var = volume.predict(np.log1p(counts[-order:]), int(phases[-1]))
         poisson = max(np.expm1(volume_mean), 0.0) / (1 + max(np.expm1(volume_mean), 0.0)) ** 2
         share_mean, share_fit_var = share.predict(shares[-order:], int(phases[-1]))
-        fitted = shares[order:] - share.residuals
-        shift = rate_shift(fitted, counts[order:], negatives[order:])
-        tau2 = extra_binomial_variance(expit(fitted + shift), counts[order:], negatives[order:])
+        fitted = shares[order:][share.kept] - share.residuals
+        kept_counts, kept_negatives = counts[order:][share.kept], negatives[order:][share.kept]
+        shift = rate_shift(fitted, kept_counts, kept_negatives)
+        tau2 = extra_binomial_variance(expit(fitted + shift), kept_counts, kept_negatives)
         return _Models(
             volume=volume,
             share=share,
@@ -364,18 +453,12 @@ class TopicSeries:
         )
 
     def _share_bounds(self, models: _Models, count: int) -> tuple[float, float, float]:
-        """The expected share and the negatives' quantiles over ``count`` texts, as shares:
-        negatives ~ Binomial(count, rate), rate ~ logit-normal(share_mean, share_var)."""
-        nodes, weights = QUADRATURE
-        rates = expit(models.share_mean + np.sqrt(models.share_var) * nodes)
-        weights = weights / weights.sum()
-        expected = float(weights @ rates)
+        """The expected share and the negatives' quantiles over ``count`` texts, as shares."""
+        expected, pmf = negatives_pmf(models, count)
         if count == 0:
             return expected, 0.0, 1.0
-        pmf = weights @ np.exp(binomial_log_pmf(count, rates))
-        cdf = np.cumsum(pmf)
-        quantile = lambda q: int(np.searchsorted(cdf, q - 1e-12))  # noqa: E731 - the smallest k with P(X <= k) >= q
-        return expected, quantile(1 - self.settings.interval) / count, quantile(self.settings.interval) / count
+        interval = self.settings.interval
+        return expected, quantile(pmf, 1 - interval) / count, quantile(pmf, interval) / count
 
     def _name(self, fit: ArFit) -> str:
         if not fit.period:
