@@ -297,6 +297,22 @@ def tiny_registry_with(heads=(), encoders=()) -> Registry:
     return load_registry(extra_plugins=plugins, env={"TEMPOREC_PLUGINS": ""})
 
 
+def scrape(port: int) -> dict[tuple[str, frozenset], float]:
+    """Every sample at http://127.0.0.1:port/metrics: (name, labels) -> value."""
+    import urllib.request
+
+    from prometheus_client.parser import text_string_to_metric_families
+
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=30) as response:
+        assert response.status == 200
+        text = response.read().decode()
+    return {
+        (sample.name, frozenset(sample.labels.items())): sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+    }
+
+
 # ---- end of operations fixtures ---------------------------------------------------------
 
 

@@ -3,15 +3,13 @@ head and code, per-stage latency, loaded models, reloads, and the Triton call ti
 
 import asyncio
 import time
-import urllib.request
 
 import grpc
 import pytest
 from grpc._cython import cygrpc
-from prometheus_client.parser import text_string_to_metric_families
 from tritonclient.utils import InferenceServerException
 
-from conftest import TINY_WAIT_TEXT, build_tiny_artifact, tiny_encoder_gate
+from conftest import TINY_WAIT_TEXT, build_tiny_artifact, scrape, tiny_encoder_gate
 from temporec.contract.errors import FailedPrecondition
 from temporec.grpc import TemporecServer
 from temporec.grpc.interceptors import ending_code
@@ -24,18 +22,6 @@ from temporec_client import Event, TemporecClient, TemporecError
 
 T0 = 1_700_000_000.0
 ADMIN_TOKEN = "metrics-test-admin"
-
-
-def scrape(port: int) -> dict[tuple[str, frozenset], float]:
-    """Every sample at http://127.0.0.1:port/metrics: (name, labels) -> value."""
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=30) as response:
-        assert response.status == 200
-        text = response.read().decode()
-    return {
-        (sample.name, frozenset(sample.labels.items())): sample.value
-        for family in text_string_to_metric_families(text)
-        for sample in family.samples
-    }
 
 
 def scrape_until(port: int, condition) -> dict:

@@ -19,10 +19,13 @@ import temporec_plugins.heads.lstm as lstm_plugin
 import temporec_plugins.stores.sqlite as sqlite_plugin
 from conftest import TinyEncoder, TinyPlugin
 from temporec.cli import main
+from temporec.contract.errors import FailedPrecondition
 from temporec.contract.registry import load_registry
 from temporec.contract.types import Catalog, Event
 from temporec.monitor.forecast import ForecastSettings
+from temporec.monitor.monitor import Monitor
 from temporec.monitor.settings import MonitorSettings
+from temporec.serving.service import RecommenderService
 from temporec.training import TrainConfig
 from temporec.v1 import monitor_pb2, monitor_pb2_grpc
 from temporec_client import MonitoredText, TemporecClient
@@ -284,11 +287,9 @@ def test_without_a_monitor_table_every_call_names_it(start_grpc_server, registry
         channel.close()
 
 
-@pytest.mark.filterwarnings("ignore::pytest.PytestUnhandledThreadExceptionWarning")  # the server thread re-raises
-def test_a_monitor_needs_a_store_that_keeps_its_texts(start_grpc_server, registry, classifier):
-    with pytest.raises(Exception, match="monitor: needs a store"):
-        with start_grpc_server(registry, classifier, monitor=SETTINGS):
-            pass
+def test_a_monitor_needs_a_store_that_keeps_its_texts(registry, classifier):
+    with pytest.raises(FailedPrecondition, match=r"monitor: needs a store .*\(no store is configured\)"):
+        Monitor(RecommenderService(registry, classifier, device="cpu"), SETTINGS)
 
 
 def test_the_python_client_ingests_watches_and_acknowledges(serve):
@@ -327,3 +328,20 @@ def test_replay_streams_a_texts_file_and_writes_the_timeline_and_charts(serve, t
     assert (tmp_path / "out" / "all.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     printed = capsys.readouterr().out
     assert "140 texts stored" in printed and "all: negative share 0.8 above" in printed
+
+
+def test_prometheus_counts_the_texts_by_label_and_the_alerts_by_kind(serve):
+    from conftest import scrape
+    from temporec.triton.local_server import free_port
+
+    with serve(metrics_port=free_port()) as server:
+        channel, monitor = stub(server)
+        response = ingest(monitor, *history(12), surge_window(12), ordinary_window(13))
+        metrics = scrape(server.server.metrics_port)
+        assert (
+            metrics["temporec_monitor_texts_total", frozenset({("label", "negative")})] == 12 + 8 + 1
+        )  # the ordinary windows' one, the surge's eight
+        assert metrics["temporec_monitor_texts_total", frozenset({("label", "neutral")})] == 60 + 2 + 5
+        alerts = metrics["temporec_monitor_alerts_total", frozenset({("kind", "negative_share")})]
+        assert alerts == response.alerts
+        channel.close()

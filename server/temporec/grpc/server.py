@@ -97,7 +97,7 @@ class TemporecServer:
         service.on_exposure = self.metrics.record_exposure
         admin = AdminServicer(self.reload, load_admin_tokens(config))
         self.calls = call_pipeline(config, recorder=self.metrics)
-        self.monitor = Monitor(service, config.monitor) if config.monitor else None
+        self.monitor = Monitor(service, config.monitor, self.metrics) if config.monitor else None
         self.server = build_server(service, config, self.health, admin, [self.calls], self.monitor)
         self.metrics_port: int | None = None  # the bound metrics port, once serving
         self._encoder_watch: asyncio.Task | None = None

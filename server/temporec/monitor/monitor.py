@@ -16,6 +16,7 @@ import logging
 from collections import Counter
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
+from typing import Protocol
 
 from temporec.contract.errors import FailedPrecondition, InvalidArgument, NotFound, PluginError, allowed, plugin_call
 from temporec.contract.stores import MonitoredText
@@ -53,14 +54,22 @@ class IngestResult:
         self.alerts += other.alerts
 
 
+class Recorder(Protocol):
+    """Where the monitor's texts and alerts are counted (``temporec.serving.metrics.ServerMetrics``)."""
+
+    def record_monitored(self, labels: Counter) -> None: ...
+
+    def record_alert(self, kind: str) -> None: ...
+
+
 class Monitor:
-    def __init__(self, service, settings: MonitorSettings):
+    def __init__(self, service, settings: MonitorSettings, recorder: Recorder | None = None):
         """``service``: the ``RecommenderService`` whose models classify and whose store keeps."""
         store = service.history.store
         if store is None or not store.keeps_monitor():
             kept = "no store is configured" if store is None else f"store {store.name!r} does not keep them"
             raise FailedPrecondition(f"monitor: needs a store that keeps monitored texts ({kept}); use sqlite")
-        self.service, self.settings, self.limits = service, settings, service.limits
+        self.service, self.settings, self.limits, self.recorder = service, settings, service.limits, recorder
         self.windows = Windows(settings.forecast, settings.negative_label, settings.alert_texts)
         self._lock = asyncio.Lock()  # one writer: arrival order in the store is the windows' order
         self._changed = asyncio.Event()  # set, and replaced, whenever an alert is recorded
@@ -109,6 +118,8 @@ class Monitor:
                 for alert in alerts:
                     await self._record(alert)
                 result.alerts += len(alerts)
+        if self.recorder:
+            self.recorder.record_monitored(result.labels)
         return result
 
     def _check(self, texts: list[IncomingText]) -> None:
@@ -186,6 +197,8 @@ class Monitor:
             )
             self._changed.set()
             self._changed = asyncio.Event()
+            if self.recorder:
+                self.recorder.record_alert(alert.kind)
         return sequence, new
 
     async def watch(self, subscriber: str, topics: list[str]) -> AsyncIterator[Alert]:

@@ -99,7 +99,27 @@ class ServerMetrics:
             ["experiment", "arm"],
             registry=self.registry,
         )
+        self.monitored = Counter(
+            "temporec_monitor_texts",
+            "Texts the monitor classified and stored, by sentiment label.",
+            ["label"],
+            registry=self.registry,
+        )
+        self.alerts = Counter(
+            "temporec_monitor_alerts",
+            "Alerts the monitor raised, by kind: negative_share or volume.",
+            ["kind"],
+            registry=self.registry,
+        )
         self._http = None
+
+    def record_monitored(self, labels: Mapping[str, int]) -> None:
+        """Count stored texts per label (the model's classes, never a client's strings)."""
+        for label, count in labels.items():
+            self.monitored.labels(label).inc(count)
+
+    def record_alert(self, kind: str) -> None:
+        self.alerts.labels(kind).inc()
 
     def record_exposure(self, experiment: str, arm: str) -> None:
         """Count one logged exposure (the names are the configuration's, never a client's)."""
