@@ -81,11 +81,16 @@ def run(args: argparse.Namespace) -> int:
     domain_cls = pick(registry.domains, manifest.domain, "domain")
     data = evaluation_data(args.data, manifest.data_name)
     loaded.model.to(resolve_device(args.device))
-    encoder = ModelEncoder(registry.encoders, args.encoder or manifest.encoder, encoder_options(args), manifest)
+    name, options = args.encoder or manifest.encoder, encoder_options(args)
+    encoder = ModelEncoder(registry.encoders, name, options, loaded)
+    base = ModelEncoder(registry.encoders, name, options, loaded, base=True) if manifest.tuned_encoder else None
     try:
-        report = domain_cls().evaluate(eval_request(loaded, data, encoder, args.batch_size, args.cache_dir))
+        request = eval_request(loaded, data, encoder, args.batch_size, args.cache_dir, open_base_encoder=base)
+        report = domain_cls().evaluate(request)
     finally:
         encoder.close()
+        if base is not None:
+            base.close()
     if args.json:
         print(report.to_json())
         return 0
@@ -112,23 +117,47 @@ def evaluation_data(given: str | None, trained_on: str) -> str:
 class ModelEncoder:
     """``open_encoder`` for ``Domain.evaluate``: the encoder ``name``, started on first
     call (loading one takes seconds, and most evaluations need none), checked to embed
-    in the model's vector space, and closed by ``close``."""
+    in the model's vector space, and closed by ``close``. For a model that tuned its
+    language model, the tuned encoder that its artifact carries (run by the encoder it
+    was trained with, as the server runs it); with ``base``, the encoder its tuning
+    started from (the frozen baselines' vector space)."""
 
-    def __init__(self, encoders: dict[str, type], name: str, options: dict, manifest):
-        self.encoders, self.name, self.options, self.manifest = encoders, name, options, manifest
+    def __init__(self, encoders: dict[str, type], name: str, options: dict, loaded, base: bool = False):
+        self.encoders, self.name, self.options, self.base = encoders, name, options, base
+        self.manifest, self.path = loaded.manifest, loaded.path
         self.encoder = None
+
+    @property
+    def tuned(self) -> bool:
+        return bool(self.manifest.tuned_encoder) and not self.base
 
     def __call__(self):
         if self.encoder is None:
-            encoder = pick(self.encoders, self.name, "encoder")(**self.options)
-            if encoder.model_id != self.manifest.encoder_model_id:
-                encoder.close()
-                raise FailedPrecondition(
-                    f"--encoder {self.name!r} embeds texts as {encoder.model_id!r}, but the model was trained on "
-                    f"{self.manifest.encoder_model_id!r} embeddings; give the encoder and options it was trained with"
-                )
-            self.encoder = encoder
+            self.encoder = self._tuned() if self.tuned else self._checked()
         return self.encoder
+
+    def _checked(self):
+        expected = self.manifest.encoder_model_id
+        if self.manifest.tuned_encoder:  # "<base model>+<mode>": the base
+            expected = expected.rsplit("+", 1)[0]
+        encoder = pick(self.encoders, self.name, "encoder")(**self.options)
+        if encoder.model_id != expected:
+            encoder.close()
+            raise FailedPrecondition(
+                f"--encoder {self.name!r} embeds texts as {encoder.model_id!r}, but the model was trained on "
+                f"{expected!r} embeddings; give the encoder and options it was trained with"
+            )
+        return encoder
+
+    def _tuned(self):
+        tuned = self.manifest.tuned_encoder
+        if self.name != self.manifest.encoder:
+            raise FailedPrecondition(
+                f"--encoder {self.name!r}: the model tuned its language model in training ({tuned['tuning']!r}); "
+                f"only its own, run by {self.manifest.encoder!r}, embeds texts as its items were"
+            )
+        model = {"model": str(self.path / tuned["model"]), "max_length": int(tuned["max_length"])}
+        return pick(self.encoders, self.name, "encoder")(**{**self.options, **model})
 
     def close(self) -> None:
         if self.encoder is not None:

@@ -149,3 +149,7 @@ class EvalRequest:
     leave_one_out: Callable[[Dataset], Report]
     batch_size: int = 256  # users per matmul
     cache_dir: str | os.PathLike | None = None
+    #: for a model that tuned its language model (``Manifest.tuned_encoder``; ``open_encoder``
+    #: then gives the tuned one): the encoder its tuning started from, for the baselines that
+    #: read the frozen encoder; None: ``open_encoder`` (nothing was tuned)
+    open_base_encoder: Callable[[], Encoder] | None = None

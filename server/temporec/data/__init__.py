@@ -12,7 +12,8 @@ per-user, time-ordered event lists).
     Taobao             UserBehavior.csv / user_behavior*.csv (shop events, no item text)
 
 News impressions (``temporec_plugins.domains.news.reader``) and customer-service conversations
-(``temporec_plugins.domains.customer_service.reader``) have readers of their own, used by their domains.
+(``temporec_plugins.domains.customer_service.reader``) have readers of their own, used by their domains;
+``Conversation`` and ``ConversationData`` (``conversations``) are what conversation readers return.
 
 For readers of other formats (plugins): ``DataError``, ``at`` (an error at a file's line),
 ``numbered_lines``, ``json_objects``, ``parse_timestamp``, ``require_file`` and ``read_items``.
@@ -31,14 +32,24 @@ import numpy as np
 
 from temporec.contract.types import Catalog, Dataset
 from temporec.data.base import DataError, at, json_objects, numbered_lines, parse_timestamp, require_file
+from temporec.data.conversations import SPLITS, Conversation, ConversationData
 from temporec.data.events import load_events, read_events, read_items
 from temporec.data.movielens import load_movielens, load_sequences
+from temporec.data.phrasebank import LABELS as PHRASEBANK_LABELS
+from temporec.data.phrasebank import LEVELS as PHRASEBANK_LEVELS
+from temporec.data.phrasebank import Sentence, phrasebank_file, read_phrasebank
 from temporec.data.recbole import load_recbole, load_recbole_sequential, sequential_files
 from temporec.data.taobao import find_taobao_file, is_taobao_file, load_taobao
 
 log = logging.getLogger(__name__)
 
 __all__ = [
+    "PHRASEBANK_LABELS",
+    "PHRASEBANK_LEVELS",
+    "SPLITS",
+    "Conversation",
+    "ConversationData",
+    "Sentence",
     "DataError",
     "at",
     "json_objects",
@@ -54,7 +65,9 @@ __all__ = [
     "load_recbole_sequential",
     "load_sequences",
     "load_taobao",
+    "phrasebank_file",
     "read_events",
+    "read_phrasebank",
 ]
 
 LAYOUTS = (

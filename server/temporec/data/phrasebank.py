@@ -14,7 +14,7 @@ import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 
-from temporec.data import DataError
+from temporec.data.base import DataError
 
 LEVELS = ("AllAgree", "75Agree", "66Agree", "50Agree")
 LABELS = ("negative", "neutral", "positive")

@@ -4,6 +4,7 @@ recommender      SequenceRecommender: item tower + event embedding + a temporal 
 artifacts        one directory per trained model: manifest, weights, catalog
 embedding_cache  catalog text embeddings, computed once per encoder and catalog
 pretrained       the default language model, its bundled weights, pooling
+tuned_encoder    the language model trained with the recommender (TrainConfig.tuning lora, top)
 devices          which torch device to run on
 """
 
@@ -30,6 +31,7 @@ from temporec.model.recommender import (
     SequenceRecommender,
     gap_buckets,
 )
+from temporec.model.tuned_encoder import Tokens, TunedEncoder
 
 __all__ = [
     "DEFAULT_MODEL_ID",
@@ -39,6 +41,8 @@ __all__ = [
     "LoadedModel",
     "Manifest",
     "SequenceRecommender",
+    "Tokens",
+    "TunedEncoder",
     "bundled_model_dir",
     "cache_root",
     "catalog_embeddings",

@@ -5,6 +5,9 @@
     protocols        the fields' evaluation protocols (next item, impressions, replies),
                      every ranker a Scorer, baselines side by side
     cold_start       item representations and items held out of training
+    classification   accuracy, macro-F1 with bootstrap intervals; the logistic-regression probe
+    encoder_tuning   training that tunes the language model (lora, top): TextTuning, TunedTexts
+    conversations    train_conversations(): replies (or classes) after turns known by their text
     splits, losses, ranking_metrics   the pieces the above are made of
 
 ``train_request`` and ``eval_request`` build what ``Domain.train`` and ``Domain.evaluate``
@@ -12,6 +15,12 @@ take (``temporec.contract.training``).
 """
 
 from temporec.contract.training import EvalRequest, Report, TrainConfig, TrainRequest
+from temporec.training.classification import (
+    LogisticRegression,
+    classification_metrics,
+    f1_per_class,
+    with_intervals,
+)
 from temporec.training.cold_start import (
     ITEM_REPRESENTATIONS,
     ColdStartSplit,
@@ -19,6 +28,22 @@ from temporec.training.cold_start import (
     hold_out_items,
     with_items,
     without_items,
+)
+from temporec.training.conversations import (
+    TurnTexts,
+    embed_texts,
+    fit_conversations,
+    reply_cases,
+    train_conversations,
+    turn_texts,
+)
+from temporec.training.encoder_tuning import (
+    TUNES_ENCODER,
+    TextTuning,
+    TunedTexts,
+    parameter_groups,
+    record_tuning,
+    tuned_encoder,
 )
 from temporec.training.leave_one_out import (
     eval_request,
@@ -30,8 +55,10 @@ from temporec.training.leave_one_out import (
     evaluate_recent_artifact,
     restrict_to_catalog,
 )
+from temporec.training.lexicon import lexicon_label
 from temporec.training.next_item import (
     SCHEDULES,
+    TUNINGS,
     build_model,
     train,
     train_request,
@@ -65,19 +92,27 @@ __all__ = [
     "ITEM_REPRESENTATIONS",
     "MIN_EVENTS",
     "SCHEDULES",
+    "TUNES_ENCODER",
+    "TUNINGS",
     "ColdStartSplit",
     "EvalRequest",
     "ImpressionCase",
+    "LogisticRegression",
     "NextItemCase",
-    "Report",
     "ReplyCase",
+    "Report",
     "Scorer",
+    "TextTuning",
     "TextVectors",
     "TrainConfig",
     "TrainRequest",
+    "TunedTexts",
+    "TurnTexts",
     "artifact_scorer",
     "bm25_scorer",
     "build_model",
+    "classification_metrics",
+    "embed_texts",
     "embedding_scorer",
     "eval_request",
     "evaluate_all",
@@ -91,17 +126,27 @@ __all__ = [
     "evaluate_recent_artifact",
     "evaluate_replies",
     "event_text",
+    "f1_per_class",
+    "fit_conversations",
     "flat_metrics",
     "frozen_item_embeddings",
     "hold_out_items",
+    "lexicon_label",
     "model_scorer",
+    "parameter_groups",
     "popularity_scorer",
     "recent_scorer",
+    "record_tuning",
+    "reply_cases",
     "restrict_to_catalog",
     "rule_mask",
     "train",
+    "train_conversations",
     "train_request",
     "training_manifest",
+    "tuned_encoder",
+    "turn_texts",
+    "with_intervals",
     "with_items",
     "without_items",
 ]

@@ -18,6 +18,7 @@ import torch
 from temporec.contract.encoders import Encoder
 from temporec.contract.errors import InvalidArgument
 from temporec.contract.training import TrainConfig
+from temporec.model.artifacts import ENCODER_DIR, Manifest
 from temporec.model.recommender import SequenceRecommender
 from temporec.model.tuned_encoder import Tokens, TunedEncoder
 
@@ -41,6 +42,25 @@ def tuned_encoder(encoder: Encoder, config: TrainConfig) -> TunedEncoder:
     return tuned.with_top_layers(config.top_layers)
 
 
+class TunedTexts:
+    """Texts tokenized once for the encoder being tuned: rows re-encoded with gradients
+    for a step, or all of them encoded at once (in eval mode, without gradients)."""
+
+    def __init__(self, encoder: TunedEncoder, texts: list[str]):
+        self.encoder = encoder  # the same object after ``merge_adapters``: it swaps its inner model
+        self.tokens: Tokens = encoder.tokenize(texts)
+
+    def __len__(self) -> int:
+        return len(self.tokens.ids)
+
+    def fresh(self, rows: torch.Tensor) -> torch.Tensor:
+        """(len(rows), dim) vectors of texts ``rows``, with gradients."""
+        return self.encoder(self.tokens.rows(rows))
+
+    def embed_all(self) -> torch.Tensor:
+        return self.encoder.embed(self.tokens)
+
+
 class TextTuning:
     """The catalog's texts tokenized once, and the step and epoch re-encodings."""
 
@@ -50,7 +70,7 @@ class TextTuning:
         if per_step < 1:
             raise InvalidArgument(f"config.tuned_items_per_step: {per_step}; must be at least 1")
         self.model, self.per_step = model, per_step
-        self.tokens: Tokens = model.text_encoder.tokenize(texts)
+        self.texts = TunedTexts(model.text_encoder, texts)
 
     @property
     def encoder(self) -> TunedEncoder:
@@ -58,7 +78,7 @@ class TextTuning:
 
     def refresh(self) -> None:
         """Re-encode the whole catalog into the model's stored text vectors."""
-        vectors = self.encoder.embed(self.tokens)
+        vectors = self.texts.embed_all()
         self.model.text_embeddings.copy_(vectors.to(self.model.text_embeddings.device))
 
     def step_texts(self, items: torch.Tensor) -> torch.Tensor:
@@ -67,7 +87,7 @@ class TextTuning:
         items = torch.unique(items.cpu())
         if len(items) > self.per_step:
             items = items[torch.randperm(len(items))[: self.per_step]]
-        fresh = self.encoder(self.tokens.rows(items))
+        fresh = self.texts.fresh(items)
         table = self.model.text_embeddings
         return table.index_put((items.to(table.device),), fresh.to(table.dtype))
 
@@ -75,6 +95,14 @@ class TextTuning:
         """Merge the adapters and re-encode the catalog with the merged model."""
         self.encoder.merge_adapters()
         self.refresh()
+
+
+def record_tuning(manifest: Manifest, config: TrainConfig) -> None:
+    """Mark ``manifest`` as a model that tuned its language model (saved in ``ENCODER_DIR``
+    by ``save_model``): its text vectors are the tuned encoder's, in a space of their own,
+    which the server embeds new texts in by running that encoder."""
+    manifest.encoder_model_id = f"{manifest.encoder_model_id}+{config.tuning}"
+    manifest.tuned_encoder = {"model": ENCODER_DIR, "max_length": config.text_max_length, "tuning": config.tuning}
 
 
 def parameter_groups(model: SequenceRecommender, config: TrainConfig) -> list[dict]:

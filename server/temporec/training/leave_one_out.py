@@ -218,6 +218,7 @@ def eval_request(
     open_encoder: Callable[[], Encoder],
     batch_size: int = 256,
     cache_dir: str | os.PathLike | None = None,
+    open_base_encoder: Callable[[], Encoder] | None = None,
 ) -> EvalRequest:
     """The request that ``Domain.evaluate`` takes: its ``leave_one_out`` is
     ``evaluate_artifact`` on the dataset the domain read."""
@@ -225,4 +226,4 @@ def eval_request(
     def leave_one_out(dataset: Dataset) -> Report:
         return evaluate_artifact(model, dataset, batch_size=batch_size)
 
-    return EvalRequest(model, data, open_encoder, leave_one_out, batch_size, cache_dir)
+    return EvalRequest(model, data, open_encoder, leave_one_out, batch_size, cache_dir, open_base_encoder)

@@ -37,12 +37,12 @@ from temporec.contract.training import TrainConfig, TrainRequest
 from temporec.contract.types import Catalog, Dataset
 from temporec.data import DataError, k_core
 from temporec.files import replaced_atomically
-from temporec.model.artifacts import ENCODER_DIR, Manifest, save_model
+from temporec.model.artifacts import Manifest, save_model
 from temporec.model.devices import resolve_device
 from temporec.model.embedding_cache import catalog_embeddings
 from temporec.model.recommender import EventBatch, SequenceRecommender
 from temporec.model.tuned_encoder import TunedEncoder
-from temporec.training.encoder_tuning import TUNES_ENCODER, TextTuning, parameter_groups, tuned_encoder
+from temporec.training.encoder_tuning import TUNES_ENCODER, TextTuning, parameter_groups, record_tuning, tuned_encoder
 from temporec.training.leave_one_out import evaluate_all, evaluate_model
 from temporec.training.losses import (
     full_softmax_cross_entropy,
@@ -165,9 +165,8 @@ def train(
     manifest = training_manifest(
         model, config, domain, encoder_name, encoder_model_id, actions, dataset.name, fingerprint, metrics
     )
-    if tuning:  # its text vectors are the tuned encoder's, in a space of their own
-        manifest.encoder_model_id = f"{encoder_model_id}+{config.tuning}"
-        manifest.tuned_encoder = {"model": ENCODER_DIR, "max_length": config.text_max_length, "tuning": config.tuning}
+    if tuning:
+        record_tuning(manifest, config)
     popularity = torch.from_numpy(counts).float()
     path = save_model(out_dir, manifest, model, dataset.catalog, popularity)
     checkpoint.remove()

@@ -49,6 +49,7 @@ from temporec.training import (
     bm25_scorer,
     embedding_scorer,
     evaluate_replies,
+    fit_conversations,
     flat_metrics,
     frozen_item_embeddings,
     popularity_scorer,
@@ -61,7 +62,6 @@ from temporec_plugins.domains.customer_service.reader import (
 from temporec_plugins.domains.customer_service.training import (
     embed_texts,
     reply_cases,
-    train_conversations,
     turn_texts,
 )
 
@@ -149,24 +149,9 @@ class CustomerServiceDomain(Domain):
     # -- training and evaluation (``temporec train`` / ``temporec eval``) ----------------
 
     def train(self, request: TrainRequest) -> Path:
-        """Train on the conversations at ``request.data`` (``.training``): reply and turn
-        texts are embedded once by the request's encoder (cached), the turns enter the
-        head as text events, and the right replies are the targets."""
-        encoder, cache_dir = request.encoder, request.cache_dir
-        conversations = self.load_conversations(request.data)
-        replies = catalog_embeddings(encoder, conversations.catalog, cache_dir=cache_dir)
-        turns = embed_texts(encoder, turn_texts(conversations), cache_dir)
-        return train_conversations(
-            conversations,
-            request.head,
-            replies,
-            turns.__getitem__,
-            domain=self,
-            encoder_name=encoder.name,
-            encoder_model_id=encoder.model_id,
-            out_dir=request.out_dir,
-            config=request.config,
-        )
+        """Train on the conversations at ``request.data`` (``fit_conversations``): the
+        turns enter the head as text events, and the right replies are the targets."""
+        return fit_conversations(request, self.load_conversations(request.data), self)
 
     def evaluate(self, request: EvalRequest) -> Report:
         """Rank every reply for each test conversation at ``data`` (``evaluate_replies``):
@@ -181,7 +166,7 @@ class CustomerServiceDomain(Domain):
         head = model.manifest.head
         rankers = {
             head: artifact_scorer(model, turns),
-            **self.baselines(conversations, frozen_item_embeddings(model), turns),
+            **self.baselines(conversations, *_frozen(request, conversations, turns)),
         }
         results = evaluate_replies(rankers, reply_cases(conversations.test), conversations.catalog)
         fingerprint = model.manifest.data_fingerprint
@@ -190,6 +175,19 @@ class CustomerServiceDomain(Domain):
         return Report(
             str(model.path), head, conversations.name, fingerprint, same, len(conversations.test), dropped, metrics
         )
+
+
+def _frozen(
+    request: EvalRequest, data: ConversationData, turns: TextVectors
+) -> tuple[torch.Tensor | None, TextVectors]:
+    """The reply embeddings and the turn vectors of the frozen encoder: the model's own,
+    unless its training tuned the language model (then those of the encoder it started
+    from, so that the baselines stay the frozen encoder's)."""
+    if request.open_base_encoder is None:
+        return frozen_item_embeddings(request.model), turns
+    base = request.open_base_encoder()
+    replies = catalog_embeddings(base, data.catalog, cache_dir=request.cache_dir)
+    return replies, embed_texts(base, turn_texts(data), request.cache_dir).__getitem__
 
 
 def _within(data: ConversationData, catalog: Catalog) -> tuple[ConversationData, int]:

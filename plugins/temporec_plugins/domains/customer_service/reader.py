@@ -25,11 +25,13 @@ from __future__ import annotations
 
 import csv
 import json
-from dataclasses import dataclass
 from pathlib import Path
 
-from temporec import Catalog, Dataset, Event, allowed
+from temporec import Catalog, Event, allowed
 from temporec.data import (
+    SPLITS,
+    Conversation,
+    ConversationData,
     DataError,
     at,
     json_objects,
@@ -38,37 +40,9 @@ from temporec.data import (
     require_file,
 )
 
-SPLITS = ("train", "valid", "test")
 ROLES = ("user", "agent")
 STACKFAQ_FILE = "stackExchange-FAQ.json"
 PLACEHOLDER = "*"  # StackFAQ marks a missing paraphrase with it
-
-
-@dataclass
-class Conversation:
-    id: str
-    turns: list[Event]  # oldest first; the last is usually the user's
-    replies: list[str]  # the catalog items that are right for the next agent turn
-
-
-@dataclass
-class ConversationData:
-    name: str
-    catalog: Catalog
-    train: list[Conversation]
-    valid: list[Conversation]
-    test: list[Conversation]
-
-    def split(self, name: str) -> list[Conversation]:
-        if name not in SPLITS:
-            raise ValueError(f"split {name!r}; allowed: {allowed(SPLITS)}")
-        return getattr(self, name)
-
-    def as_dataset(self) -> Dataset:
-        """The training conversations as histories: the turns, then the (first) right
-        reply as the agent's event."""
-        sequences = {c.id: [*c.turns, Event(c.replies[0], "agent")] for c in self.train}
-        return Dataset(self.name, self.catalog, sequences)
 
 
 def split_by_position(position: int) -> str:
