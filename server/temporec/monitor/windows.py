@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 
 from temporec.contract.stores import MonitoredText
 from temporec.monitor.alerts import Alert, AlertText
-from temporec.monitor.forecast import Forecast, ForecastSettings, TopicSeries
+from temporec.monitor.forecast import Forecast, ForecastSettings, Surge, TopicSeries
 
 ALL = "all"  # the topic every text is in
 
@@ -102,22 +102,25 @@ class Windows:
             AlertText(t.text_id, t.text, t.timestamp, t.source, t.negative_probability)
             for _, _, t in sorted(topic.worst, reverse=True)
         )
-        alerts = [
-            Alert(
-                name,
-                start,
-                start + self.window_s,
-                surge.kind,
-                surge.observed,
-                surge.expected,
-                surge.low,
-                surge.high,
-                topic.count,
-                topic.negatives,
-                forecast.model if forecast else "",
-                texts,
-            )
-            for surge in surges
-        ]
+        alerts = [self._alert(name, topic, surge, forecast, texts) for surge in surges]
         topic.count, topic.negatives, topic.worst = 0, 0, []
         return alerts
+
+    def _alert(self, name: str, topic: Topic, surge: Surge, forecast: Forecast | None, texts) -> Alert:
+        """A surge over the latest ``surge.windows`` closed windows (a gradual one spans
+        several): their span, texts and negatives; the texts of the latest window."""
+        span = topic.closed[-surge.windows :]
+        return Alert(
+            name,
+            span[0].start,
+            span[-1].start + self.window_s,
+            surge.kind,
+            surge.observed,
+            surge.expected,
+            surge.low,
+            surge.high,
+            sum(w.count for w in span),
+            sum(w.negatives for w in span),
+            forecast.model if forecast else "",
+            texts,
+        )
