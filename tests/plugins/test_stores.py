@@ -7,7 +7,7 @@ import sqlite3
 
 import pytest
 
-from temporec import Event, Exposure, Store, StoreSettings, TrackedEvent
+from temporec import Event, Exposure, MonitoredText, Store, StoreSettings, TrackedEvent
 from temporec.contract.registry import load_registry
 
 STORES = load_registry(env={"TEMPOREC_PLUGINS": "sqlite,redis"}).stores
@@ -184,3 +184,31 @@ def test_a_store_without_experiments_says_so():
         store.record_exposure(Exposure("e", "a", "u", "r", (), 0.0))
     with pytest.raises(FailedPrecondition, match="store 'minimal' does not keep experiments"):
         store.exposures("e")
+
+
+def test_sqlite_keeps_monitored_texts_alerts_and_acknowledgements(tmp_path):
+    store = STORES["sqlite"](f"sqlite://{tmp_path}/monitor.db", StoreSettings())
+    first = MonitoredText("t1", "Shares «fall»", 1_700_000_000.25, "wire", "negative", 0.9, ("all", "macro:rates"))
+    second = MonitoredText("t2", "Profit up", 1_699_999_000.0, "", "positive", 0.05, ())
+    assert store.record_texts([first, second, first]) == [True, True, False]  # a retry is not new
+    assert store.record_texts([second]) == [False]
+    assert store.monitored_texts() == [first, second]  # arrival order, not time order
+    assert store.record_alert("all|1|volume", '{"a": 1}') == (1, True)
+    assert store.record_alert("all|1|volume", '{"a": 2}') == (1, False)  # the first document stays
+    assert store.record_alert("all|2|volume", '{"b": 1}')[1]
+    numbers = [n for n, _ in store.alerts_after(0, 10)]
+    assert len(numbers) == 2 and numbers[0] == 1 < numbers[1]  # increasing; a refused key may leave a gap
+    assert (
+        store.alerts_after(0, 10)[0] == (1, '{"a": 1}') and store.alerts_after(1, 10) == store.alerts_after(0, 10)[1:]
+    )
+    assert store.alerts_after(0, 1) == store.alerts_after(0, 10)[:1]
+    assert store.acknowledged("desk") == 0
+    assert store.acknowledge("desk", 3) == 3 and store.acknowledge("desk", 1) == 3  # never lowered
+    store.close()
+    reopened = STORES["sqlite"](f"sqlite://{tmp_path}/monitor.db", StoreSettings())
+    assert reopened.monitored_texts() == [first, second] and reopened.acknowledged("desk") == 3
+    reopened.close()
+
+
+def test_which_stores_keep_the_monitor():
+    assert STORES["sqlite"].keeps_monitor() and not STORES["redis"].keeps_monitor()
