@@ -391,6 +391,14 @@ def intervals_part(streams, pool_negative, intervals, k, trials, seed) -> str:
 # ---- the run ------------------------------------------------------------------------------------
 
 
+def injected_streams(streams: list[TopicStream], names: list[str]) -> list[int]:
+    known = [stream.name for stream in streams]
+    unknown = sorted(set(names) - set(known))
+    if unknown:
+        raise InvalidArgument(f"--inject-topics: {unknown} unknown; allowed: {', '.join(known)}")
+    return [known.index(name) for name in names]
+
+
 def parse_args(argv):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument(
@@ -404,6 +412,12 @@ def parse_args(argv):
     )
     parser.add_argument(
         "--intervals", type=float, nargs="+", default=[0.95, 0.99, 0.999], help="the intervals part's settings"
+    )
+    parser.add_argument(
+        "--inject-topics",
+        nargs="+",
+        default=["all", *SOURCES],
+        help="the topics of the injections and intervals parts (default: all and each source)",
     )
     parser.add_argument("--trials", type=int, default=200, help="injections per topic, shape and size (default 200)")
     parser.add_argument("--seed", type=int, default=0)
@@ -426,13 +440,22 @@ def main(argv: list[str] | None = None) -> int:
     replays = [replay(stream, settings) for stream in tqdm(streams, desc="replay", disable=None)]
     pool = [s.text for s in read_phrasebank(phrasebank, "AllAgree")["test"] if s.label == "negative"]
     pool_negative = np.array([label == "negative" for label in labeller(pool)])
+    injected = injected_streams(streams, args.inject_topics)
     parts = {
         "false-alarms": lambda: false_alarms_part(streams, replays, settings),
         "alerts": lambda: alerts_part(streams, replays),
         "injections": lambda: injections_part(
-            streams, replays, pool_negative, args.sizes, args.trials, args.seed, settings
+            [streams[i] for i in injected],
+            [replays[i] for i in injected],
+            pool_negative,
+            args.sizes,
+            args.trials,
+            args.seed,
+            settings,
         ),
-        "intervals": lambda: intervals_part(streams, pool_negative, args.intervals, 4, args.trials, args.seed),
+        "intervals": lambda: intervals_part(
+            [streams[i] for i in injected], pool_negative, args.intervals, 4, args.trials, args.seed
+        ),
     }
     body = f"Labeller: {args.labeller}; topics: {args.topics}.\n\n" + "\n\n".join(parts[p]() for p in wanted)
     print(body)

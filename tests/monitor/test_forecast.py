@@ -153,3 +153,10 @@ def test_a_gradual_surge_fires_over_its_windows_and_once():
     fired = [[s.windows for s in spans.observe(w * DAY, 100, 17)] for w in range(120, 123)]  # 17%: none alone
     assert fired == [[], [2], []]  # the two windows together; the third's spans hold an alerted window
     assert not any(alone.observe(w * DAY, 100, 17) for w in range(120, 123))
+
+
+def test_a_sparse_topic_needs_min_count_texts_for_a_volume_alert():
+    counts, negatives = daily_series(windows=100, texts=0.3, weekly=False, seed=6)
+    series = TopicSeries.restore(ForecastSettings(), 0.0, counts.tolist(), negatives.tolist())
+    assert series.observe(100 * DAY, 8, 0) == []  # 8 texts against ~0.3 expected: a handful
+    assert [s.kind for s in series.observe(101 * DAY, 40, 0)] == ["volume"]

@@ -68,7 +68,7 @@ class ForecastSettings:
     warmup_windows: int = 56  # no forecast, so no alert, before this many windows of history
     history_windows: int = 365  # the most recent windows a fit reads
     interval: float = 0.99  # the upper bound's quantile (one-sided); alerts fire above it
-    min_count: int = 10  # no negative-share alert on a window with fewer texts
+    min_count: int = 10  # no alert (volume or negative share) on a window with fewer texts
     prior_texts: float = 2.0  # pseudo-texts at the topic's mean share that smooth a window's share
     outlier_sigmas: float = 8.0  # windows further off a first fit (robust sigmas) are left out; 0: none
     span_windows: int = 3  # also judge the negatives of the last 2..span_windows windows together; 1: alone
@@ -354,20 +354,24 @@ class TopicSeries:
         return surges
 
     def _surges(self, forecast: Forecast, models: _Models, count: int, negatives: int) -> list[Surge]:
-        surges = []
-        if count > forecast.count_high:
-            surges.append(Surge("volume", count, forecast.count, forecast.count_low, forecast.count_high))
-        share = negatives / count if count else 0.0
-        if count >= self.settings.min_count and share > forecast.share_high:
-            surges.append(Surge("negative_share", share, forecast.share, forecast.share_low, forecast.share_high))
         rate, pmf = negatives_pmf(models, count)
-        alone = any(surge.kind == "negative_share" for surge in surges)
-        if not alone and count >= self.settings.min_count and negatives >= rate * count:
-            surges += self._span_surge(_Judged(count, negatives, rate, pmf, alerted=False))
+        surges = self._window_surges(forecast, _Judged(count, negatives, rate, pmf, alerted=False))
         judged = _Judged(count, negatives, rate, pmf, alerted=any(s.kind == "negative_share" for s in surges))
-        self._judged = (
-            [*self._judged, judged][-(self.settings.span_windows - 1) :] if self.settings.span_windows > 1 else []
-        )
+        keep = self.settings.span_windows - 1
+        self._judged = [*self._judged, judged][-keep:] if keep else []
+        return surges
+
+    def _window_surges(self, forecast: Forecast, window: _Judged) -> list[Surge]:
+        if window.count < self.settings.min_count:
+            return []  # a handful of texts is no surge, of either kind
+        surges = []
+        if window.count > forecast.count_high:
+            surges.append(Surge("volume", window.count, forecast.count, forecast.count_low, forecast.count_high))
+        share = window.negatives / window.count
+        if share > forecast.share_high:
+            surges.append(Surge("negative_share", share, forecast.share, forecast.share_low, forecast.share_high))
+        elif window.negatives >= window.rate * window.count:
+            surges += self._span_surge(window)
         return surges
 
     def _span_surge(self, latest: _Judged) -> list[Surge]:
