@@ -80,7 +80,7 @@ class Monitor:
     async def start(self) -> None:
         """Rebuild the windows from the kept texts, recording any alert not yet kept."""
         texts = await self._store("monitored_texts")
-        alerts = [alert for text in texts for alert in self.windows.add(text)[1]]
+        alerts = (await asyncio.to_thread(self._count, texts))[1]
         recorded = [await self._record(alert) for alert in alerts]
         log.info(
             "monitor: %d texts replayed into %d topics; %d alerts, %d of them new",
@@ -107,20 +107,27 @@ class Monitor:
         result = IngestResult(duplicates=len(texts) - len(unique))
         async with self._lock:
             new = await self._store("record_texts", monitored)
-            for text, is_new in zip(monitored, new):
-                if not is_new:
-                    result.duplicates += 1
-                    continue
-                result.stored += 1
-                result.labels[text.label] += 1
-                late, alerts = self.windows.add(text)
-                result.late += late
-                for alert in alerts:
-                    await self._record(alert)
-                result.alerts += len(alerts)
+            kept = [text for text, is_new in zip(monitored, new) if is_new]
+            result.stored, result.duplicates = len(kept), result.duplicates + len(monitored) - len(kept)
+            result.labels.update(text.label for text in kept)
+            # Closing windows fits every topic's model: off the event loop, still one writer.
+            result.late, alerts = await asyncio.to_thread(self._count, kept)
+            for alert in alerts:
+                await self._record(alert)
+            result.alerts = len(alerts)
         if self.recorder:
             self.recorder.record_monitored(result.labels)
         return result
+
+    def _count(self, texts: list[MonitoredText]) -> tuple[int, list[Alert]]:
+        """Count kept ``texts`` in their windows, in order: how many were late, and the
+        alerts of the windows they closed."""
+        late, alerts = 0, []
+        for text in texts:
+            was_late, closed = self.windows.add(text)
+            late += was_late
+            alerts += closed
+        return late, alerts
 
     def _check(self, texts: list[IncomingText]) -> None:
         if not texts:
@@ -226,15 +233,19 @@ class Monitor:
 
     # -- series -------------------------------------------------------------------
 
+    # Read while a worker thread may be counting: each is one copy of a list or dict, made
+    # without releasing the GIL, so it sees a consistent state.
+
     def series(self, topic: str) -> list[ClosedWindow]:
         if not topic:
             raise InvalidArgument("topic: required")
-        if topic not in self.windows.topics:
+        found = self.windows.topics.get(topic)
+        if found is None:
             raise NotFound(f"topic: {topic!r} has no texts yet; topics: {allowed(self.topic_names())}")
-        return list(self.windows.topics[topic].closed)
+        return list(found.closed)
 
     def topic_names(self) -> list[str]:
-        return sorted(self.windows.topics)
+        return sorted(list(self.windows.topics))
 
     async def _store(self, method: str, *args):
         return await self.service.history.call("monitor", method, *args)
