@@ -8,6 +8,9 @@ the three scores its probabilities. Models train as customer service's do
 (``temporec.training.fit_conversations``, any ``--tuning``): the sentence is the turn, its
 label the right reply.
 
+For the monitor (``temporec.monitor``), ``topics`` tags each text with the themes, sectors
+and companies it is about (``topics.TopicTagger``).
+
 No rule ever forbids a label, and no hand-off is decided unless a request sets
 ``handoff_threshold`` (0 by default: never): below it, the top label's probability hands
 the text to a human.
@@ -21,6 +24,7 @@ embeddings, its L2 strength chosen on the validation split).
 
 from __future__ import annotations
 
+import functools
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
@@ -40,6 +44,7 @@ from temporec.training import (
     with_intervals,
 )
 from temporec_plugins.domains.finance.reader import load_phrasebank
+from temporec_plugins.domains.finance.topics import TopicTagger
 
 LABELS = PHRASEBANK_LABELS  # the catalog's items, in this order
 
@@ -81,6 +86,12 @@ class FinanceDomain(Domain):
             return HandOff(False, confidence, threshold)
         reason = f"the top label's probability {confidence:.3f} is below the hand-off threshold {threshold:g}"
         return HandOff(True, confidence, threshold, reason)
+
+    def topics(self, texts: list[str], vectors: torch.Tensor | None = None) -> list[tuple[str, ...]]:
+        """The monitor's topics of each text (docs/finance.md#topics): the tagger's rules.
+        ``vectors`` go unused: they come from the model's tuned encoder, whose space is not
+        the base encoder's in which the zero-shot prototypes were made."""
+        return _tagger().tag(texts)
 
     def train(self, request: TrainRequest) -> Path:
         """Train on PhraseBank at ``request.data``: the sentence is the turn, its label the reply."""
@@ -129,6 +140,11 @@ class FinanceDomain(Domain):
 
         fitted, l2 = LogisticRegression.chosen_on(split(data.train), split(data.valid), len(LABELS))
         return [LABELS[i] for i in fitted.predict(split(data.test)[0]).tolist()], l2
+
+
+@functools.cache
+def _tagger() -> TopicTagger:
+    return TopicTagger()  # compiled once: tens of patterns
 
 
 def majority_label(data: ConversationData) -> str:
