@@ -6,6 +6,7 @@ beside the baselines, and served by a real gRPC server."""
 import contextlib
 import io
 import json
+from pathlib import Path
 
 import pytest
 import torch
@@ -82,7 +83,7 @@ def test_phrasebank_is_read_as_one_turn_conversations_with_labels_as_replies(phr
     assert sum(map(len, (data.train, data.valid, data.test))) == 60 and data.valid and data.test
     first = data.train[0]
     assert [(e.item_id, e.action) for e in first.turns] == [("", "user")] and first.replies[0] in TEMPLATES
-    assert load_phrasebank(phrasebank.rsplit("/", 1)[0]).name == data.name  # a directory means AllAgree
+    assert load_phrasebank(Path(phrasebank).parent).name == data.name  # a directory means AllAgree
     (tmp_path / "sentences.txt").write_text("x@neutral\n")
     with pytest.raises(DataError, match="Sentences_AllAgree.txt, Sentences_75Agree.txt"):
         load_phrasebank(tmp_path / "sentences.txt")
@@ -171,8 +172,9 @@ def test_a_served_model_ranks_the_three_labels_for_a_sentence(models, start_grpc
 def test_the_served_tuned_encoder_gives_the_turn_vectors_training_computed(phrasebank, tmp_path, start_grpc_server):
     """Training's last turn vectors (the merged encoder's, which the test metrics read) are
     what the server's tuned encoder computes for the same texts."""
-    config = TrainConfig(dim=16, epochs=1, batch_size=16, tuning="lora", text_max_length=TEXT_LENGTH, device="cpu")
-    config.encoder_lr = 1e-3
+    config = TrainConfig(
+        dim=16, epochs=1, batch_size=16, tuning="lora", encoder_lr=1e-3, text_max_length=TEXT_LENGTH, device="cpu"
+    )
     encoder = tuned_encoder(load_registry().encoders["local"](device="cpu"), config)
     data = load_phrasebank(phrasebank)
     path = train_conversations(
