@@ -161,3 +161,48 @@ def test_a_trained_model_beats_popularity_and_is_served_on_text_turns(tmp_path):
 
     answer = asyncio.run(ask())
     assert answer.encoder == "tiny-hash" and [item.item_id for item in answer.items][0] == "refund"
+
+
+@pytest.mark.slow
+def test_lora_tunes_the_encoder_on_multi_turn_conversations_and_the_server_runs_it(tmp_path):
+    """Conversations of one and two turns (a greeting first): every turn is re-encoded by
+    the tuned encoder in training, and the served model embeds them as training last did."""
+    from temporec.model.artifacts import ENCODER_DIR
+    from temporec.training import tuned_encoder
+
+    registry = load_registry()
+    config = TrainConfig(dim=16, max_len=8, epochs=1, batch_size=4, tuning="lora", text_max_length=16, device="cpu")
+    encoder = tuned_encoder(registry.encoders["local"](device="cpu"), config)
+    data = conversations()
+    path = train_conversations(
+        data,
+        LSTMHead,
+        torch.zeros(len(REPLIES), encoder.dim),
+        None,
+        domain=CustomerServiceDomain(),
+        encoder_name="local",
+        encoder_model_id="sentence-transformers/all-MiniLM-L6-v2",
+        out_dir=tmp_path,
+        config=config,
+        text_encoder=encoder,
+    )
+    manifest = read_manifest(path)
+    assert manifest.tuned_encoder["tuning"] == "lora" and manifest.encoder_model_id.endswith("+lora")
+    assert (path / ENCODER_DIR / "model.safetensors").is_file()
+    loaded = load_model(path, registry.heads)
+    assert torch.allclose(loaded.model.text_embeddings, encoder.embed(encoder.tokenize(REPLIES.texts)), atol=1e-5)
+    history = [user("hello"), user("where is my refund")]
+
+    async def ask():
+        service = RecommenderService(registry, tmp_path, device="cpu")
+        await service.start()
+        try:
+            answer = await service.recommend(Query("customer_service", history, k=4))
+            _, vectors = await service.encode([e.text for e in history], model_version=manifest.version)
+            return answer, vectors
+        finally:
+            await service.close()
+
+    answer, vectors = asyncio.run(ask())
+    assert len(answer.items) == 4
+    assert torch.allclose(vectors, encoder.embed(encoder.tokenize([e.text for e in history])), atol=1e-5)
