@@ -32,14 +32,19 @@ the baselines ranked in the same run:
                           popularity, recency, BM25 and the frozen encoder
   customer_service        every reply for each test conversation: accuracy@1/@3,
                           P@1/@3, MRR, beside popularity, BM25 and the frozen encoder
+  finance                 the label of each test sentence: accuracy, macro-F1, per-class
+                          F1 with 95% bootstrap intervals, beside the majority class, the
+                          keyword lexicon and the frozen encoder + logistic regression
 """
 
 EPILOG = """\
 Without --data the model is evaluated on the data it was trained on (the path in its
 manifest), read by its domain. Events of items outside the model's catalog are dropped
-and counted. Domains that must embed new text (customer_service: the turns) start the
-model's encoder, with the --encoder-option flags; it must give the vector space the
-model was trained in. Metric keys are <split>.<metric> for the model and
+and counted. Domains that must embed new text (customer_service and finance: the turns)
+start the model's encoder, with the --encoder-option flags; it must give the vector space
+the model was trained in. A model that tuned its language model (--tuning lora | top)
+embeds them with its own tuned encoder (its artifact's encoder/), and its frozen
+baselines with the encoder the tuning started from. Metric keys are <split>.<metric> for the model and
 <baseline>.<split>.<metric> for the baselines; 'users' counts the evaluated cases
 (users, impressions or conversations).
 

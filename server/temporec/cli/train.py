@@ -52,6 +52,8 @@ Examples:
   temporec train --domain retail --data ../shared/data/taobao-userbehavior --minutes 15
   temporec train --domain news --data ../shared/data/nemig/en --epochs 10
   temporec train --domain customer_service --data ../shared/data/banking77 --dim 128
+  temporec train --domain finance --data ../shared/data/financial-phrasebank/Sentences_AllAgree.txt \\
+      --tuning lora --batch-size 32 --length-buckets --minutes 30
 """
 
 
