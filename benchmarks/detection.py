@@ -43,13 +43,14 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
+import torch
 from tqdm import tqdm
 
 import results_file
 from temporec.contract.errors import FailedPrecondition, InvalidArgument
 from temporec.data.headlines import SOURCES, read_headlines
 from temporec.data.phrasebank import read_phrasebank
-from temporec.monitor.forecast import DAY_S, ForecastSettings, Surge, TopicSeries
+from temporec.monitor.forecast import DAY_S, Forecast, ForecastSettings, Surge, TopicSeries
 from temporec.training.lexicon import NEGATIVE, POSITIVE, lexicon_label
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -152,7 +153,7 @@ class Replay:
     """A topic's windows run through the monitor: the alerts, and what each cost."""
 
     alerts: dict[int, list[Surge]]  # window offset -> its surges
-    forecasts: dict[int, object]  # window offset -> the forecast it was checked against
+    forecasts: dict[int, Forecast]  # window offset -> the forecast it was checked against
     monitored: list[int]  # offsets after the warm-up
     seconds_per_window: float
 
@@ -433,6 +434,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"no shared data at {headlines} or {phrasebank}: nothing to benchmark", file=sys.stderr)
         return 1
     started = time.monotonic()
+    torch.set_num_threads(1)  # nothing here needs more (the machine is shared)
     wanted = [part for part in PARTS if not args.only or any(part.startswith(p) for p in args.only)]
     settings = ForecastSettings(interval=args.interval)
     labeller = choose_labeller(args.labeller)

@@ -54,6 +54,7 @@ import numpy as np
 from temporec.contract.errors import InvalidArgument
 
 DAY_S = 86_400.0
+MAX_TAU2 = 4.0  # a logit sd of 2: a sparse topic's few negatives can make the moments blow up
 QUADRATURE = np.polynomial.hermite_e.hermegauss(24)  # nodes, weights for a standard normal (x sqrt(2 pi))
 
 
@@ -220,7 +221,9 @@ def extra_binomial_variance(rates: np.ndarray, counts: np.ndarray, negatives: np
     rates, counts, negatives = rates[observed], counts[observed], negatives[observed]
     spread = rates * (1 - rates)
     excess = float(counts @ ((negatives / counts - rates) ** 2) - spread.sum())
-    return max(excess / float(counts @ spread**2), 0.0) if len(counts) else 0.0
+    if not len(counts):
+        return 0.0
+    return min(max(excess / float(counts @ spread**2), 0.0), MAX_TAU2)
 
 
 def binomial_log_pmf(count: int, rates: np.ndarray) -> np.ndarray:
@@ -236,7 +239,7 @@ def logit(p):
 
 
 def expit(x):
-    return 1.0 / (1.0 + np.exp(-x))
+    return np.exp(-np.logaddexp(0.0, -x))  # 1 / (1 + e^-x), without overflow
 
 
 def quantile(pmf: np.ndarray, q: float) -> int:
