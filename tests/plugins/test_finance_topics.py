@@ -99,6 +99,7 @@ def test_the_cheap_test_changes_nothing(tagger):
 
 def test_literal_prefixes():
     assert split_alternatives("econom(y|ies)|GDP") == ["econom(y|ies)", "GDP"]
+    assert split_alternatives(r"a[|]b|c\|d|e") == ["a[|]b", r"c\|d", "e"]
     assert literal_prefix("econom(y|ies)") == "econom"
     assert literal_prefix("bonds?") == "bond"
     assert literal_prefix("(?<!profit )(?<!job )growth") == "growth"
