@@ -160,3 +160,13 @@ def test_a_sparse_topic_needs_min_count_texts_for_a_volume_alert():
     series = TopicSeries.restore(ForecastSettings(), 0.0, counts.tolist(), negatives.tolist())
     assert series.observe(100 * DAY, 8, 0) == []  # 8 texts against ~0.3 expected: a handful
     assert [s.kind for s in series.observe(101 * DAY, 40, 0)] == ["volume"]
+
+
+def test_a_long_silence_keeps_the_history_bounded():
+    series = TopicSeries(ForecastSettings(warmup_windows=10, history_windows=20, seasons=()))
+    series.observe(0.0, 5, 1)
+    series.observe(1e6 * DAY, 5, 1)  # a million windows later
+    assert series.counts == [0] * 19 + [5]
+    assert series.next_index == 1_000_001
+    with pytest.raises(InvalidArgument, match="window_start"):
+        series.forecast(float("nan"))

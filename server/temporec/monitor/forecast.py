@@ -40,12 +40,14 @@ observed count, ``forecast(window_start, count)`` any count (by default the fore
 
 Cost: a fit solves ``(max_order - min_order + 1) x (1 + len(seasons)) x 2`` small
 least-squares problems (one Gram matrix of at most ``history_windows`` rows and ~10 columns
-per series): 1-3 ms per closed window and topic with the defaults on a shared CPU core
-(benchmarks/detection.py measures it). Fits are cached until the next window is added.
+per series): about 2 ms per closed window and topic with the defaults on a quiet core, 4-7 ms
+on the shared 2-core machine that benchmarks/detection.py measured it on. Fits are cached
+until the next window is added; a topic keeps ``history_windows`` windows, nothing more.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from statistics import NormalDist
 
@@ -398,6 +400,8 @@ class TopicSeries:
         return []
 
     def _checked_index(self, window_start: float) -> int:
+        if not math.isfinite(window_start):
+            raise InvalidArgument(f"window_start: {window_start}; allowed: a finite time in seconds")
         index = self.window_index(window_start)
         if self.next_index is not None and index < self.next_index:
             raise InvalidArgument(
@@ -407,6 +411,10 @@ class TopicSeries:
 
     def _add_empty_until(self, index: int) -> None:
         missing = index - self.next_index
+        if missing >= self.settings.history_windows:  # a long silence: the fits read only empty windows
+            self.first_index, self.counts, self.negatives = index, [], []
+            missing = self.settings.history_windows
+            self.first_index -= missing
         self.counts.extend([0] * missing)
         self.negatives.extend([0] * missing)
 
@@ -427,7 +435,7 @@ class TopicSeries:
         observed taken as empty, and their forecasts for window ``index``."""
         if self.first_index is None:
             return None
-        gap = index - self.next_index
+        gap = min(index - self.next_index, self.settings.history_windows)
         counts = np.array(self.counts + [0] * gap, dtype=float)[-self.settings.history_windows :]
         negatives = np.array(self.negatives + [0] * gap, dtype=float)[-self.settings.history_windows :]
         if len(counts) < self.settings.warmup_windows:
