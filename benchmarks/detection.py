@@ -85,9 +85,31 @@ def choose_labeller(spec: str) -> Labeller:
 
 
 def model_labeller(directory: Path) -> Labeller:
-    """A trained ``finance`` artifact as a labeller (texts -> labels, in batches). The hook for
-    the sentiment model: plug its batch prediction in here; everything else stays as it is."""
-    raise FailedPrecondition(f"--labeller model:{directory}: the finance model's loader is not plugged in yet")
+    """A trained ``finance`` artifact as a labeller (texts -> labels): the served path's own
+    classification (``RecommenderService.classify``) in this process, a message at a time."""
+    import asyncio
+
+    from temporec.contract.registry import load_registry
+    from temporec.contract.types import Query
+    from temporec.model.artifacts import read_manifest
+    from temporec.serving.service import RecommenderService
+
+    version = read_manifest(directory).version
+    query = Query("finance", [], model_version=version)
+
+    async def classify(texts: list[str]) -> list[str]:
+        service = RecommenderService(load_registry(), directory.parent, device="cpu")
+        await service.start()
+        try:
+            labels = []
+            for start in tqdm(range(0, len(texts), 1024), desc="classify", unit="message", disable=None):
+                classified = await service.classify(query, texts[start : start + 1024])
+                labels += [classified.classes[i] for i in classified.probabilities.argmax(1).tolist()]
+            return labels
+        finally:
+            await service.close()
+
+    return lambda texts: asyncio.run(classify(list(texts)))
 
 
 def choose_tagger(spec: str) -> Tagger | None:
