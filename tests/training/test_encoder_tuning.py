@@ -19,7 +19,7 @@ from temporec.model.pretrained import bundled_model_dir
 from temporec.model.tuned_encoder import TunedEncoder
 from temporec.serving.service import RecommenderService
 from temporec.training import TrainConfig
-from temporec.training.encoder_tuning import tuned_encoder
+from temporec.training.encoder_tuning import check_tuning, tuned_encoder
 
 TEXT_LENGTH = 16
 
@@ -104,6 +104,27 @@ def test_tuning_needs_an_encoder_that_runs_its_model_here_and_layers_it_has():
         model.with_lora(4, 8, ["q_proj"])
     with pytest.raises(InvalidArgument, match="top_layers: 7; this model has 6 layers"):
         model.with_top_layers(7)
+    with pytest.raises(InvalidArgument, match="encoder_layers: 7; this model has 6 layers"):
+        model.keep_first_layers(7)
+    with pytest.raises(InvalidArgument, match="encoder_layers: cuts the language model, .* tuning is 'frozen'"):
+        check_tuning(TrainConfig(encoder_layers=3))
+
+
+@pytest.mark.slow
+def test_a_cut_encoder_trains_saves_and_serves_with_its_first_layers_only(data, tmp_path):
+    argv = ["train", "--data", str(data), "--out", str(tmp_path), "--tuning", "top", "--top-layers", "1",
+            "--encoder-layers", "3", "--epochs", "1", "--dim", "16", "--max-len", "8",
+            "--text-max-length", str(TEXT_LENGTH), "--encoder-lr", "1e-3", "--device", "cpu", "--threads", "1"]  # fmt: skip
+    assert run_command(train_command, argv) == 0
+    path = next(tmp_path.glob("video-lstm-*"))
+    tuned = load_file(path / ENCODER_DIR / "model.safetensors")
+    assert {name.split(".")[2] for name in tuned if name.startswith("encoder.layer.")} == {"0", "1", "2"}
+    base = load_file(bundled_model_dir() / "model.safetensors")
+    changed = {name for name in tuned if not torch.equal(tuned[name], base[name])}
+    assert changed and all(name.startswith("encoder.layer.2.") for name in changed), sorted(changed)
+    loaded = load_model(path, load_registry().heads)
+    local = load_registry().encoders["local"](model=str(path / ENCODER_DIR), max_length=TEXT_LENGTH, device="cpu")
+    assert torch.allclose(local.encode(loaded.catalog.texts), loaded.model.text_embeddings, atol=1e-5)
 
 
 def test_tuned_encoder_vectors_are_the_local_encoders():

@@ -126,6 +126,13 @@ def add_parser(subparsers) -> None:
         help=f"top: layers trained (default {DEFAULTS.top_layers})",
     )
     tuning.add_argument(
+        "--encoder-layers",
+        type=int,
+        default=DEFAULTS.encoder_layers,
+        metavar="N",
+        help="lora, top: keep only the language model's first N layers, a faster model (default 0: all)",
+    )
+    tuning.add_argument(
         "--encoder-lr",
         type=float,
         default=DEFAULTS.encoder_lr,
@@ -309,6 +316,7 @@ def train_config(args: argparse.Namespace, head_cls: type) -> TrainConfig:
         lora_alpha=args.lora_alpha,
         lora_targets=list(args.lora_targets),
         top_layers=args.top_layers,
+        encoder_layers=args.encoder_layers,
         encoder_lr=args.encoder_lr,
         text_max_length=args.text_max_length,
         tuned_items_per_step=args.tuned_items_per_step,

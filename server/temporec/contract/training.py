@@ -62,6 +62,10 @@ class TrainConfig:
     lora_alpha: float = 16.0
     lora_targets: list[str] = field(default_factory=lambda: ["query", "value"])
     top_layers: int = 1
+    # Keep only the language model's first ``encoder_layers`` layers (0: all) before tuning
+    # it: a shallower model, about proportionally faster to run (lora and top, whose
+    # artifacts carry the encoder so cut).
+    encoder_layers: int = 0
     encoder_lr: float = 1e-4
     encoder_weight_decay: float = 0.01
     text_max_length: int = 64

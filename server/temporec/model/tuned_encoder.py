@@ -116,6 +116,16 @@ class TunedEncoder(nn.Module):
             layer.requires_grad_(True)
         return self
 
+    def keep_first_layers(self, layers: int) -> "TunedEncoder":
+        """Only the first ``layers`` transformer layers (the top ones dropped, as a
+        distilled student starts): fewer layers to run per text, saved as such."""
+        stack = _layer_stack(self.model)
+        if not 1 <= layers <= len(stack):
+            raise InvalidArgument(f"config.encoder_layers: {layers}; this model has {len(stack)} layers")
+        del stack[layers:]
+        self.model.config.num_hidden_layers = layers
+        return self
+
     def checkpoint_gradients(self) -> "TunedEncoder":
         """Keep no layer's activations for the backward pass: recompute them (non-reentrant
         checkpoints, which need no input that requires a gradient: the embeddings are frozen)."""

@@ -51,6 +51,7 @@ from temporec.training.encoder_tuning import (
     TUNES_ENCODER,
     TextTuning,
     TunedTexts,
+    check_tuning,
     parameter_groups,
     record_tuning,
     tuned_encoder,
@@ -192,6 +193,7 @@ def _check_config(
         raise InvalidArgument("config.use_text: conversations are text; a model without a text tower cannot read them")
     if config.tuning not in TUNINGS:
         raise InvalidArgument(f"config.tuning: {config.tuning!r}; allowed: {allowed(TUNINGS)}")
+    check_tuning(config)
     if config.tuning in TUNES_ENCODER and text_encoder is None:
         raise InvalidArgument(f"config.tuning: {config.tuning!r} needs the language model to tune (text_encoder)")
     if config.tuning not in TUNES_ENCODER and text_vectors is None:

@@ -16,7 +16,7 @@ import logging
 import torch
 
 from temporec.contract.encoders import Encoder
-from temporec.contract.errors import InvalidArgument
+from temporec.contract.errors import InvalidArgument, allowed
 from temporec.contract.training import TrainConfig
 from temporec.model.artifacts import ENCODER_DIR, Manifest
 from temporec.model.recommender import SequenceRecommender
@@ -35,11 +35,24 @@ def tuned_encoder(encoder: Encoder, config: TrainConfig) -> TunedEncoder:
             "not run in this process; train with an encoder that does (local)"
         )
     tuned = TunedEncoder.load(encoder.source, config.text_max_length)
+    if config.encoder_layers:
+        tuned.keep_first_layers(config.encoder_layers)
     if config.gradient_checkpointing:
         tuned.checkpoint_gradients()
     if config.tuning == "lora":
         return tuned.with_lora(config.lora_rank, config.lora_alpha, config.lora_targets, config.dropout)
     return tuned.with_top_layers(config.top_layers)
+
+
+def check_tuning(config: TrainConfig) -> None:
+    """What every trainer checks of the tuning options beyond the mode's name."""
+    if config.encoder_layers < 0:
+        raise InvalidArgument(f"config.encoder_layers: {config.encoder_layers}; must be at least 0 (0: all)")
+    if config.encoder_layers and config.tuning not in TUNES_ENCODER:
+        raise InvalidArgument(
+            f"config.encoder_layers: cuts the language model, which only the tunings {allowed(TUNES_ENCODER)} "
+            f"train and save with the model; tuning is {config.tuning!r}"
+        )
 
 
 class TunedTexts:

@@ -42,7 +42,14 @@ from temporec.model.devices import resolve_device
 from temporec.model.embedding_cache import catalog_embeddings
 from temporec.model.recommender import EventBatch, SequenceRecommender
 from temporec.model.tuned_encoder import TunedEncoder
-from temporec.training.encoder_tuning import TUNES_ENCODER, TextTuning, parameter_groups, record_tuning, tuned_encoder
+from temporec.training.encoder_tuning import (
+    TUNES_ENCODER,
+    TextTuning,
+    check_tuning,
+    parameter_groups,
+    record_tuning,
+    tuned_encoder,
+)
 from temporec.training.leave_one_out import evaluate_all, evaluate_model
 from temporec.training.losses import (
     full_softmax_cross_entropy,
@@ -451,6 +458,7 @@ def _check_inputs(dataset: Dataset, text_embeddings: torch.Tensor, config: Train
         raise InvalidArgument(f"config.tuning: {config.tuning!r}; allowed: {allowed(TUNINGS)}")
     if config.tuning != "frozen" and not config.use_text:
         raise InvalidArgument(f"config.tuning: {config.tuning!r} tunes the text tower, which use_text off leaves out")
+    check_tuning(config)
     if config.schedule not in SCHEDULES:
         raise InvalidArgument(f"config.schedule: {config.schedule!r}; allowed: {allowed(SCHEDULES)}")
     if config.warmup_steps < 0:
