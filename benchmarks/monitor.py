@@ -9,10 +9,10 @@ store.
                          code): the alerts per month and kind, and those of February and
                          March 2020 with the most frequent words of their texts
 
-    python benchmarks/monitor.py --models models/finance [--only throughput|replay]
+    python benchmarks/monitor.py --models models/finance [models/finance-3-layers] [--only throughput|replay]
 
-``--models`` holds a trained finance model (``temporec train --domain finance ...``,
-docs/finance.md). The headline texts are not written anywhere: the results name words
+Each of ``--models`` holds a trained finance model (``temporec train --domain finance
+...``, docs/finance.md): each is measured for throughput, the first replays. The headline texts are not written anywhere: the results name words
 and counts only (their licence forbids sharing the texts).
 """
 
@@ -100,26 +100,36 @@ def in_process_rate(models: Path, texts: list[str], threads: int) -> float:
     return len(texts) / (time.perf_counter() - started)
 
 
+def describe_model(models: Path) -> str:
+    """The model under ``models``: its tuning, encoder layers and PhraseBank test accuracy."""
+    from temporec.model.artifacts import read_manifest
+
+    manifest = read_manifest(next(p.parent for p in models.glob("*/manifest.json")))
+    layers = manifest.training.get("encoder_layers") or 6
+    accuracy = manifest.metrics.get("test.accuracy@1", float("nan"))
+    return f"{manifest.training.get('tuning', 'frozen')}, {layers} encoder layers, test accuracy {accuracy:.3f}"
+
+
 def throughput_section(args, workdir: Path, headlines) -> str:
     texts = texts_of(headlines[: args.texts])
-    rows = ["| path | streams | texts | texts/s |", "| --- | ---: | ---: | ---: |"]
-    limit = in_process_rate(args.models, [t.text for t in texts], args.threads)
-    rows.append(f"| in process: the model's encoder alone | - | {len(texts):,} | {limit:,.0f} |")
-    for streams in (1, 2):
-        server = serve(args.models, workdir, args.threads, f"throughput-{streams}")
-        try:
-            parts = [texts[i::streams] for i in range(streams)]
-            rate, stored = ingest_rate(server.target, parts, args.batch)
-        finally:
-            server.stop()
-        assert stored == len(texts), f"{stored} of {len(texts)} texts stored"
-        rows.append(
-            f"| served: Ingest, classified, tagged, stored, windows | {streams} | {len(texts):,} | {rate:,.0f} |"
-        )
+    rows = ["| model | path | streams | texts/s |", "| --- | --- | ---: | ---: |"]
+    for n, models in enumerate(args.models):
+        name = describe_model(models)
+        limit = in_process_rate(models, [t.text for t in texts], args.threads)
+        rows.append(f"| {name} | in process: the model's encoder alone | - | {limit:,.0f} |")
+        for streams in (1, 2):
+            server = serve(models, workdir, args.threads, f"throughput-{n}-{streams}")
+            try:
+                rate, stored = ingest_rate(server.target, [texts[i::streams] for i in range(streams)], args.batch)
+            finally:
+                server.stop()
+            assert stored == len(texts), f"{stored} of {len(texts)} texts stored"
+            rows.append(f"| {name} | served: Ingest (classified, tagged, stored, counted) | {streams} | {rate:,.0f} |")
     return "\n".join(
         [
-            f"The first {len(texts):,} headlines in time order, {args.batch} a message; the server with "
-            f"`--threads {args.threads}`, the in-process encoder with as many torch threads. Goal: 500 texts/s.",
+            f"The first {len(texts):,} headlines in time order, {args.batch} a message, through a fresh server each "
+            f"(`--threads {args.threads}`, SQLite store); the in-process limit: the same texts embedded by the "
+            f"model's own encoder in the benchmark's process, {args.threads} torch threads. Goal: 500 texts/s.",
             "",
             *rows,
         ]
@@ -130,7 +140,7 @@ def replay_section(args, workdir: Path, headlines) -> str:
     from temporec.cli.monitor import AlertWatcher, batches
 
     texts = texts_of(headlines)
-    server = serve(args.models, workdir, args.threads, "replay")
+    server = serve(args.models[0], workdir, args.threads, "replay")
     try:
         with TemporecClient(server.target, timeout=None) as client:
             watcher = AlertWatcher(client, "benchmark")
@@ -143,7 +153,8 @@ def replay_section(args, workdir: Path, headlines) -> str:
         server.stop()
     lines = [
         f"{ingested.stored:,} headlines ({ingested.duplicates} duplicates, {ingested.late} late) in {seconds:.0f} s "
-        f"({len(texts) / seconds:,.0f} texts/s), into {topics} topics; labels: "
+        f"({len(texts) / seconds:,.0f} texts/s) by the model ({describe_model(args.models[0])}), into {topics} "
+        "topics; labels: "
         + ", ".join(f"{label} {n:,} ({n / ingested.stored:.1%})" for label, n in sorted(ingested.labels.items()))
         + f". Alerts: {len(alerts)}.",
         "",
@@ -197,7 +208,9 @@ def spring_2020(alerts) -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--only", choices=("throughput", "replay"), help="one section only")
-    parser.add_argument("--models", type=Path, required=True, help="a directory with a trained finance model")
+    parser.add_argument(
+        "--models", type=Path, nargs="+", required=True, help="directories with a trained finance model each"
+    )
     parser.add_argument("--data", type=Path, default=DATA, help="the financial-headlines folder")
     parser.add_argument("--out", type=Path, default=RESULTS, help="results file (default benchmarks/RESULTS.md)")
     parser.add_argument("--texts", type=int, default=10_000, help="texts in the throughput runs (default 10000)")
@@ -205,8 +218,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=2, help="the server's torch threads (default 2)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s", stream=sys.stderr)
-    if not args.data.is_dir() or not any(args.models.glob("*/manifest.json")):
-        print(f"need the headlines at {args.data} and a finance model under {args.models}", file=sys.stderr)
+    if not args.data.is_dir() or not all(any(m.glob("*/manifest.json")) for m in args.models):
+        print(f"need the headlines at {args.data} and a finance model under each of {args.models}", file=sys.stderr)
         return 1
     from temporec.data.headlines import read_headlines
 
