@@ -55,6 +55,11 @@ RUNS = (
     Run("lora", "LoRA (rank 8, query and value)", {**TUNED, "tuning": "lora", "encoder_lr": 5e-4}),
     Run("top2", "top 2 layers", {**TUNED, "tuning": "top", "top_layers": 2, "encoder_lr": 1e-4}),
     Run("full", "full (top 6 layers)", {**TUNED, "tuning": "top", "top_layers": 6, "encoder_lr": 5e-5}),
+    Run(
+        "first3",
+        "first 3 layers, all tuned (`--encoder-layers 3`)",
+        {**TUNED, "tuning": "top", "encoder_layers": 3, "top_layers": 3, "encoder_lr": 1e-4},
+    ),
 )
 FROZEN_MINUTES = 2.0
 
