@@ -16,6 +16,7 @@ import logging
 from collections import Counter
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from typing import Protocol
 
 from temporec.contract.errors import FailedPrecondition, InvalidArgument, NotFound, PluginError, allowed, plugin_call
@@ -192,11 +193,11 @@ class Monitor:
     async def _record(self, alert: Alert) -> tuple[int, bool]:
         sequence, new = await self._store("record_alert", alert.key, alert.document())
         if new:
-            log.warning(
-                "alert %d: topic %r, window %s, %s %.3g above %.3g (expected %.3g)",
+            log.info(
+                "alert %d: topic %r, window from %s, %s %.3g above %.3g (expected %.3g)",
                 sequence,
                 alert.topic,
-                alert.window_start,
+                datetime.fromtimestamp(alert.window_start, timezone.utc).isoformat(timespec="minutes"),
                 alert.kind,
                 alert.observed,
                 alert.high,
