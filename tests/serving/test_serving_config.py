@@ -186,3 +186,28 @@ def test_torch_threads_of_the_server_from_environment_and_flag(tmp_path):
         assert torch.get_num_threads() == 1
     finally:
         torch.set_num_threads(before)
+
+
+def test_the_monitor_table_sets_the_monitor_and_its_forecast(tmp_path):
+    text = '[monitor]\ndomain = "finance"\nhead = "ar"\nwindow_s = 3600\nseasons = [24, 168]\ninterval = 0.995\n'
+    monitor = load_config(write(tmp_path, text), env={}).monitor
+    assert (monitor.domain, monitor.head, monitor.negative_label) == ("finance", "ar", "negative")
+    forecast = monitor.forecast
+    assert (forecast.window_s, forecast.seasons, forecast.interval, forecast.min_count) == (3600, (24, 168), 0.995, 10)
+    assert load_config(None, env={}).monitor is None  # no table: the server monitors nothing
+
+
+@pytest.mark.parametrize(
+    "text, words",
+    [
+        ("[monitor]\nwindow = 60\n", ["monitor.window'", "monitor.window_s'"]),
+        ("[monitor]\nseasons = 7\n", ["monitor.seasons", "a list of integers"]),
+        ("[monitor]\ninterval = 1.5\n", ["monitor.interval", "between 0.5 and 1"]),
+        ("[monitor]\nwarmup_windows = 2\n", ["monitor.warmup_windows", "> max_order"]),
+        ('[monitor]\nalert_texts = "many"\n', ["monitor.alert_texts", "an integer"]),
+    ],
+)
+def test_bad_monitor_settings_are_named(tmp_path, text, words):
+    with pytest.raises(ConfigError) as caught:
+        load_config(write(tmp_path, text), env={})
+    assert all(word in str(caught.value) for word in words), str(caught.value)
