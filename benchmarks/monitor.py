@@ -84,6 +84,11 @@ def ingest_rate(target: str, streams: list[list[MonitoredText]], batch: int) -> 
     return sum(len(s) for s in streams) / (time.perf_counter() - started), sum(stored)
 
 
+def artifact_of(models: Path) -> Path:
+    """The model directory under ``models`` (the first, when there are several)."""
+    return next(p.parent for p in sorted(models.glob("*/manifest.json")))
+
+
 def in_process_rate(models: Path, texts: list[str], threads: int) -> float:
     """Texts/s of the model's own encoder embedding ``texts`` here: the served path's ceiling."""
     import torch
@@ -92,7 +97,7 @@ def in_process_rate(models: Path, texts: list[str], threads: int) -> float:
     from temporec_plugins.encoders.local import LocalEncoder
 
     torch.set_num_threads(threads)
-    path = next(p.parent for p in models.glob("*/manifest.json"))
+    path = artifact_of(models)
     tuned = read_manifest(path).tuned_encoder
     encoder = LocalEncoder(str(path / tuned["model"]), max_length=int(tuned["max_length"])) if tuned else LocalEncoder()
     encoder.encode(texts[:64])
@@ -105,7 +110,7 @@ def describe_model(models: Path) -> str:
     """The model under ``models``: its tuning, encoder layers and PhraseBank test accuracy."""
     from temporec.model.artifacts import read_manifest
 
-    manifest = read_manifest(next(p.parent for p in models.glob("*/manifest.json")))
+    manifest = read_manifest(artifact_of(models))
     layers = manifest.training.get("encoder_layers") or 6
     accuracy = manifest.metrics.get("test.accuracy@1", float("nan"))
     return f"{manifest.training.get('tuning', 'frozen')}, {layers} encoder layers, test accuracy {accuracy:.3f}"

@@ -131,6 +131,8 @@ def test_lora_tunes_the_encoder_and_the_artifact_carries_it(models):
         load_file(bundled_model_dir() / "model.safetensors"),
         load_file(models["lora"] / ENCODER_DIR / "model.safetensors"),
     )
+    # Exact on purpose: merging adds the adapters to query and value only; every other
+    # weight is copied, never computed, so it is bit for bit the base model's on any CPU.
     changed = {name for name in tuned if not torch.equal(tuned[name], base[name])}
     assert changed and all("query" in name or "value" in name for name in changed), sorted(changed)
     assert not read_manifest(models["frozen"]).tuned_encoder

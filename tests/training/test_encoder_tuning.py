@@ -120,6 +120,7 @@ def test_a_cut_encoder_trains_saves_and_serves_with_its_first_layers_only(data, 
     tuned = load_file(path / ENCODER_DIR / "model.safetensors")
     assert {name.split(".")[2] for name in tuned if name.startswith("encoder.layer.")} == {"0", "1", "2"}
     base = load_file(bundled_model_dir() / "model.safetensors")
+    # Exact on purpose, as above: the layers kept but not tuned are copied, never computed.
     changed = {name for name in tuned if not torch.equal(tuned[name], base[name])}
     assert changed and all(name.startswith("encoder.layer.2.") for name in changed), sorted(changed)
     loaded = load_model(path, load_registry().heads)

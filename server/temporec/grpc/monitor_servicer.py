@@ -6,7 +6,7 @@ from __future__ import annotations
 from temporec.contract.errors import FailedPrecondition
 from temporec.grpc import translate
 from temporec.grpc.status import grpc_errors
-from temporec.monitor.monitor import Monitor
+from temporec.monitor.monitor import IngestResult, Monitor
 from temporec.v1 import monitor_pb2, monitor_pb2_grpc
 
 NOT_CONFIGURED = (
@@ -28,12 +28,11 @@ class MonitorServicer(monitor_pb2_grpc.MonitorServicer):
     async def Ingest(self, request_iterator, context):
         """Each message kept as it arrives: what was counted is durable even when a later
         message fails."""
-        monitor, total, messages = self._monitor(), None, 0
+        monitor, total, messages = self._monitor(), IngestResult(), 0
         async for request in request_iterator:
-            result = await monitor.ingest([translate.incoming_from_proto(t) for t in request.texts])
-            total = result if total is None else (total.add(result) or total)
+            total.add(await monitor.ingest([translate.incoming_from_proto(t) for t in request.texts]))
             messages += 1
-        return translate.ingest_to_proto(total or translate.IngestResult(), messages)
+        return translate.ingest_to_proto(total, messages)
 
     @grpc_errors
     async def WatchAlerts(self, request, context):

@@ -343,6 +343,11 @@ class TopicSeries:
 
     def observe(self, window_start: float, count: int, negatives: int) -> list[Surge]:
         """Check the closed window against the forecast made before it, then add it to the history."""
+        return self.judge(window_start, count, negatives)[1]
+
+    def judge(self, window_start: float, count: int, negatives: int) -> tuple[Forecast | None, list[Surge]]:
+        """``observe``, also returning the forecast the window was checked against (None
+        during the warm-up), so that a caller keeping it computes it once."""
         if count < 0 or not 0 <= negatives <= count:
             raise InvalidArgument(f"count, negatives: {count}, {negatives}; allowed: 0 <= negatives <= count")
         index = self._checked_index(window_start)
@@ -356,7 +361,7 @@ class TopicSeries:
         self.counts.append(count)
         self.negatives.append(negatives)
         self._trim()
-        return surges
+        return forecast, surges
 
     def _surges(self, forecast: Forecast, models: _Models, count: int, negatives: int) -> list[Surge]:
         rate, pmf = negatives_pmf(models, count)

@@ -95,8 +95,7 @@ class Windows:
         return alerts
 
     def _close(self, name: str, topic: Topic, start: float) -> list[Alert]:
-        forecast = topic.series.forecast(start, topic.count)
-        surges = topic.series.observe(start, topic.count, topic.negatives)
+        forecast, surges = topic.series.judge(start, topic.count, topic.negatives)
         topic.closed.append(ClosedWindow(start, topic.count, topic.negatives, forecast))
         texts = tuple(
             AlertText(t.text_id, t.text, t.timestamp, t.source, t.negative_probability)
