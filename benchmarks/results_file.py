@@ -36,6 +36,11 @@ RESULTS_SECTIONS = (
     "finance-topics",  # benchmarks/topics.py
     "finance-detection",  # benchmarks/detection.py
     *("finance-replay", "finance-throughput"),  # benchmarks/monitor.py
+    "workers",  # benchmarks/served.py --workers
+    "catalog",  # benchmarks/catalog.py
+    "encoders",  # benchmarks/encoders.py
+    "torchrun",  # benchmarks/torchrun.py
+    *("tuning-banking77", "tuning-stackfaq"),  # benchmarks/tuning.py (conversations)
 )
 
 
