@@ -211,3 +211,34 @@ def test_bad_monitor_settings_are_named(tmp_path, text, words):
     with pytest.raises(ConfigError) as caught:
         load_config(write(tmp_path, text), env={})
     assert all(word in str(caught.value) for word in words), str(caught.value)
+
+
+def test_encoder_warm_up_and_cache_settings_from_file_environment_and_flags(tmp_path):
+    import argparse
+
+    from temporec.cli import serve
+
+    defaults = load_config(env={})
+    assert defaults.warm_encoders is True and defaults.encoder_cache_size == 10_000
+    from_file = load_config(write(tmp_path, "warm_encoders = false\nencoder_cache_size = 0\n"), env={})
+    assert from_file.warm_encoders is False and from_file.encoder_cache_size == 0
+    assert load_config(env={"TEMPOREC_WARM_ENCODERS": "off", "TEMPOREC_ENCODER_CACHE_SIZE": "7"}).warm_encoders is False
+    parser = argparse.ArgumentParser()
+    serve.add_parser(parser.add_subparsers())
+    args = parser.parse_args(["serve", "--warm-encoders", "--encoder-cache-size", "3"])
+    config = serve.config_from_args(args, {"TEMPOREC_WARM_ENCODERS": "false"})
+    assert config.warm_encoders is True and config.encoder_cache_size == 3
+    assert serve.config_from_args(parser.parse_args(["serve"]), {"TEMPOREC_WARM_ENCODERS": "0"}).warm_encoders is False
+
+
+@pytest.mark.parametrize(
+    "text, words",
+    [
+        ("warm_encoders = 1\n", "warm_encoders: expected a boolean"),
+        ('warm_encoders = "maybe"\n', "warm_encoders: expected a boolean; allowed: true, false"),
+        ("encoder_cache_size = -1\n", "encoder_cache_size: must not be negative"),
+    ],
+)
+def test_bad_encoder_settings_are_named(tmp_path, text, words):
+    with pytest.raises(ConfigError, match=words):
+        load_config(write(tmp_path, text), env={})

@@ -47,6 +47,10 @@ models: all at once, or none when any fails (see docs/operations.md).
 --threads sets torch's threads per server process (default 1: concurrent calls
 already keep the cores busy; 1 served 1.34-1.41x more than torch's default of 2).
 
+The models' encoders load before the health turns SERVING (--no-warm-encoders:
+on first use), and repeated out-of-catalog texts come from a cache of
+--encoder-cache-size vectors per encoder (see docs/encoders.md).
+
 Example:
   temporec serve --port 50051 --models models/
   TEMPOREC_DEVICE=cuda temporec serve --config temporec.toml --port 0
@@ -134,6 +138,17 @@ def add_parser(subparsers) -> None:
         metavar="N",
         help=f"torch threads (intra-op and inter-op) of the server process (default {defaults.threads})",
     )
+    parser.add_argument(
+        "--warm-encoders",
+        action=argparse.BooleanOptionalAction,
+        help="load the models' encoders and run one text through each before reporting SERVING (default on)",
+    )
+    parser.add_argument(
+        "--encoder-cache-size",
+        type=int,
+        metavar="N",
+        help=f"vectors of repeated out-of-catalog texts kept per encoder; 0: off (default {defaults.encoder_cache_size})",
+    )
     parser.add_argument("--log-level", choices=("debug", "info", "warning", "error"), help="default info")
     add_security_arguments(parser, defaults)
     parser.set_defaults(run=run)
@@ -185,6 +200,8 @@ OVERRIDES = (
     "store_max_events",
     "store_retention_days",
     "threads",
+    "warm_encoders",
+    "encoder_cache_size",
 )
 
 
