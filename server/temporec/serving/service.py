@@ -5,7 +5,7 @@ types; ``build_service`` makes one from the server's configuration.
     model_set      which models are served, and which one answers a query
     batching       one model's coalescing worker: a batch per forward pass
     validation     request checks before any model runs
-    encoder_pool   the encoders, created on first use
+    encoder_pool   the encoders, warmed at start or created on first use, and their caches
     history        users' tracked events in the configured store
     components     what ListComponents reports
 """
@@ -20,9 +20,10 @@ from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
+import numpy as np
 import torch
 
-from temporec.contract.domains import Domain, check_compatible
+from temporec.contract.domains import Domain, Forbidden, check_compatible, hands_off
 from temporec.contract.encoders import Encoder
 from temporec.contract.errors import (
     FailedPrecondition,
@@ -39,7 +40,7 @@ from temporec.contract.stores import Exposure, Store
 from temporec.contract.types import HandOff, Limits, Query, Recommendation, ScoredItem
 from temporec.model.artifacts import LoadedModel, Manifest
 from temporec.model.devices import resolve_device
-from temporec.serving.batching import Prepared, Ranked, ServingModel
+from temporec.serving.batching import Listed, Prepared, Ranked, ServingModel
 from temporec.serving.components import list_components
 from temporec.serving.config import ServerConfig, check_experiment_store, resolve_experiments
 from temporec.serving.encoder_pool import EncoderPool
@@ -50,6 +51,8 @@ from temporec.serving.records import Classified, Components, ReloadResult
 from temporec.serving.validation import check_after, check_event, check_limits, check_texts
 
 log = logging.getLogger(__name__)
+
+WARM_UP_SECONDS = 120.0  # for each model's encoder to start and embed one text at start-up
 
 
 class RecommenderService:
@@ -64,6 +67,8 @@ class RecommenderService:
         device: str = "auto",
         store: Store | None = None,
         experiments: dict[str, Experiment] | None = None,
+        warm_encoders: bool = False,
+        encoder_cache_size: int = 0,
     ):
         self.registry = registry
         self.models_dir = Path(models_dir) if models_dir else None
@@ -74,7 +79,8 @@ class RecommenderService:
         self.device = resolve_device(device)
         self.domains = {name: cls() for name, cls in registry.domains.items()}
         self.models: dict[ModelKey, ServingModel] = {}
-        self.encoders = EncoderPool(registry.encoders, encoder_options or {})
+        self.encoders = EncoderPool(registry.encoders, encoder_options or {}, encoder_cache_size)
+        self.warm_encoders = warm_encoders  # start the models' encoders in start() and reload()
         self.history = History(store, self.limits)
         self.experiments = resolve_experiments(experiments or {}, self.domains, registry.heads, registry.encoders)
         check_experiment_store(self.experiments, store)
@@ -90,6 +96,7 @@ class RecommenderService:
         self.models, errors = await asyncio.to_thread(self._load_models)
         for error in errors:
             log.error("skipping model %s", error)
+        await self._warm_encoders(self.models)
         self._ready = True
         log.info("loaded %d model(s) on %s", len(self.models), self.device)
 
@@ -116,6 +123,7 @@ class RecommenderService:
                     "reload failed, still serving the %d previous model(s): %s", len(self.models), "; ".join(errors)
                 )
                 return ReloadResult(False, self.components().models, errors)
+            await self._warm_encoders(fresh)
             retired, self.models = self.models, fresh
             for serving in retired.values():
                 serving.retire()
@@ -124,6 +132,27 @@ class RecommenderService:
 
     def ready(self) -> bool:
         return self._ready
+
+    async def _warm_encoders(self, models: dict[ModelKey, ServingModel]) -> None:
+        """With ``warm_encoders``: start the encoder of each of ``models`` that embeds texts,
+        and run one text through it, so that no request waits for a load."""
+        if self.warm_encoders:
+            text_models = [serving.loaded for serving in models.values() if serving.loaded.manifest.use_text]
+            await asyncio.gather(*(self._warm_encoder(loaded) for loaded in text_models))
+
+    async def _warm_encoder(self, loaded: LoadedModel) -> None:
+        """A failure (a remote encoder down, say) is logged, not raised: the server serves
+        catalog requests without it, and the encoder starts again on first use."""
+        try:
+            encoder = await asyncio.wait_for(self._model_encoder(loaded), WARM_UP_SECONDS)
+            await self.encoders.warm(encoder, WARM_UP_SECONDS)
+        except Exception as exc:
+            log.warning(
+                "model %s: its encoder did not warm up (%s: %s); it will start on first use",
+                loaded.version,
+                type(exc).__name__,
+                exc,
+            )
 
     async def encoder_health(self, timeout: float = 2.0) -> dict[str, bool]:
         """Whether each started encoder can serve now (see ``EncoderPool.health``)."""
@@ -226,6 +255,8 @@ class RecommenderService:
             self.on_exposure(experiment.name, arm.name)
 
     def _hand_off(self, domain: Domain, query: Query, ranked: Ranked, catalog) -> HandOff | None:
+        if ranked.allowed_scores is None:  # the domain does not decide hand-offs
+            return None
         what = f"domain {domain.name!r} hand_off"
         decision = plugin_call(what, domain.hand_off, query, ranked.allowed_scores, catalog)
         if decision is not None and not isinstance(decision, HandOff):
@@ -273,10 +304,11 @@ class RecommenderService:
             timestamps.append(event.timestamp)
         texts = await self._outside_texts(outside, len(items), loaded, deadline) if outside else None
         encoded = time.perf_counter()
-        allowed_items, rules = self._allowed(query, domain, [i for i in items if i >= 0], serving)
+        listed, rules = self._forbidden(query, domain, [i for i in items if i >= 0], serving)
+        listed.whole_row = hands_off(domain)
         timings = {"encode": (encoded - started) * 1000, "rules": (time.perf_counter() - encoded) * 1000}
         explain_events = (query.explain_events or self.limits.max_explain_events) if query.explain else 0
-        return Prepared(query, items, action_ids, timestamps, texts, allowed_items, rules, timings, explain_events)
+        return Prepared(query, items, action_ids, timestamps, texts, listed, rules, timings, explain_events)
 
     async def _outside_texts(
         self, outside: dict[int, str], length: int, loaded: LoadedModel, deadline: float | None = None
@@ -332,22 +364,26 @@ class RecommenderService:
             )
         return substitute
 
-    def _allowed(
+    def _forbidden(
         self, query: Query, domain: Domain, history: list[int], serving: ServingModel
-    ) -> tuple[torch.Tensor, list[str]]:
+    ) -> tuple[Listed, list[str]]:
+        """What the query may get, as rows: the candidates (or the domain's ``only``) less
+        what the rules forbid, or the whole catalog less the forbidden rows."""
         catalog = serving.loaded.catalog
+        unknown = [c for c in query.candidates if c not in catalog.index]
+        if unknown:
+            raise NotFound(f"candidate_item_ids: not in the catalog of domain {query.domain!r}: {unknown[:5]}")
+        forbidden = plugin_call(f"domain {query.domain!r} rules", domain.forbidden, query, history, catalog)
+        if not isinstance(forbidden, Forbidden):
+            raise PluginError(f"domain {query.domain!r} forbidden returned {type(forbidden).__name__}, not a Forbidden")
+        rows = forbidden.only
         if query.candidates:
-            unknown = [c for c in query.candidates if c not in catalog.index]
-            if unknown:
-                raise NotFound(f"candidate_item_ids: not in the catalog of domain {query.domain!r}: {unknown[:5]}")
-            allowed_items = torch.zeros(len(catalog), dtype=torch.bool)
-            allowed_items[[catalog.index[c] for c in query.candidates]] = True
-        else:
-            allowed_items = torch.ones(len(catalog), dtype=torch.bool)
-        rules = plugin_call(
-            f"domain {query.domain!r} rules", domain.apply_rules, query, history, catalog, allowed_items
-        )
-        return allowed_items, list(rules)
+            listed = np.unique(np.array([catalog.index[c] for c in query.candidates], dtype=np.int64))
+            rows = listed if rows is None else np.intersect1d(listed, rows, assume_unique=True)
+        if rows is None:
+            return Listed(None, torch.from_numpy(forbidden.items)), list(forbidden.rules)
+        rows = np.setdiff1d(rows, forbidden.items, assume_unique=True)
+        return Listed(torch.from_numpy(rows), None), list(forbidden.rules)
 
     # -- classify -----------------------------------------------------------------
 
@@ -424,4 +460,6 @@ def build_service(config: ServerConfig, registry: Registry | None = None) -> Rec
         device=config.device,
         store=open_store(registry, config.store, config.store_max_events, config.store_retention_days),
         experiments=config.experiments,
+        warm_encoders=config.warm_encoders,
+        encoder_cache_size=config.encoder_cache_size,
     )
