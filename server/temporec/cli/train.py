@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import logging
 from pathlib import Path
 
 from temporec.cli.common import (
@@ -43,6 +44,11 @@ next-item domains), then, on the last line, the artifact directory
 (<out>/<domain>-<head>-<version>). Next-item training writes a checkpoint after every
 epoch under <out>/.checkpoints/: the same command, run again after an interruption,
 resumes. `temporec eval --model DIR` measures the model with its domain's metrics.
+
+Under torchrun, each process trains on its share of every batch (--batch-size is the
+global batch) and rank 0 alone shows progress, writes checkpoints and the artifact and
+prints the result (docs/operations.md, "Training in several processes"):
+  torchrun --nproc_per_node 2 -m temporec train --domain video --data ../shared/data/ml-1m --threads 1
 
 Examples:
   temporec train --domain video --data ../shared/data/ml-1m --out models/
@@ -267,7 +273,12 @@ def run(args: argparse.Namespace) -> int:
     from temporec.contract.registry import load_registry
     from temporec.model.artifacts import read_manifest
     from temporec.training import train_request
+    from temporec.training.distributed import launched_rank
 
+    main = launched_rank() == 0
+    if not main:  # rank 0 tells how training goes; the others add only their problems and their digest
+        logging.getLogger().setLevel(logging.WARNING)
+        logging.getLogger("temporec.training.distributed").setLevel(logging.INFO)
     registry = load_registry()
     domain_cls = pick(registry.domains, args.domain, "domain")
     head_cls = pick(registry.heads, args.head or domain_cls.default_head, "head")
@@ -283,6 +294,8 @@ def run(args: argparse.Namespace) -> int:
         path = domain.train(train_request(domain, args.data, head_cls, encoder, config, args.out, args.cache_dir))
     finally:
         encoder.close()
+    if not main:  # rank 0 prints the result
+        return 0
     metrics = read_manifest(path).metrics
     print(metrics_table(metrics, name=head_cls.name))
     print(f"best epoch {metrics['best_epoch']:.0f} of {metrics['epochs']:.0f}")

@@ -38,10 +38,10 @@ from temporec.contract.types import Catalog, Dataset
 from temporec.data import DataError, k_core
 from temporec.files import replaced_atomically
 from temporec.model.artifacts import Manifest, save_model
-from temporec.model.devices import resolve_device
 from temporec.model.embedding_cache import catalog_embeddings
 from temporec.model.recommender import EventBatch, SequenceRecommender
 from temporec.model.tuned_encoder import TunedEncoder
+from temporec.training.distributed import Ranks, joined
 from temporec.training.encoder_tuning import (
     TUNES_ENCODER,
     TextTuning,
@@ -103,11 +103,14 @@ class Schedule:
     started: float  # ``time.monotonic()`` at the start of the whole run
     budget: float  # seconds; ``math.inf`` when unbounded
 
-    def __call__(self, step: int) -> float:
+    def __call__(self, step: int, clock: float | None = None) -> float:
+        """The rate at ``step``; ``clock``: the seconds since ``started`` (read from the
+        clock when None; several ranks pass rank 0's, so that they all step alike)."""
         rate = self.lr * min(1.0, (step + 1) / self.warmup_steps) if self.warmup_steps else self.lr
         if not self.cosine:
             return rate
-        done = max(step / self.total_steps, (time.monotonic() - self.started) / self.budget)
+        clock = time.monotonic() - self.started if clock is None else clock
+        done = max(step / self.total_steps, clock / self.budget)
         return rate * 0.5 * (1 + math.cos(math.pi * min(done, 1.0)))
 
 
@@ -142,7 +145,6 @@ def train(
     check_compatible(head_cls, domain)  # a head that needs what the domain's data lacks
     _check_inputs(dataset, text_embeddings, config)
     torch.set_num_threads(config.threads or default_threads())
-    device = resolve_device(config.device)
     domain = domain() if isinstance(domain, type) else domain  # a class is as good as its instance
     actions = domain.action_vocabulary(dataset)
     _check_item_fields(dataset, actions, config)
@@ -151,33 +153,39 @@ def train(
     if len(examples) == 0 or len(eval_split(seqs, "test").users) == 0:
         raise DataError(f"{dataset.name}: no user has the 4+ events that training and validation need")
 
-    fingerprint = dataset.fingerprint()
-    features = feature_values(dataset.catalog, config.item_features)
-    model = build_model(head_cls, text_embeddings, len(actions), config, features)
-    tuning = _text_tuning(model, text_encoder, dataset, config)
-    model.to(device)
-    counts = np.bincount(seqs.items, minlength=len(dataset.catalog))  # events per catalog item
-    _train_only_seen_ids(model, torch.from_numpy(counts == 0))
-    key = _run_key(fingerprint, head_cls, text_embeddings, domain, actions, encoder_model_id, config)
-    checkpoint = Checkpoint(Path(out_dir) / ".checkpoints" / f"{domain.name}-{head_cls.name}-{key}.pt")
-    weights = (
-        torch.tensor([config.target_weights.get(action, 1.0) for action in actions]) if config.target_weights else None
-    )
-    progress = _fit(model, seqs, examples, checkpoint, config, device, on_epoch, weights, tuning)
-    if tuning:
-        tuning.finish()
+    with joined(config.device) as ranks:
+        fingerprint = dataset.fingerprint()
+        features = feature_values(dataset.catalog, config.item_features)
+        model = build_model(head_cls, text_embeddings, len(actions), config, features)
+        tuning = _text_tuning(model, text_encoder, dataset, config)
+        model.to(ranks.device)
+        counts = np.bincount(seqs.items, minlength=len(dataset.catalog))  # events per catalog item
+        _train_only_seen_ids(model, torch.from_numpy(counts == 0))
+        key = _run_key(fingerprint, head_cls, text_embeddings, domain, actions, encoder_model_id, config)
+        checkpoint = Checkpoint(Path(out_dir) / ".checkpoints" / f"{domain.name}-{head_cls.name}-{key}.pt")
+        weights = (
+            torch.tensor([config.target_weights.get(action, 1.0) for action in actions])
+            if config.target_weights
+            else None
+        )
+        progress = _fit(model, seqs, examples, checkpoint, config, on_epoch, weights, tuning, ranks)
 
-    metrics = evaluate_all(model, seqs, config.max_len, config.eval_batch_size)
-    metrics.update(best_epoch=float(progress.best_epoch), epochs=float(progress.epoch))
-    manifest = training_manifest(
-        model, config, domain, encoder_name, encoder_model_id, actions, dataset.name, fingerprint, metrics
-    )
-    if tuning:
-        record_tuning(manifest, config)
-    popularity = torch.from_numpy(counts).float()
-    path = save_model(out_dir, manifest, model, dataset.catalog, popularity)
-    checkpoint.remove()
-    return path
+        def save() -> Path:  # the best weights, tested and saved (by rank 0 alone)
+            if tuning:
+                tuning.finish()
+            metrics = evaluate_all(model, seqs, config.max_len, config.eval_batch_size)
+            metrics.update(best_epoch=float(progress.best_epoch), epochs=float(progress.epoch))
+            manifest = training_manifest(
+                model, config, domain, encoder_name, encoder_model_id, actions, dataset.name, fingerprint, metrics
+            )
+            if tuning:
+                record_tuning(manifest, config)
+            popularity = torch.from_numpy(counts).float()
+            path = save_model(out_dir, manifest, model, dataset.catalog, popularity)
+            checkpoint.remove()
+            return path
+
+        return ranks.from_main(save)
 
 
 def _text_tuning(
@@ -360,16 +368,20 @@ def _fit(
     examples: TrainingExamples,
     checkpoint: Checkpoint,
     config: TrainConfig,
-    device: torch.device,
     on_epoch: EpochCallback | None,
     target_weights: torch.Tensor | None = None,
     tuning: TextTuning | None = None,
+    ranks: Ranks | None = None,
 ) -> Progress:
     """Train epochs (from the checkpoint, if any) until ``config.epochs``, early stop or
     the time budget, and leave the best epoch's weights in ``model``. An epoch cut short
-    by the budget is validated and checkpointed like any other, and is the last."""
+    by the budget is validated and checkpointed like any other, and is the last. With
+    several ``ranks`` (``distributed``), each trains on its share of every batch, they
+    agree on rank 0's scores and clock, and rank 0 alone reads and writes checkpoints."""
+    ranks = ranks or Ranks(next(model.parameters()).device)
     optimizer = torch.optim.AdamW(parameter_groups(model, config))
-    progress, best = checkpoint.restore(model, optimizer)
+    progress, best = checkpoint.restore(model, optimizer, ranks.from_main(checkpoint.read))
+    ranks.same_start(model)
     started = time.monotonic() - progress.seconds  # the clock of the whole run, resumed parts included
     budget = config.time_budget_s if config.time_budget_s > 0 else math.inf
     deadline = started + budget  # an epoch still running then ends after its current step
@@ -380,14 +392,15 @@ def _fit(
     fastest = math.inf  # this process's fastest epoch, in seconds
     while progress.epoch < config.epochs and progress.stale < config.patience and progress.seconds < budget:
         progress.epoch += 1
+        ranks.seed(config.seed, progress.epoch)
         epoch_started = time.monotonic()
         loss = _train_epoch(
-            model, optimizer, examples, config, progress, device, deadline, target_weights, schedule, tuning
+            model, optimizer, examples, config, progress, ranks, deadline, target_weights, schedule, tuning
         )
         if tuning:
             tuning.refresh()  # validation and the next epoch read the tuned encoder's vectors
         score = evaluate_model(model, seqs, "valid", config.max_len, config.eval_batch_size)["ndcg@10"]
-        progress.seconds = time.monotonic() - started
+        score, progress.seconds = ranks.agree(score, time.monotonic() - started)
         seconds = time.monotonic() - epoch_started
         warning = slow_epoch_warning(progress.epoch, seconds, fastest, torch.get_num_threads())
         if warning:
@@ -408,9 +421,11 @@ def _fit(
             progress.best_score,
             progress.best_epoch,
         )
-        checkpoint.save(model, optimizer, progress, best)
+        if ranks.main:
+            checkpoint.save(model, optimizer, progress, best)
         if on_epoch:
             on_epoch(progress.epoch, {"loss": loss, "valid.ndcg@10": score, "seconds": progress.seconds})
+    ranks.report_weights(model)
     model.load_state_dict(best)
     return progress
 
@@ -488,7 +503,7 @@ def _train_epoch(
     examples: TrainingExamples,
     config: TrainConfig,
     progress: Progress,
-    device: torch.device,
+    ranks: Ranks,
     deadline: float,
     target_weights: torch.Tensor | None,
     schedule: Schedule,
@@ -498,45 +513,68 @@ def _train_epoch(
     ``deadline`` (a ``time.monotonic`` value); returns the mean loss and counts the steps in
     ``progress``. The shuffle depends only on (seed, epoch), so a resumed run sees the same
     batches. ``target_weights`` (per action index): the probability that a target of that
-    action enters the loss. ``schedule``: the learning rate per step."""
+    action enters the loss. ``schedule``: the learning rate per step. ``ranks``: this
+    process's share of each batch, and the step's gradients summed over the processes."""
     model.train()
     epoch = progress.epoch
     total, steps = 0.0, 0
-    batches = _batches(examples, config, epoch)
-    with tqdm(batches, desc=f"epoch {epoch}/{config.epochs}", unit="batch", disable=None, leave=False) as bar:
+    parameters = [p for group in optimizer.param_groups for p in group["params"]]
+    batches = ranks.share(_batches(examples, config, epoch))
+    shown = None if ranks.main else True  # tqdm's disable: rank 0 alone shows its bar
+    with tqdm(batches, desc=f"epoch {epoch}/{config.epochs}", unit="batch", disable=shown, leave=False) as bar:
         for rows in bar:
-            batch, targets = examples.rows(rows)
-            first = int(batch.mask.any(0).nonzero()[0])  # drop columns that are padding in every row
-            batch = _columns(batch, first).to(device)
-            targets = targets[:, first:].to(device)
-            # The item tower runs once per step: its table feeds both the events and the loss.
-            texts = (
-                tuning.step_texts(torch.cat([batch.items[batch.mask], targets[targets != IGNORE]])) if tuning else None
-            )
-            table = model.item_vectors(texts=texts) if texts is not None or not config.negatives else None
-            output = model(batch, table)
-            known = targets != IGNORE
-            if target_weights is not None:
-                kept = target_weights.to(device)[examples.target_actions[rows][:, first:].to(device)]
-                known &= torch.rand(known.shape, device=device) < kept
-                if not known.any():
-                    continue
-            loss = _next_item_loss(model, output.states, targets, known, config.negatives, table, batch)
-            if output.aux_loss is not None:
-                loss = loss + output.aux_loss
             optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
-            for group in optimizer.param_groups:
-                group["lr"] = schedule(progress.steps) * group["scale"]
-            optimizer.step()
-            progress.steps += 1
-            total, steps = total + loss.item(), steps + 1
-            bar.set_postfix(loss=f"{total / steps:.4f}")
-            if time.monotonic() >= deadline:
+            loss, targets = _batch_loss(model, examples, rows, config, ranks.device, target_weights, tuning)
+            if loss is None and not ranks.several:
+                continue
+            if loss is not None:
+                ranks.objective(loss, targets).backward()
+            now = time.monotonic()
+            value = loss.item() if loss is not None else 0.0
+            step = ranks.step(parameters, targets, value, now >= deadline, now - schedule.started)
+            if step.targets:
+                torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
+                for group in optimizer.param_groups:
+                    group["lr"] = schedule(progress.steps, step.clock) * group["scale"]
+                optimizer.step()
+                progress.steps += 1
+                total, steps = total + step.loss, steps + 1
+                bar.set_postfix(loss=f"{total / steps:.4f}")
+            if step.stop:
                 log.info("time budget spent after %d of %d steps of epoch %d", steps, len(bar), epoch)
                 break
     return total / max(steps, 1)
+
+
+def _batch_loss(
+    model: SequenceRecommender,
+    examples: TrainingExamples,
+    rows: torch.Tensor,
+    config: TrainConfig,
+    device: torch.device,
+    target_weights: torch.Tensor | None,
+    tuning: TextTuning | None,
+) -> tuple[torch.Tensor | None, int]:
+    """The loss of the windows ``rows`` (the head's auxiliary loss included) and the
+    targets it counts; None when ``target_weights`` kept none of them."""
+    batch, targets = examples.rows(rows)
+    first = int(batch.mask.any(0).nonzero()[0])  # drop columns that are padding in every row
+    batch = _columns(batch, first).to(device)
+    targets = targets[:, first:].to(device)
+    # The item tower runs once per step: its table feeds both the events and the loss.
+    texts = tuning.step_texts(torch.cat([batch.items[batch.mask], targets[targets != IGNORE]])) if tuning else None
+    table = model.item_vectors(texts=texts) if texts is not None or not config.negatives else None
+    output = model(batch, table)
+    known = targets != IGNORE
+    if target_weights is not None:
+        kept = target_weights.to(device)[examples.target_actions[rows][:, first:].to(device)]
+        known &= torch.rand(known.shape, device=device) < kept
+        if not known.any():
+            return None, 0
+    loss = _next_item_loss(model, output.states, targets, known, config.negatives, table, batch)
+    if output.aux_loss is not None:
+        loss = loss + output.aux_loss
+    return loss, int(known.sum())
 
 
 def _batches(examples: TrainingExamples, config: TrainConfig, epoch: int) -> list[torch.Tensor]:
@@ -629,12 +667,17 @@ class Checkpoint:
         with replaced_atomically(self.path) as partial:
             torch.save(state, partial)
 
-    def restore(self, model, optimizer) -> tuple[Progress, dict[str, torch.Tensor]]:
-        """Load the checkpoint into ``model`` and ``optimizer`` if there is one for this
-        run; returns the progress and the best weights so far (the initial ones when new)."""
+    def read(self) -> dict | None:
+        """The saved state (on the CPU), or None when this run has no checkpoint."""
         if not self.path.is_file():
+            return None
+        return torch.load(self.path, map_location="cpu", weights_only=True)
+
+    def restore(self, model, optimizer, state: dict | None) -> tuple[Progress, dict[str, torch.Tensor]]:
+        """Load a checkpoint's ``state`` (``read``) into ``model`` and ``optimizer``, if there
+        is one; returns the progress and the best weights so far (the initial ones when new)."""
+        if state is None:
             return Progress(), {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
-        state = torch.load(self.path, map_location="cpu", weights_only=True)
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         torch.set_rng_state(state["rng"])
