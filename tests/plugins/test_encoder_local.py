@@ -107,3 +107,66 @@ def test_errors_name_the_option(encoder, tmp_path):
         LocalEncoder(max_length=4096)
     with pytest.raises(InvalidArgument, match=r"texts\[1\]"):
         encoder.encode(["fine", 42])
+
+
+def test_concurrent_calls_are_coalesced_and_equal_texts_encoded_alone(encoder):
+    import asyncio
+
+    from temporec_plugins.encoders.local import Coalescer
+
+    texts = [f"{sentence} ({i})" for i, sentence in enumerate(SENTENCES * 5)]
+    alone = torch.cat([encoder.encode([text]) for text in texts])
+    passes = []
+
+    def encode(batch):
+        passes.append(len(batch))
+        return encoder.encode(batch)
+
+    coalescer = Coalescer(encode, limit=8)
+
+    async def concurrently():
+        return await asyncio.gather(*(asyncio.wrap_future(coalescer.submit([text])) for text in texts))
+
+    try:
+        coalesced = torch.cat(asyncio.run(concurrently()))
+    finally:
+        coalescer.close()
+    # Padding to a batch's longest text changes the vectors by float rounding only.
+    assert (coalesced - alone).abs().max() <= 1e-6
+    assert len(passes) < len(texts) and max(passes) <= 8 and sum(passes) == len(texts)
+    concurrent = asyncio.run(encode_concurrently(encoder, texts))  # the encoder's own aencode
+    assert (torch.cat(concurrent) - alone).abs().max() <= 1e-6
+
+
+async def encode_concurrently(encoder, texts):
+    """Each text by its own concurrent aencode call."""
+    import asyncio
+
+    return await asyncio.gather(*(encoder.aencode([text]) for text in texts))
+
+
+def test_a_failed_pass_fails_each_of_its_callers_and_a_bad_text_only_its_own(encoder):
+    import asyncio
+
+    from temporec_plugins.encoders.local import Coalescer
+
+    def refuse(batch):
+        raise RuntimeError(f"refused {len(batch)} texts")
+
+    coalescer = Coalescer(refuse, limit=8)
+
+    async def concurrently():
+        calls = [asyncio.wrap_future(coalescer.submit([text])) for text in SENTENCES]
+        return await asyncio.gather(*calls, return_exceptions=True)
+
+    try:
+        errors = asyncio.run(concurrently())
+    finally:
+        coalescer.close()
+    assert all(isinstance(error, RuntimeError) and "refused" in str(error) for error in errors)
+
+    async def one_bad_call():
+        return await asyncio.gather(encoder.aencode(["fine"]), encoder.aencode(["fine", 42]), return_exceptions=True)
+
+    good, bad = asyncio.run(one_bad_call())
+    assert good.shape == (1, 384) and isinstance(bad, InvalidArgument) and "texts[1]" in str(bad)
