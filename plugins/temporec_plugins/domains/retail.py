@@ -9,7 +9,7 @@ Actions count differently as signals and as targets. As signals every action has
 own learnt embedding. As targets, ``target_weights`` make a purchase count fully and a
 view a fifth: a shop wants the next purchase, not the next page view.
 
-Rules (``apply_rules``), each named in the response when it removed something:
+Rules (``forbidden``), each named in the response when it removed something:
 
     exclude_purchased     durable items already purchased are not offered again (a
                           catalog feature ``durable`` of "0"/"false" marks consumables,
@@ -35,6 +35,8 @@ from temporec import (
     Domain,
     EvalRequest,
     Event,
+    Exclusions,
+    Forbidden,
     Query,
     Report,
     allowed,
@@ -108,29 +110,23 @@ class RetailDomain(Domain):
             repeat_aware=True if config.repeat_aware is None else config.repeat_aware,
         )
 
-    def apply_rules(self, query: Query, history: list[int], catalog: Catalog, allowed_items: torch.Tensor) -> list[str]:
+    def forbidden(self, query: Query, history: list[int], catalog: Catalog) -> Forbidden:
         options: RetailOptions = query.options
-        rules = []
-
-        def clear(name: str, items) -> None:
-            index = torch.as_tensor(sorted(items), dtype=torch.long)
-            if len(index) and allowed_items[index].any():
-                allowed_items[index] = False
-                rules.append(name)
-
+        rules = Exclusions(query, catalog)
         if not query.allow_repeats:
-            clear("exclude_purchased", self._durable(self._indices(query.history, catalog, {PURCHASE}), catalog))
+            rules.exclude(
+                "exclude_purchased", self._durable(self._indices(query.history, catalog, {PURCHASE}), catalog)
+            )
         if not options.remind_cart:
-            clear("exclude_cart", self._indices(query.history, catalog, {"cart"}))
-        stock = catalog.features.get("in_stock")
-        out = {i for i, value in enumerate(stock or []) if value.strip().lower() in NO}
-        clear("exclude_out_of_stock", out | {catalog.index[i] for i in options.out_of_stock if i in catalog.index})
-        clear("exclude_filtered", {catalog.index[i] for i in options.exclude_item_ids if i in catalog.index})
+            rules.exclude("exclude_cart", self._indices(query.history, catalog, {"cart"}))
+        out = {catalog.index[i] for i in options.out_of_stock if i in catalog.index}
+        rules.exclude("exclude_out_of_stock", out.union(catalog.derived("retail.out_of_stock", _out_of_stock)))
+        rules.exclude("exclude_filtered", {catalog.index[i] for i in options.exclude_item_ids if i in catalog.index})
         if options.categories:
-            wanted = set(options.categories)
-            categories = catalog.features.get("category", [""] * len(catalog))
-            clear("category_filter", {i for i, value in enumerate(categories) if value not in wanted})
-        return rules
+            by_category = catalog.derived("retail.by_category", _by_category)
+            wanted = [by_category.get(category, NONE) for category in dict.fromkeys(options.categories)]
+            rules.keep_only("category_filter", np.concatenate(wanted))
+        return rules.result()
 
     @staticmethod
     def _indices(events: list[Event], catalog: Catalog, actions: set[str]) -> set[int]:
@@ -194,6 +190,24 @@ class RetailDomain(Domain):
             results = evaluate_next_item(rankers, cases, model.catalog, self)
             report.metrics.update(flat_metrics(results, report.head, "purchase"))
         return report
+
+
+NONE = np.zeros(0, dtype=np.int64)
+
+
+def _out_of_stock(catalog: Catalog) -> np.ndarray:
+    """The rows the catalog marks ``in_stock`` "0"/"false"/"no"."""
+    stock = catalog.features.get("in_stock") or []
+    return np.array([i for i, value in enumerate(stock) if value.strip().lower() in NO], dtype=np.int64)
+
+
+def _by_category(catalog: Catalog) -> dict[str, np.ndarray]:
+    """Each ``category`` value's rows (an item without the feature has category "")."""
+    categories = np.array(catalog.features.get("category", [""] * len(catalog)), dtype=object)
+    values, codes = np.unique(categories, return_inverse=True)
+    order = np.argsort(codes, kind="stable")
+    bounds = np.searchsorted(codes[order], np.arange(len(values) + 1))
+    return {value: order[bounds[i] : bounds[i + 1]].astype(np.int64) for i, value in enumerate(values)}
 
 
 @hookimpl

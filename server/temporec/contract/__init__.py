@@ -21,7 +21,7 @@ import importlib
 _MODULES = {
     "registry": ["ENTRY_POINT_GROUP", "KINDS", "PluginInfo", "Registry", "load_registry"],
     "heads": ["Head", "HeadOutput", "padding_lengths", "to_back", "to_front"],
-    "domains": ["DATA_TRAITS", "Domain", "check_compatible"],
+    "domains": ["DATA_TRAITS", "Domain", "Exclusions", "Forbidden", "check_compatible", "hands_off"],
     "encoders": ["Encoder"],
     "stores": ["Exposure", "MonitoredText", "Store", "StoreSettings", "TrackedEvent"],
     "types": [

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -36,9 +37,19 @@ class Catalog:
         self.index = {item: i for i, item in enumerate(self.item_ids)}
         if len(self.index) != len(self.item_ids):
             raise ValueError("catalog: duplicate item ids")
+        self._derived: dict[str, Any] = {}
 
     def __len__(self) -> int:
         return len(self.item_ids)
+
+    def derived(self, name: str, build: Callable[[Catalog], Any]) -> Any:
+        """``build(self)``, computed on first use and kept under ``name``: what a rule
+        reads of the whole catalog (which items are out of stock, each item's category)
+        is computed once per catalog, not per request. A catalog is not changed after it
+        is built."""
+        if name not in self._derived:
+            self._derived[name] = build(self)
+        return self._derived[name]
 
     def fingerprint(self) -> str:
         """A content hash: equal catalogs (ids, texts, features) give equal fingerprints."""

@@ -1,6 +1,10 @@
 """One served model: its item vectors, its own thread, and the worker that coalesces
 concurrent queries. While one batch runs, new queries queue up and the next forward pass
 takes them all: one head forward, one matmul and one top-k for the batch.
+
+Nothing of the catalog's size is made per query beyond the batch's score matrix: the
+rules' few forbidden rows are set to -inf in it, in place, and a query with a candidate
+list is scored on its candidates' rows only.
 """
 
 from __future__ import annotations
@@ -20,6 +24,16 @@ from temporec.model.recommender import EventBatch
 
 
 @dataclass
+class Listed:
+    """The rows one query may get: ``rows`` (its candidates, less what the rules forbid)
+    or, when None, the whole catalog less ``forbidden``."""
+
+    rows: torch.Tensor | None  # (C,) long catalog rows
+    forbidden: torch.Tensor | None  # (F,) long catalog rows, when rows is None
+    whole_row: bool = False  # keep the (n_items,) score row, for a domain that decides hand-offs
+
+
+@dataclass
 class Prepared:
     """A validated query, mapped onto one model's catalog."""
 
@@ -28,7 +42,7 @@ class Prepared:
     actions: list[int]
     timestamps: list[float]
     texts: list[torch.Tensor | None] | None
-    allowed: torch.Tensor  # (n_items,) bool
+    listed: Listed
     rules: list[str]
     timings_ms: dict[str, float]
     explain_events: int = 0  # how many of the most recent events to weigh; 0: no explanation
@@ -40,7 +54,7 @@ class Ranked:
 
     indices: list[int]  # catalog rows, best first
     scores: list[float]
-    allowed_scores: torch.Tensor  # (n_items,) the ranking scores, -inf where forbidden
+    allowed_scores: torch.Tensor | None = None  # (n_items,) the scores, -inf where forbidden (Listed.whole_row)
     contributions: list[list[Contribution]] = field(default_factory=list)  # per item, when explained
 
 
@@ -117,8 +131,7 @@ class ServingModel:
             ).to(self.device)
             states = self._user_states(events)
             head_done = time.perf_counter()
-            scores = self.model.score(states, self.item_vectors, events)
-            results = self._top_k(scores, batch)
+            results = self._scored(states, events, batch)
         scored = time.perf_counter()
         for p, ranked in zip(batch, results):
             p.timings_ms["head"] = (head_done - started) * 1000
@@ -178,17 +191,65 @@ class ServingModel:
     def cold_start(self, prepared: Prepared) -> Ranked:
         """Popularity ranking for an empty history."""
         started = time.perf_counter()
-        result = self._top_k(self.popularity.unsqueeze(0), [prepared])[0]
+        result = self._cold_start_ranked(prepared)
         prepared.timings_ms["score"] = (time.perf_counter() - started) * 1000
         return result
 
-    def _top_k(self, scores: torch.Tensor, batch: list[Prepared]) -> list[Ranked]:
-        allowed_rows = torch.stack([p.allowed for p in batch]).to(scores.device)
-        scores = scores.float().masked_fill(~allowed_rows, float("-inf"))
+    def _scored(self, states: torch.Tensor, events: EventBatch, batch: list[Prepared]) -> list[Ranked]:
+        """Each query's top k: one matmul and one top-k for the queries over the whole
+        catalog, their candidates' rows alone for the others."""
+        results: list[Ranked | None] = [None] * len(batch)
+        whole = [b for b, p in enumerate(batch) if p.listed.rows is None]
+        if len(whole) == len(batch):
+            scores = self.model.score(states, self.item_vectors, events).float()
+        elif whole:
+            pick = torch.tensor(whole, device=self.device)
+            scores = self.model.score(states[pick], self.item_vectors, events.map(lambda t: t[pick])).float()
+        if whole:
+            for b, ranked in zip(whole, self._top_k_whole(scores, [batch[b] for b in whole])):
+                results[b] = ranked
+        for b, p in enumerate(batch):
+            if p.listed.rows is not None:
+                rows = p.listed.rows.to(self.device)
+                row = events.map(lambda t, b=b: t[b : b + 1])
+                scores = self.model.score(states[b : b + 1], self.item_vectors[rows], row, rows)[0].float()
+                results[b] = self._top_k_listed(scores, rows, p)
+        return results
+
+    def _top_k_whole(self, scores: torch.Tensor, batch: list[Prepared]) -> list[Ranked]:
+        """``scores`` (B, n_items), owned: the forbidden rows go to -inf in place."""
+        for row, p in zip(scores, batch):
+            if len(p.listed.forbidden):
+                row[p.listed.forbidden.to(scores.device)] = float("-inf")
         k = min(max(p.query.k for p in batch), scores.shape[1])
         values, indices = scores.topk(k, dim=1)
-        results = []
-        for p, row, row_values, row_indices in zip(batch, scores, values.tolist(), indices.tolist()):
-            keep = [i for i, v in enumerate(row_values[: p.query.k]) if v != float("-inf")]
-            results.append(Ranked([row_indices[i] for i in keep], [row_values[i] for i in keep], row))
-        return results
+        return [
+            _ranked(row_indices, row_values, p.query.k, row if p.listed.whole_row else None)
+            for p, row, row_values, row_indices in zip(batch, scores, values.tolist(), indices.tolist())
+        ]
+
+    def _top_k_listed(self, scores: torch.Tensor, rows: torch.Tensor, p: Prepared) -> Ranked:
+        """``scores`` (C,) of the catalog ``rows``."""
+        values, positions = scores.topk(min(p.query.k, len(rows)))
+        whole = None
+        if p.listed.whole_row:  # small catalogs (the domains that hand off): a row of their size
+            whole = torch.full((len(self.item_vectors),), float("-inf"), device=scores.device)
+            whole[rows] = scores
+        return _ranked(rows[positions].tolist(), values.tolist(), p.query.k, whole)
+
+    def _cold_start_ranked(self, p: Prepared) -> Ranked:
+        """The most popular items the query may get, without copying the popularity."""
+        listed = p.listed
+        if listed.rows is not None:
+            rows = listed.rows.to(self.popularity.device)
+            return self._top_k_listed(self.popularity[rows].float(), rows, p)
+        forbidden = set(listed.forbidden.tolist())
+        values, indices = self.popularity.float().topk(min(p.query.k + len(forbidden), len(self.popularity)))
+        kept = [(i, v) for i, v in zip(indices.tolist(), values.tolist()) if i not in forbidden][: p.query.k]
+        return Ranked([i for i, _ in kept], [v for _, v in kept])
+
+
+def _ranked(indices: list[int], values: list[float], k: int, whole: torch.Tensor | None) -> Ranked:
+    """The first ``k`` of ``indices`` whose score is not -inf (forbidden)."""
+    keep = [i for i, v in enumerate(values[:k]) if v != float("-inf")]
+    return Ranked([indices[i] for i in keep], [values[i] for i in keep], whole)

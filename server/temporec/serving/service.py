@@ -20,9 +20,10 @@ from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
+import numpy as np
 import torch
 
-from temporec.contract.domains import Domain, check_compatible
+from temporec.contract.domains import Domain, Forbidden, check_compatible, hands_off
 from temporec.contract.encoders import Encoder
 from temporec.contract.errors import (
     FailedPrecondition,
@@ -39,7 +40,7 @@ from temporec.contract.stores import Exposure, Store
 from temporec.contract.types import HandOff, Limits, Query, Recommendation, ScoredItem
 from temporec.model.artifacts import LoadedModel, Manifest
 from temporec.model.devices import resolve_device
-from temporec.serving.batching import Prepared, Ranked, ServingModel
+from temporec.serving.batching import Listed, Prepared, Ranked, ServingModel
 from temporec.serving.components import list_components
 from temporec.serving.config import ServerConfig, check_experiment_store, resolve_experiments
 from temporec.serving.encoder_pool import EncoderPool
@@ -254,6 +255,8 @@ class RecommenderService:
             self.on_exposure(experiment.name, arm.name)
 
     def _hand_off(self, domain: Domain, query: Query, ranked: Ranked, catalog) -> HandOff | None:
+        if ranked.allowed_scores is None:  # the domain does not decide hand-offs
+            return None
         what = f"domain {domain.name!r} hand_off"
         decision = plugin_call(what, domain.hand_off, query, ranked.allowed_scores, catalog)
         if decision is not None and not isinstance(decision, HandOff):
@@ -301,10 +304,11 @@ class RecommenderService:
             timestamps.append(event.timestamp)
         texts = await self._outside_texts(outside, len(items), loaded, deadline) if outside else None
         encoded = time.perf_counter()
-        allowed_items, rules = self._allowed(query, domain, [i for i in items if i >= 0], serving)
+        listed, rules = self._forbidden(query, domain, [i for i in items if i >= 0], serving)
+        listed.whole_row = hands_off(domain)
         timings = {"encode": (encoded - started) * 1000, "rules": (time.perf_counter() - encoded) * 1000}
         explain_events = (query.explain_events or self.limits.max_explain_events) if query.explain else 0
-        return Prepared(query, items, action_ids, timestamps, texts, allowed_items, rules, timings, explain_events)
+        return Prepared(query, items, action_ids, timestamps, texts, listed, rules, timings, explain_events)
 
     async def _outside_texts(
         self, outside: dict[int, str], length: int, loaded: LoadedModel, deadline: float | None = None
@@ -360,22 +364,26 @@ class RecommenderService:
             )
         return substitute
 
-    def _allowed(
+    def _forbidden(
         self, query: Query, domain: Domain, history: list[int], serving: ServingModel
-    ) -> tuple[torch.Tensor, list[str]]:
+    ) -> tuple[Listed, list[str]]:
+        """What the query may get, as rows: the candidates (or the domain's ``only``) less
+        what the rules forbid, or the whole catalog less the forbidden rows."""
         catalog = serving.loaded.catalog
+        unknown = [c for c in query.candidates if c not in catalog.index]
+        if unknown:
+            raise NotFound(f"candidate_item_ids: not in the catalog of domain {query.domain!r}: {unknown[:5]}")
+        forbidden = plugin_call(f"domain {query.domain!r} rules", domain.forbidden, query, history, catalog)
+        if not isinstance(forbidden, Forbidden):
+            raise PluginError(f"domain {query.domain!r} forbidden returned {type(forbidden).__name__}, not a Forbidden")
+        rows = forbidden.only
         if query.candidates:
-            unknown = [c for c in query.candidates if c not in catalog.index]
-            if unknown:
-                raise NotFound(f"candidate_item_ids: not in the catalog of domain {query.domain!r}: {unknown[:5]}")
-            allowed_items = torch.zeros(len(catalog), dtype=torch.bool)
-            allowed_items[[catalog.index[c] for c in query.candidates]] = True
-        else:
-            allowed_items = torch.ones(len(catalog), dtype=torch.bool)
-        rules = plugin_call(
-            f"domain {query.domain!r} rules", domain.apply_rules, query, history, catalog, allowed_items
-        )
-        return allowed_items, list(rules)
+            listed = np.unique(np.array([catalog.index[c] for c in query.candidates], dtype=np.int64))
+            rows = listed if rows is None else np.intersect1d(listed, rows, assume_unique=True)
+        if rows is None:
+            return Listed(None, torch.from_numpy(forbidden.items)), list(forbidden.rules)
+        rows = np.setdiff1d(rows, forbidden.items, assume_unique=True)
+        return Listed(torch.from_numpy(rows), None), list(forbidden.rules)
 
     # -- classify -----------------------------------------------------------------
 

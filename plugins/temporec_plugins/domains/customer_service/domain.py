@@ -34,6 +34,8 @@ from temporec import (
     Domain,
     EvalRequest,
     Event,
+    Exclusions,
+    Forbidden,
     HandOff,
     Query,
     Report,
@@ -93,13 +95,13 @@ class CustomerServiceDomain(Domain):
     def load_conversations(self, path: str | Path) -> ConversationData:
         return load_conversation_data(path)
 
-    def apply_rules(self, query: Query, history: list[int], catalog: Catalog, allowed: torch.Tensor) -> list[str]:
-        rules = super().apply_rules(query, history, catalog, allowed)
-        excluded = [catalog.index[i] for i in query.options.exclude_item_ids if i in catalog.index]
-        if excluded and allowed[excluded].any():
-            allowed[excluded] = False
-            rules.append("exclude_filtered")
-        return rules
+    def forbidden(self, query: Query, history: list[int], catalog: Catalog) -> Forbidden:
+        rules = Exclusions(query, catalog)
+        rules.exclude_history(history)
+        rules.exclude(
+            "exclude_filtered", [catalog.index[i] for i in query.options.exclude_item_ids if i in catalog.index]
+        )
+        return rules.result()
 
     # -- hand-off --------------------------------------------------------------------
 

@@ -31,7 +31,19 @@ from pathlib import Path
 
 import torch
 
-from temporec import Catalog, Dataset, Domain, EvalRequest, HandOff, Query, Report, TrainRequest, hookimpl
+from temporec import (
+    Catalog,
+    Dataset,
+    Domain,
+    EvalRequest,
+    Exclusions,
+    Forbidden,
+    HandOff,
+    Query,
+    Report,
+    TrainRequest,
+    hookimpl,
+)
 from temporec.data import PHRASEBANK_LABELS, ConversationData, DataError
 from temporec.training import (
     LogisticRegression,
@@ -72,8 +84,8 @@ class FinanceDomain(Domain):
         """PhraseBank at ``path``: a ``Sentences_<level>.txt`` file or its directory (AllAgree)."""
         return load_phrasebank(path)
 
-    def apply_rules(self, query: Query, history: list[int], catalog: Catalog, allowed: torch.Tensor) -> list[str]:
-        return []  # every label is always a possible answer
+    def forbidden(self, query: Query, history: list[int], catalog: Catalog) -> Forbidden:
+        return Exclusions(query, catalog).result()  # every label is always a possible answer
 
     def hand_off(self, query: Query, scores: torch.Tensor, catalog: Catalog | None = None) -> HandOff | None:
         """Only when the request asks (``handoff_threshold`` > 0): the top label's softmax

@@ -33,6 +33,8 @@ from temporec import (
     Domain,
     EvalRequest,
     Event,
+    Exclusions,
+    Forbidden,
     Query,
     Report,
     hookimpl,
@@ -95,19 +97,17 @@ class NewsDomain(Domain):
         config = config or TrainConfig()
         return replace(config, use_ids=False, target_weights=config.target_weights or dict(self.target_weights))
 
-    def apply_rules(self, query: Query, history: list[int], catalog: Catalog, allowed: torch.Tensor) -> list[str]:
-        rules = super().apply_rules(query, history, catalog, allowed)
+    def forbidden(self, query: Query, history: list[int], catalog: Catalog) -> Forbidden:
+        rules = Exclusions(query, catalog)
+        rules.exclude_history(history)
         options: NewsOptions = query.options
         newest = max((e.timestamp for e in query.history), default=0.0)
-        published = catalog.features.get("published")
-        if query.candidates or not (options.max_age_days and newest and published):
-            return rules
-        oldest = newest - options.max_age_days * DAY
-        stale = torch.tensor([bool(p) and float(p) < oldest for p in published])
-        if (allowed & stale).any():
-            allowed &= ~stale
-            rules.append("exclude_stale")
-        return rules
+        if query.candidates or not (options.max_age_days and newest and catalog.features.get("published")):
+            return rules.result()
+        dated, times, undated = catalog.derived("news.by_publication", _by_publication)
+        fresh = dated[np.searchsorted(times, newest - options.max_age_days * DAY, side="left") :]
+        rules.keep_only("exclude_stale", np.concatenate([fresh, undated]))
+        return rules.result()
 
     # -- split and evaluation ----------------------------------------------------------
 
@@ -222,3 +222,13 @@ def _clicks(impressions: list[Impression], published: dict[str, float]) -> list[
 @hookimpl
 def register_domains(register):
     register(NewsDomain)
+
+
+def _by_publication(catalog: Catalog) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The dated rows in order of publication, their times, and the undated rows."""
+    published = catalog.features["published"]
+    dated = np.array([i for i, p in enumerate(published) if p], dtype=np.int64)
+    times = np.array([float(published[i]) for i in dated], dtype=np.float64)
+    order = np.argsort(times, kind="stable")
+    undated = np.array([i for i, p in enumerate(published) if not p], dtype=np.int64)
+    return dated[order], times[order], undated
