@@ -43,10 +43,10 @@ from temporec.contract.training import TrainConfig, TrainRequest
 from temporec.contract.types import Catalog
 from temporec.data.conversations import Conversation, ConversationData
 from temporec.model.artifacts import save_model
-from temporec.model.devices import resolve_device
 from temporec.model.embedding_cache import catalog_embeddings
 from temporec.model.recommender import EventBatch, SequenceRecommender
 from temporec.model.tuned_encoder import TunedEncoder
+from temporec.training.distributed import Ranks, joined
 from temporec.training.encoder_tuning import (
     TUNES_ENCODER,
     TextTuning,
@@ -133,57 +133,70 @@ def train_conversations(
     _check_config(data, config, text_vectors, text_encoder)
     if config.threads:
         torch.set_num_threads(config.threads)
-    device = resolve_device(config.device)
-    actions = list(domain.actions)  # the conversation roles
-    model = build_model(head_cls, item_embeddings, len(actions), config)
-    tuning = _reply_tuning(model, text_encoder, data.catalog, config)
-    model.to(device)
-    encoder = model.text_encoder if tuning else None
-    train_turns = TurnTexts(data.train, data.catalog, text_vectors, encoder)
-    valid_turns = TurnTexts(data.valid, data.catalog, text_vectors, encoder)
-    examples = _examples(data.train, data.catalog, actions, config.max_len, train_turns)
-    popularity = examples.targets.sum(0).float()
-    valid = reply_cases(data.valid)
+    with joined(config.device) as ranks:
+        actions = list(domain.actions)  # the conversation roles
+        model = build_model(head_cls, item_embeddings, len(actions), config)
+        tuning = _reply_tuning(model, text_encoder, data.catalog, config)
+        model.to(ranks.device)
+        encoder = model.text_encoder if tuning else None
+        train_turns = TurnTexts(data.train, data.catalog, text_vectors, encoder)
+        valid_turns = TurnTexts(data.valid, data.catalog, text_vectors, encoder)
+        examples = _examples(data.train, data.catalog, actions, config.max_len, train_turns)
+        popularity = examples.targets.sum(0).float()
+        valid = reply_cases(data.valid)
 
-    def validate() -> float:
-        if tuning:  # the current encoder's vectors, as a server would compute them
-            tuning.refresh()
-            valid_turns.refresh()
-        scorer = model_scorer(model, data.catalog, actions, config.max_len, popularity, valid_turns.vector)
-        return evaluate_replies({"model": scorer}, valid, data.catalog)["model"]["mrr"]
+        def validate() -> float:
+            if tuning:  # the current encoder's vectors, as a server would compute them
+                tuning.refresh()
+                valid_turns.refresh()
+            scorer = model_scorer(model, data.catalog, actions, config.max_len, popularity, valid_turns.vector)
+            return evaluate_replies({"model": scorer}, valid, data.catalog)["model"]["mrr"]
 
-    best_epoch, best_score, stale = 0, -1.0, 0
-    best = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
-    optimizer = torch.optim.AdamW(parameter_groups(model, config))
-    deadline = time.monotonic() + config.time_budget_s if config.time_budget_s > 0 else math.inf
-    for epoch in range(1, config.epochs + 1):
-        loss = _train_epoch(model, optimizer, examples, train_turns, tuning, config, epoch, device, deadline)
-        score = validate()
-        log.info("epoch %d: loss %.4f, valid MRR %.4f", epoch, loss, score)
-        if score > best_score:
-            best_epoch, best_score, stale = epoch, score, 0
-            best = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
-        else:
-            stale += 1
-        if stale >= config.patience or time.monotonic() >= deadline:
-            break
-    model.load_state_dict(best)
-    if tuning:
-        tuning.finish()  # adapters merged, replies re-encoded: exactly what the saved encoder gives
-    test_turns = TurnTexts(data.test, data.catalog, text_vectors, encoder)
-    test_turns.refresh()
-    scorer = model_scorer(model, data.catalog, actions, config.max_len, popularity, test_turns.vector)
-    metrics = {
-        f"test.{k}": v for k, v in evaluate_replies({"m": scorer}, reply_cases(data.test), data.catalog)["m"].items()
-    }
-    metrics.update({"valid.mrr": best_score, "best_epoch": float(best_epoch), "epochs": float(epoch)})
-    dataset = data.as_dataset()
-    manifest = training_manifest(
-        model, config, domain, encoder_name, encoder_model_id, actions, data.name, dataset.fingerprint(), metrics
-    )
-    if tuning:
-        record_tuning(manifest, config)
-    return save_model(out_dir, manifest, model.cpu(), data.catalog, popularity)
+        best_epoch, best_score, stale = 0, -1.0, 0
+        ranks.same_start(model)
+        best = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
+        optimizer = torch.optim.AdamW(parameter_groups(model, config))
+        deadline = time.monotonic() + config.time_budget_s if config.time_budget_s > 0 else math.inf
+        for epoch in range(1, config.epochs + 1):
+            ranks.seed(config.seed, epoch)
+            loss = _train_epoch(model, optimizer, examples, train_turns, tuning, config, epoch, ranks, deadline)
+            score, late = ranks.agree(validate(), float(time.monotonic() >= deadline))  # rank 0's, everywhere
+            log.info("epoch %d: loss %.4f, valid MRR %.4f", epoch, loss, score)
+            if score > best_score:
+                best_epoch, best_score, stale = epoch, score, 0
+                best = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
+            else:
+                stale += 1
+            if stale >= config.patience or late:
+                break
+        ranks.report_weights(model)
+        model.load_state_dict(best)
+
+        def save() -> Path:  # the best weights, tested and saved (by rank 0 alone)
+            if tuning:
+                tuning.finish()  # adapters merged, replies re-encoded: exactly what the saved encoder gives
+            test_turns = TurnTexts(data.test, data.catalog, text_vectors, encoder)
+            test_turns.refresh()
+            scorer = model_scorer(model, data.catalog, actions, config.max_len, popularity, test_turns.vector)
+            tested = evaluate_replies({"m": scorer}, reply_cases(data.test), data.catalog)["m"]
+            metrics = {f"test.{k}": v for k, v in tested.items()}
+            metrics.update({"valid.mrr": best_score, "best_epoch": float(best_epoch), "epochs": float(epoch)})
+            manifest = training_manifest(
+                model,
+                config,
+                domain,
+                encoder_name,
+                encoder_model_id,
+                actions,
+                data.name,
+                data.as_dataset().fingerprint(),
+                metrics,
+            )
+            if tuning:
+                record_tuning(manifest, config)
+            return save_model(out_dir, manifest, model.cpu(), data.catalog, popularity)
+
+        return ranks.from_main(save)
 
 
 def _check_config(
@@ -327,35 +340,52 @@ def _train_epoch(
     tuning: TextTuning | None,
     config: TrainConfig,
     epoch: int,
-    device: torch.device,
+    ranks: Ranks,
     deadline: float,
 ) -> float:
     """One shuffled pass, cut short at ``deadline`` (``time.monotonic``); a conversation's
-    loss is the mean ``-log p(reply)`` of its right replies."""
+    loss is the mean ``-log p(reply)`` of its right replies. ``ranks``: this process's
+    share of each batch, and the step's gradients summed over the processes."""
     model.train()
     losses = []
-    batches = _batches(examples, config, epoch)
-    for rows in tqdm(batches, desc=f"epoch {epoch}/{config.epochs}", unit="batch", disable=None, leave=False):
-        batch, right = _rows(examples.inputs, rows).to(device), examples.targets[rows].to(device)
-        texts = turns.step(examples.turn_rows[rows])
-        batch.texts = None if texts is None else texts.to(device)
-        table = None
-        if tuning:  # the replies the step uses, freshly encoded: their gradients reach the encoder
-            used = torch.cat([batch.items[batch.mask & (batch.items >= 0)], right.nonzero()[:, 1]])
-            table = model.item_vectors(texts=tuning.step_texts(used))
-        output = model(batch, table)
-        states = model.scoring_states(output.states[:, -1])
-        candidates = model.candidate_vectors() if table is None else model.scoring_items(table)
-        log_p = model.score(states, candidates, batch).log_softmax(1)
-        loss = -((log_p * right).sum(1) / right.sum(1)).mean()
-        if output.aux_loss is not None:  # e.g. a VAE head's KL term
-            loss = loss + output.aux_loss
+    parameters = [p for group in optimizer.param_groups for p in group["params"]]
+    batches = ranks.share(_batches(examples, config, epoch))
+    shown = None if ranks.main else True  # tqdm's disable: rank 0 alone shows its bar
+    for rows in tqdm(batches, desc=f"epoch {epoch}/{config.epochs}", unit="batch", disable=shown, leave=False):
+        loss = _batch_loss(model, examples, rows, turns, tuning, ranks.device)
         optimizer.zero_grad(set_to_none=True)
-        loss.backward()
+        ranks.objective(loss, len(rows)).backward()
+        step = ranks.step(parameters, len(rows), loss.item(), time.monotonic() >= deadline, 0.0)
         torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
         optimizer.step()
-        losses.append(loss.item())
-        if time.monotonic() >= deadline:
+        losses.append(step.loss)
+        if step.stop:
             log.info("time budget spent after %d steps of epoch %d", len(losses), epoch)
             break
     return float(np.mean(losses))
+
+
+def _batch_loss(
+    model: SequenceRecommender,
+    examples: Examples,
+    rows: torch.Tensor,
+    turns: TurnTexts,
+    tuning: TextTuning | None,
+    device: torch.device,
+) -> torch.Tensor:
+    """The mean loss of the conversations ``rows`` (the head's auxiliary loss included)."""
+    batch, right = _rows(examples.inputs, rows).to(device), examples.targets[rows].to(device)
+    texts = turns.step(examples.turn_rows[rows])
+    batch.texts = None if texts is None else texts.to(device)
+    table = None
+    if tuning:  # the replies the step uses, freshly encoded: their gradients reach the encoder
+        used = torch.cat([batch.items[batch.mask & (batch.items >= 0)], right.nonzero()[:, 1]])
+        table = model.item_vectors(texts=tuning.step_texts(used))
+    output = model(batch, table)
+    states = model.scoring_states(output.states[:, -1])
+    candidates = model.candidate_vectors() if table is None else model.scoring_items(table)
+    log_p = model.score(states, candidates, batch).log_softmax(1)
+    loss = -((log_p * right).sum(1) / right.sum(1)).mean()
+    if output.aux_loss is not None:  # e.g. a VAE head's KL term
+        loss = loss + output.aux_loss
+    return loss
