@@ -187,6 +187,26 @@ class ServerThread:
         await self.server.stop()
 
 
+def save_video_model(root: Path, version: str) -> Path:
+    """An untrained model of the real video domain and lstm head (random text embeddings:
+    serving catalog items needs no encoder)."""
+    registry = load_registry()
+    torch.manual_seed(0)
+    catalog = Catalog([f"m{i}" for i in range(12)], [f"movie {i}" for i in range(12)])
+    model = SequenceRecommender(registry.heads["lstm"](16, 8), torch.randn(12, 24), n_actions=2)
+    manifest = Manifest(
+        domain="video",
+        head="lstm",
+        encoder="local",
+        encoder_model_id="random",
+        dim=16,
+        max_len=8,
+        actions=["watch", "rate"],
+        version=version,
+    )
+    return save_model(root, manifest, model, catalog, torch.ones(12))
+
+
 @pytest.fixture(scope="session")
 def tiny_registry() -> Registry:
     """The tiny plugin alone: entry-point plugins are not loaded."""

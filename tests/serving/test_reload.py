@@ -16,24 +16,19 @@ from pathlib import Path
 
 import grpc
 import pytest
-import torch
 
-from conftest import ROOT, GatedHead, TinyMeanHead, build_tiny_artifact, tiny_registry_with
+from conftest import ROOT, GatedHead, TinyMeanHead, build_tiny_artifact, save_video_model, tiny_registry_with
 from temporec.contract.errors import FailedPrecondition
-from temporec.contract.registry import load_registry
-from temporec.contract.types import Catalog, Event, Query
+from temporec.contract.types import Event, Query
 from temporec.grpc.admin import load_admin_tokens
 from temporec.model.artifacts import (
     CATALOG,
     MANIFEST,
     WEIGHTS,
-    Manifest,
     _sha256,
     find_artifacts,
     load_model,
-    save_model,
 )
-from temporec.model.recommender import SequenceRecommender
 from temporec.serving.config import ConfigError, ServerConfig
 from temporec.serving.service import RecommenderService
 from temporec.v1 import admin_pb2, admin_pb2_grpc
@@ -365,26 +360,6 @@ def test_an_unusable_admin_tokens_file_is_a_configuration_error(tmp_path, conten
 
 
 # -- SIGHUP -------------------------------------------------------------------------------------
-
-
-def save_video_model(root: Path, version: str) -> Path:
-    """An untrained model of the real video domain and lstm head (random text embeddings:
-    serving catalog items needs no encoder)."""
-    registry = load_registry()
-    torch.manual_seed(0)
-    catalog = Catalog([f"m{i}" for i in range(12)], [f"movie {i}" for i in range(12)])
-    model = SequenceRecommender(registry.heads["lstm"](16, 8), torch.randn(12, 24), n_actions=2)
-    manifest = Manifest(
-        domain="video",
-        head="lstm",
-        encoder="local",
-        encoder_model_id="random",
-        dim=16,
-        max_len=8,
-        actions=["watch", "rate"],
-        version=version,
-    )
-    return save_model(root, manifest, model, catalog, torch.ones(12))
 
 
 def test_sighup_reloads_the_models_of_temporec_serve(tmp_path):

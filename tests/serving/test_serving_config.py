@@ -188,6 +188,29 @@ def test_torch_threads_of_the_server_from_environment_and_flag(tmp_path):
         torch.set_num_threads(before)
 
 
+def test_workers_from_file_environment_and_flag(tmp_path):
+    import argparse
+
+    from temporec.cli import serve
+
+    assert load_config(env={}).workers == 1  # one process, as before: the port is not shared
+    assert load_config(write(tmp_path, "workers = 2\n"), env={}).workers == 2
+    assert load_config(env={"TEMPOREC_WORKERS": "3"}).workers == 3
+    parser = argparse.ArgumentParser()
+    serve.add_parser(parser.add_subparsers())
+    config = serve.config_from_args(parser.parse_args(["serve", "--workers", "4"]), {"TEMPOREC_WORKERS": "3"})
+    assert config.workers == 4
+    with pytest.raises(ConfigError, match="workers: must be positive, got 0"):
+        load_config(env={"TEMPOREC_WORKERS": "0"})
+
+
+def test_workers_with_the_monitor_are_refused_naming_both(tmp_path):
+    path = write(tmp_path, 'workers = 2\n[monitor]\ndomain = "finance"\n')
+    with pytest.raises(ConfigError, match=r"workers: 2 with a \[monitor\] table is refused.*one process"):
+        load_config(path, env={})
+    assert load_config(path, env={}, overrides={"workers": 1}).monitor is not None
+
+
 def test_the_monitor_table_sets_the_monitor_and_its_forecast(tmp_path):
     text = '[monitor]\ndomain = "finance"\nhead = "ar"\nwindow_s = 3600\nseasons = [24, 168]\ninterval = 0.995\n'
     monitor = load_config(write(tmp_path, text), env={}).monitor

@@ -178,8 +178,8 @@ class Embeddings:
 class TemporecClient:
     """A connection to a temporec server.
 
-    ``target`` is ``host:port``. Every call takes ``timeout`` seconds at most (override
-    per call). ``secure=True`` uses TLS with the system roots unless ``credentials``
+    ``target`` is ``host:port``, or any gRPC target. Every call takes ``timeout`` seconds at
+    most (override per call). ``secure=True`` uses TLS with the system roots unless ``credentials``
     (``grpc.ChannelCredentials``, e.g. from ``tls_credentials``) are given; ``token`` is
     sent as ``authorization: Bearer <token>``; ``metadata`` (pairs, e.g. an
     ``x-request-id``) is sent with every call.
@@ -190,6 +190,12 @@ class TemporecClient:
         tls = tls_credentials("ca.pem", "client.pem", "client.key")  # mutual TLS
         with TemporecClient("recs.example.com:50051", credentials=tls, token=token) as client:
             ...
+
+    ``round_robin=True`` spreads the calls over every address of the target, one after the
+    other, and skips those that are down: replicas listed by address
+    (``"ipv4:10.0.0.1:50051,10.0.0.2:50051"``) or behind one DNS name with several
+    addresses (``"dns:///temporec-headless:50051"``). Without it, gRPC uses the first
+    address that answers (docs/operations.md#replicas-and-load-balancing).
     """
 
     def __init__(
@@ -201,8 +207,10 @@ class TemporecClient:
         metadata: Sequence[tuple[str, str]] | None = None,
         options: Sequence[tuple[str, object]] = (),
         token: str | None = None,
+        round_robin: bool = False,
     ):
-        options = [("grpc.max_receive_message_length", MAX_RESPONSE_BYTES), *options]
+        balancing = [("grpc.lb_policy_name", "round_robin")] if round_robin else []
+        options = [("grpc.max_receive_message_length", MAX_RESPONSE_BYTES), *balancing, *options]
         if secure or credentials is not None:
             self._channel = grpc.secure_channel(target, credentials or grpc.ssl_channel_credentials(), options)
         else:

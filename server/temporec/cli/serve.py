@@ -5,8 +5,10 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import functools
 import logging
 import os
+import signal
 
 from temporec.serving.config import (
     CONFIG_FILE_VARIABLE,
@@ -46,6 +48,13 @@ models: all at once, or none when any fails (see docs/operations.md).
 
 --threads sets torch's threads per server process (default 1: concurrent calls
 already keep the cores busy; 1 served 1.34-1.41x more than torch's default of 2).
+
+--workers N runs N server processes on the one port (SO_REUSEPORT), each with its
+own event loop and models: about one per core. The ready line comes once all
+serve; SIGTERM drains and SIGHUP reloads every worker; Admin.ReloadModels reloads
+them all and answers with the reload of the worker it reached; metrics_port serves
+the workers' sum. A worker that dies stops the whole server (exit status 1): its
+supervisor (systemd, Kubernetes) restarts it. Not with a [monitor] table.
 
 The models' encoders load before the health turns SERVING (--no-warm-encoders:
 on first use), and repeated out-of-catalog texts come from a cache of
@@ -149,6 +158,12 @@ def add_parser(subparsers) -> None:
         metavar="N",
         help=f"vectors of repeated out-of-catalog texts kept per encoder; 0: off (default {defaults.encoder_cache_size})",
     )
+    parser.add_argument(
+        "--workers",
+        type=int,
+        metavar="N",
+        help=f"server processes sharing the port, each with its own models (default {defaults.workers})",
+    )
     parser.add_argument("--log-level", choices=("debug", "info", "warning", "error"), help="default info")
     add_security_arguments(parser, defaults)
     parser.set_defaults(run=run)
@@ -202,6 +217,7 @@ OVERRIDES = (
     "threads",
     "warm_encoders",
     "encoder_cache_size",
+    "workers",
 )
 
 
@@ -221,19 +237,42 @@ def set_torch_threads(threads: int) -> None:
         torch.set_num_interop_threads(threads)
 
 
+def announce(address: str, models: int) -> None:
+    """The ready line, the one line ``temporec serve`` prints to stdout."""
+    print(f"temporec serving on {address} ({models} models)", flush=True)
+
+
 def run(args: argparse.Namespace) -> int:
     from temporec.grpc.interceptors import configure_logging
     from temporec.grpc.server import serve  # the gRPC stack loads only when serving
+    from temporec.grpc.workers import supervise
     from temporec.serving import build_service
 
     config = config_from_args(args)
-    if not getattr(args, "verbose", False):
+    verbose = getattr(args, "verbose", False)
+    if not verbose:
         logging.getLogger().setLevel(config.log_level.upper())
     configure_logging(config.log_format)
+    if config.workers > 1:
+        level = "debug" if verbose else config.log_level
+        return supervise(config, functools.partial(run_worker, log_level=level), announce)
     set_torch_threads(config.threads)
-
-    def announce(server) -> None:
-        print(f"temporec serving on {server.address} ({len(server.service.models)} models)", flush=True)
-
-    asyncio.run(serve(build_service(config), config, on_ready=announce))
+    ready = lambda server: announce(server.address, len(server.service.models))  # noqa: E731
+    asyncio.run(serve(build_service(config), config, on_ready=ready))
     return 0
+
+
+def run_worker(config: ServerConfig, link, log_level: str) -> None:
+    """One worker of ``--workers N``, in a process of its own: serve until SIGTERM."""
+    from temporec.grpc.interceptors import configure_logging
+    from temporec.grpc.server import serve
+    from temporec.serving import build_service
+
+    logging.basicConfig(level=log_level.upper(), format="%(message)s")  # configure_logging sets the format
+    configure_logging(config.log_format, with_pid=True)
+    set_torch_threads(config.threads)
+    link.watch_supervisor()
+    ready = lambda server: link.ready(len(server.service.models))  # noqa: E731
+    service = build_service(config)
+    stops = dict(stop_signals=(signal.SIGTERM,), interruptible=False)  # Ctrl-C reaches it through the supervisor
+    asyncio.run(serve(service, config, on_ready=ready, on_admin_reload=link.reload_others, **stops))

@@ -369,11 +369,18 @@ class RequestIdFilter(logging.Filter):
 
 
 TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s [%(request_id)s]: %(message)s"
+#: A worker of ``--workers N`` names its process: which worker logged a line.
+WORKER_TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s pid %(process)d [%(request_id)s]: %(message)s"
 
 
 class JsonFormatter(logging.Formatter):
     """One JSON object per line: time (ISO 8601, UTC), level, logger, message, request_id,
-    the access fields of access-log lines, and the traceback when there is one."""
+    the access fields of access-log lines, and the traceback when there is one; ``pid``
+    too with ``with_pid`` (a worker of ``--workers N``)."""
+
+    def __init__(self, with_pid: bool = False):
+        super().__init__()
+        self.with_pid = with_pid
 
     def format(self, record: logging.LogRecord) -> str:
         entry = {
@@ -384,16 +391,21 @@ class JsonFormatter(logging.Formatter):
             "request_id": getattr(record, "request_id", current_request_id.get()),
             **getattr(record, "access", {}),
         }
+        if self.with_pid:
+            entry["pid"] = record.process
         if record.exc_info:
             entry["exception"] = self.formatException(record.exc_info)
         return json.dumps(entry, ensure_ascii=False)
 
 
-def configure_logging(log_format: str, logger: logging.Logger | None = None) -> None:
+def configure_logging(log_format: str, logger: logging.Logger | None = None, with_pid: bool = False) -> None:
     """Format the handlers of ``logger`` (default: the root logger) as ``log_format``
-    ("text" or "json") with each record's request id."""
+    ("text" or "json") with each record's request id, and its process id ``with_pid``."""
     logger = logger or logging.getLogger()
-    formatter = JsonFormatter() if log_format == "json" else logging.Formatter(TEXT_FORMAT)
+    if log_format == "json":
+        formatter = JsonFormatter(with_pid)
+    else:
+        formatter = logging.Formatter(WORKER_TEXT_FORMAT if with_pid else TEXT_FORMAT)
     for handler in logger.handlers:
         handler.setFormatter(formatter)
         if not any(isinstance(f, RequestIdFilter) for f in handler.filters):

@@ -65,8 +65,9 @@ def build_server(
         options=[
             # Larger requests are refused by gRPC itself with RESOURCE_EXHAUSTED.
             ("grpc.max_receive_message_length", config.max_message_bytes),
-            # A second server on a taken port must fail, not silently share the traffic.
-            ("grpc.so_reuseport", 0),
+            # A second server on a taken port must fail, not silently share the traffic;
+            # only the workers of one `temporec serve --workers N` share theirs (grpc/workers.py).
+            ("grpc.so_reuseport", 1 if config.workers > 1 else 0),
         ],
     )
     recommender_pb2_grpc.add_RecommenderServicer_to_server(
@@ -87,15 +88,20 @@ def listen_address(host: str, port: int) -> str:
 
 
 class TemporecServer:
-    """One RecommenderService served over gRPC, with its health status kept current."""
+    """One RecommenderService served over gRPC, with its health status kept current.
+    ``on_admin_reload`` is called when the Admin service is asked to reload, before this
+    server reloads (a worker tells its supervisor, which reloads the other workers)."""
 
-    def __init__(self, service: RecommenderService, config: ServerConfig):
+    def __init__(
+        self, service: RecommenderService, config: ServerConfig, on_admin_reload: Callable[[], None] = lambda: None
+    ):
         self.service = service
         self.config = config
         self.health = health.aio.HealthServicer()
         self.metrics = ServerMetrics(service.domains, service.registry.heads, lambda: len(service.models))
         service.on_exposure = self.metrics.record_exposure
-        admin = AdminServicer(self.reload, load_admin_tokens(config))
+        self._on_admin_reload = on_admin_reload
+        admin = AdminServicer(self._admin_reload, load_admin_tokens(config))
         self.calls = call_pipeline(config, recorder=self.metrics)
         self.monitor = Monitor(service, config.monitor, self.metrics) if config.monitor else None
         self.server = build_server(service, config, self.health, admin, [self.calls], self.monitor)
@@ -123,6 +129,7 @@ class TemporecServer:
         await self._set_health(NOT_SERVING)
         await self.server.start()
         await self.service.start()
+        self.metrics.count_models()
         if self.monitor:
             await self.monitor.start()
         await self._set_health(SERVING)
@@ -147,8 +154,13 @@ class TemporecServer:
     async def reload(self) -> ReloadResult:
         """Reload the models (SIGHUP, Admin.ReloadModels; see RecommenderService.reload)."""
         result = await self.service.reload()
+        self.metrics.count_models()
         self.metrics.reloads.labels("ok" if result.reloaded else "failed").inc()
         return result
+
+    async def _admin_reload(self) -> ReloadResult:
+        self._on_admin_reload()
+        return await self.reload()
 
     async def _set_health(self, status) -> None:
         for name in ("", SERVICE_NAME):  # "" is the whole server
@@ -169,14 +181,22 @@ async def serve(
     service: RecommenderService,
     config: ServerConfig,
     on_ready: Callable[[TemporecServer], None] | None = None,
+    stop_signals: Sequence[signal.Signals] = (signal.SIGTERM, signal.SIGINT),
+    on_admin_reload: Callable[[], None] = lambda: None,
+    interruptible: bool = True,
 ) -> None:
-    """Serve ``service`` until SIGTERM or SIGINT, then shut down gracefully; SIGHUP
+    """Serve ``service`` until one of ``stop_signals``, then shut down gracefully; SIGHUP
     reloads the models. ``on_ready`` is called once the models are loaded. Signal
-    handlers need the main thread; elsewhere use ``TemporecServer`` directly."""
-    server = TemporecServer(service, config)
+    handlers need the main thread; elsewhere use ``TemporecServer`` directly.
+
+    A second stop signal interrupts the grace period, unless not ``interruptible``: a worker
+    of ``--workers N`` (stopped by SIGTERM alone) may get SIGTERM twice, from its supervisor
+    and from a process manager that signals the whole group (systemd), and must still drain;
+    its supervisor kills it to stop at once."""
+    server = TemporecServer(service, config, on_admin_reload)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
+    for sig in stop_signals:
         loop.add_signal_handler(sig, stop.set)
     reloads: set[asyncio.Task] = set()  # running reloads, kept from the garbage collector
 
@@ -196,7 +216,9 @@ async def serve(
             on_ready(server)
         await stop.wait()
     finally:
-        for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+        for sig in (*stop_signals, signal.SIGHUP):
             loop.remove_signal_handler(sig)  # a second Ctrl-C interrupts the grace period
+            if not interruptible and sig in stop_signals:
+                signal.signal(sig, signal.SIG_IGN)
         log.info("shutting down: in-flight calls have %ss to finish", config.grace_seconds)
         await server.stop()

@@ -24,6 +24,7 @@ Example ``temporec.toml``::
     warm_encoders = true         # load the models' encoders before SERVING (docs/encoders.md)
     encoder_cache_size = 10000   # vectors of repeated out-of-catalog texts kept per encoder; 0: off
     log_level = "info"
+    workers = 1                  # server processes sharing the port (docs/operations.md)
 
     [encoders.local]             # keyword options of the encoder named "local"
     batch_size = 32
@@ -122,6 +123,8 @@ class ServerConfig:
     # Vectors of out-of-catalog texts kept per encoder instance (LRU), so a repeated text
     # is not encoded again; 0: no cache. 10,000 MiniLM vectors are about 15 MB.
     encoder_cache_size: int = 10_000
+    # Server processes sharing the port (docs/operations.md#workers); 1: this process alone.
+    workers: int = 1
     experiments: dict[str, Experiment] = field(default_factory=dict)  # [experiments.NAME]
     monitor: MonitorSettings | None = None  # [monitor]; None: the server monitors no texts
 
@@ -228,6 +231,13 @@ def validate(config: ServerConfig) -> None:
         raise ConfigError(f"store_retention_days: must not be negative (0: keep), got {config.store_retention_days}")
     if config.threads < 1:
         raise ConfigError(f"threads: must be positive, got {config.threads}")
+    if config.workers < 1:
+        raise ConfigError(f"workers: must be positive, got {config.workers}")
+    if config.workers > 1 and config.monitor is not None:
+        raise ConfigError(
+            f"workers: {config.workers} with a [monitor] table is refused: the monitor keeps its topics' windows "
+            "in one process; serve the monitor with workers = 1 (docs/operations.md#workers)"
+        )
     if config.encoder_cache_size < 0:
         raise ConfigError(f"encoder_cache_size: must not be negative (0: no cache), got {config.encoder_cache_size}")
     for name in LIMITS:

@@ -7,11 +7,18 @@ call's method, domain, head and status code come from the request, the response 
 call's outcome, and the stage timings from the response's ``timings``. ``serve_http``
 exposes the registry for Prometheus to scrape.
 
+With ``temporec serve --workers N`` each worker process writes its metrics to files in
+the directory named by ``PROMETHEUS_MULTIPROC_DIR`` (Prometheus's multiprocess mode),
+and the supervisor serves their sum once (``aggregated_registry``): counters and
+histograms add up, ``temporec_models_loaded`` has one sample per live worker (label
+``pid``), and there are no ``process_*`` metrics (the mode has no per-process collectors).
+
     temporec_requests_total{method,domain,head,code}   calls answered, by gRPC status code
     temporec_request_seconds{method}                    call latency, as the server sees it
     temporec_stage_seconds{stage,domain,head}           Recommend's stages: encode, rules,
                                                         head, score
-    temporec_models_loaded                              models being served
+    temporec_models_loaded                              models being served (by pid with
+                                                        workers)
     temporec_reloads_total{result}                      model reloads: ok, failed
     temporec_experiment_exposures_total{experiment,arm} answers of an A/B experiment's arms
                                                         logged in the store (docs/realtime.md)
@@ -33,6 +40,7 @@ from prometheus_client import (
     Gauge,
     Histogram,
     ProcessCollector,
+    multiprocess,
     start_http_server,
 )
 
@@ -43,6 +51,8 @@ BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2
 OTHER = "other"  # the label value of a domain or head that is not installed
 #: Process-wide metrics (``temporec.triton.metrics``), included in every server's exposition.
 PROCESS_REGISTRY = CollectorRegistry()
+#: Set in a worker's environment before it starts: the directory its metrics are written to.
+MULTIPROCESS_VARIABLE = "PROMETHEUS_MULTIPROC_DIR"
 
 
 class _Include:
@@ -57,7 +67,8 @@ class _Include:
 
 class ServerMetrics:
     """One server's metrics. ``domains`` and ``heads`` are the installed names (label
-    values); ``models_loaded`` returns the number of models served, read at each scrape."""
+    values); ``models_loaded`` returns the number of models served, read by
+    ``count_models`` after each load."""
 
     def __init__(self, domains: Iterable[str], heads: Iterable[str], models_loaded: Callable[[], int]):
         self.domains = frozenset(domains)
@@ -85,8 +96,11 @@ class ServerMetrics:
             buckets=BUCKETS,
             registry=self.registry,
         )
-        self.models_loaded = Gauge("temporec_models_loaded", "Models being served.", registry=self.registry)
-        self.models_loaded.set_function(models_loaded)
+        # Set after each load, not read at each scrape: the multiprocess mode stores values only.
+        self.models_loaded = Gauge(
+            "temporec_models_loaded", "Models being served.", registry=self.registry, multiprocess_mode="liveall"
+        )
+        self._count_models = models_loaded
         self.reloads = Counter(
             "temporec_reloads",
             "Model reloads (SIGHUP or Admin.ReloadModels), by result: ok or failed.",
@@ -112,6 +126,10 @@ class ServerMetrics:
             registry=self.registry,
         )
         self._http = None
+
+    def count_models(self) -> None:
+        """Update ``temporec_models_loaded``; called once the models are loaded or reloaded."""
+        self.models_loaded.set(self._count_models())
 
     def record_monitored(self, labels: Mapping[str, int]) -> None:
         """Count stored texts per label (the model's classes, never a client's strings)."""
@@ -143,17 +161,38 @@ class ServerMetrics:
     def serve_http(self, host: str, port: int) -> int:
         """Expose the metrics at ``http://host:port/metrics`` from a background thread;
         returns the port."""
-        try:
-            self._http, _ = start_http_server(port, host, registry=self.registry)
-        except OSError as exc:
-            raise FailedPrecondition(
-                f"metrics_port: cannot serve metrics on {host}:{port}: {exc.strerror or exc}"
-            ) from exc
+        self._http = serve_registry(self.registry, host, port)
         return self._http.server_port
 
     def close(self) -> None:
         """Stop the HTTP endpoint, if it runs."""
         if self._http is not None:
-            self._http.shutdown()
-            self._http.server_close()
+            stop_serving(self._http)
             self._http = None
+
+
+def serve_registry(registry: CollectorRegistry, host: str, port: int):
+    """Serve ``registry`` at ``http://host:port/metrics`` from a background thread; returns
+    the HTTP server (its ``server_port`` is the bound port)."""
+    try:
+        server, _ = start_http_server(port, host, registry=registry)
+    except OSError as exc:
+        raise FailedPrecondition(f"metrics_port: cannot serve metrics on {host}:{port}: {exc.strerror or exc}") from exc
+    return server
+
+
+def stop_serving(server) -> None:
+    server.shutdown()
+    server.server_close()
+
+
+def aggregated_registry(directory: str) -> CollectorRegistry:
+    """A registry of the sum of every worker's metrics written to ``directory``."""
+    registry = CollectorRegistry()
+    multiprocess.MultiProcessCollector(registry, path=directory)
+    return registry
+
+
+def forget_worker(pid: int, directory: str) -> None:
+    """Drop an ended worker's live gauges (``temporec_models_loaded``) from the sum."""
+    multiprocess.mark_process_dead(pid, directory)
