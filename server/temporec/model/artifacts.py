@@ -1,7 +1,8 @@
 """Model artifacts: one directory per trained model.
 
     manifest.json     what the model is: domain, head, encoder, data fingerprint, metrics,
-                      and the sha256 of every other file
+                      and the sha256 of every other file (verified at load; hashed once
+                      per file version, see ``temporec.model.checksums``)
     model.safetensors the weights (with the frozen item text embeddings) and item popularity
     catalog.jsonl     the items the model scores: {"item_id", "text", features...} per line
 
@@ -12,7 +13,6 @@ a server loads from.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import os
@@ -26,6 +26,7 @@ from safetensors.torch import load_file, save_file
 from temporec.contract.errors import FailedPrecondition
 from temporec.contract.types import Catalog
 from temporec.files import replaced_atomically
+from temporec.model.checksums import Checksums, sha256
 from temporec.model.recommender import SequenceRecommender
 
 FORMAT = 1
@@ -34,6 +35,7 @@ ENCODER_DIR = "encoder"  # a tuned language model, a Hugging Face model director
 TUNED = "text_encoder."  # its weights' prefix in the training model, saved in ENCODER_DIR instead
 
 log = logging.getLogger(__name__)
+_sha256 = sha256  # the name this module had for it
 
 
 @dataclass
@@ -98,14 +100,6 @@ class LoadedModel:
         return self.manifest.version
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def _write_catalog(path: Path, catalog: Catalog) -> None:
     with open(path, "w", encoding="utf-8") as f:
         for i, (item, text) in enumerate(zip(catalog.item_ids, catalog.texts)):
@@ -152,7 +146,7 @@ def save_model(
             names += sorted(
                 p.relative_to(staging).as_posix() for p in (staging / ENCODER_DIR).rglob("*") if p.is_file()
             )
-        manifest.files = {name: _sha256(staging / name) for name in names}
+        manifest.files = {name: sha256(staging / name) for name in names}
         (staging / MANIFEST).write_text(json.dumps(asdict(manifest), indent=2) + "\n")
     return final
 
@@ -190,9 +184,11 @@ def check_files(path: Path, manifest: Manifest, required: tuple[str, ...] = (), 
     unlisted = sorted(set(required) - set(manifest.files))
     if unlisted:
         raise FailedPrecondition(f"{path}: {MANIFEST} lists no checksum for {', '.join(unlisted)}")
+    checksums = Checksums(path)
     for name, expected in manifest.files.items():
-        if name.startswith(under) and (not (path / name).is_file() or _sha256(path / name) != expected):
+        if name.startswith(under) and (not (path / name).is_file() or checksums.sha256(name) != expected):
             raise FailedPrecondition(f"{path}: {name} is missing or does not match its checksum")
+    checksums.save()
 
 
 def _build(path: Path, manifest: Manifest, head_class: type) -> LoadedModel:
