@@ -64,6 +64,9 @@ COLD_SHARE, TEXT_SHARE = 0.05, 0.05  # of the requests: cold starts, and with an
 REQUEST_TIMEOUT = 30.0  # seconds; a request that takes longer counts as DEADLINE_EXCEEDED
 MEMORY_NOISE = 0.05  # RSS growth below this share of the warm RSS counts as noise
 MEMORY_INTERVAL = 15.0  # seconds between samples of the server's memory during the load
+#: A channel option: its own TCP connection (grpc otherwise shares one between a process's
+#: channels to one target), so that --workers spreads the channels over its processes.
+OWN_CONNECTION = ("grpc.use_local_subchannel_pool", 1)
 
 
 @dataclass
@@ -234,14 +237,16 @@ async def run_load(
     seconds: float,
     limit: int,
     watch: Callable[[], None] = lambda: None,
+    own_connections: bool = False,
 ) -> Tally:
     """``settings.clients`` clients send ``requests`` (in random order) until ``seconds``
     have passed or ``limit`` requests were sent; ``watch`` is called every
-    ``MEMORY_INTERVAL`` seconds meanwhile."""
+    ``MEMORY_INTERVAL`` seconds meanwhile. ``own_connections``: a TCP connection per channel."""
     from temporec.v1 import recommender_pb2_grpc
 
     tally = Tally()
-    channels = [grpc.aio.insecure_channel(target) for _ in range(settings.channels)]
+    options = [OWN_CONNECTION] if own_connections else []
+    channels = [grpc.aio.insecure_channel(target, options) for _ in range(settings.channels)]
     stubs = [recommender_pb2_grpc.RecommenderStub(channel) for channel in channels]
     budget = limit
     started = time.monotonic()

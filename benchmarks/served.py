@@ -3,6 +3,8 @@
     .venv/bin/python benchmarks/served.py           # about 8 minutes: writes the "served"
                                                     # section of benchmarks/RESULTS.md
     .venv/bin/python benchmarks/served.py --quick   # a smoke test: printed only
+    .venv/bin/python benchmarks/served.py --workers 2   # about 8 minutes: one worker against
+                                                    # two, the "workers" section
 
 Trains `video` models (`lstm` and `ar`) on the first ``--users`` users of MovieLens-1M (the
 synthetic set of scripts/serve_test_model.py without ../shared), then for each head and
@@ -16,6 +18,11 @@ starts), as in the issue's measurements. Both processes run torch with
 ``--threads`` intra-op threads (OMP_NUM_THREADS). The load generator shares the 2 cores
 with the server, as any loopback benchmark on this machine does: its CPU is in the served
 numbers, not in the in-process ones.
+
+With ``--workers N`` the run compares ``temporec serve`` with one worker and with N
+(``--workers N``: N processes on one port) instead, alternately, for ``lstm`` at 8 and 32
+clients, each client on its own TCP connection: the kernel spreads connections, not calls,
+over the workers. The machine's load average before and after goes into the section.
 """
 
 from __future__ import annotations
@@ -40,6 +47,7 @@ from load import REQUEST_TIMEOUT, RESULTS, Server, Settings, build_requests, run
 HEADS = ("lstm", "ar")
 CLIENTS = (1, 8, 32)
 GOAL = 0.8  # served / in-process, the issue's goal at every client count
+WORKERS_GOAL = 1.5  # N workers / one worker on N cores (issue 17)
 
 
 @dataclasses.dataclass
@@ -55,6 +63,9 @@ class Plan:
 
 
 QUICK = Plan(users=200, seconds=3.0, warmup=1.0, repeats=1, clients=(1, 8), heads=("lstm",))
+#: --workers: one client can use one worker only, so from 8 clients.
+WORKERS = dataclasses.replace(Plan(), clients=(8, 32), heads=("lstm",))
+WORKERS_QUICK = dataclasses.replace(QUICK, clients=(8,))
 
 
 def catalog_only(requests: list, head: str) -> list:
@@ -147,6 +158,28 @@ def served_rates(models: Path, requests: list, clients: int, plan: Plan, env: di
         server.stop()
 
 
+def served_by_clients(models: Path, requests: list, plan: Plan, env: dict, workers: int) -> dict[int, tuple]:
+    """(requests/s, cores the load generator used) at each of ``plan.clients`` against one
+    ``temporec serve --workers workers``, each client on its own connection."""
+    os.environ["OMP_NUM_THREADS"] = env["OMP_NUM_THREADS"]
+    server = Server(models, "--workers", str(workers), "--threads", str(plan.threads))
+    try:
+        rates = {}
+        for clients in plan.clients:
+            settings = dataclasses.replace(Settings(), clients=clients, channels=clients)
+            for seconds in (plan.warmup, plan.seconds):
+                cpu = time.process_time()
+                tally = asyncio.run(
+                    run_load(server.target, requests, settings, seconds, limit=sys.maxsize, own_connections=True)
+                )
+                if tally.errors:
+                    raise SystemExit(f"{tally.errors} served requests failed: {dict(tally.codes)}")
+            rates[clients] = (tally.requests / tally.seconds, (time.process_time() - cpu) / tally.seconds)
+        return rates
+    finally:
+        server.stop()
+
+
 # -- the run and its report -------------------------------------------------------------------
 
 
@@ -175,6 +208,60 @@ def measure(workdir: Path, plan: Plan) -> tuple[str, list[dict]]:
                 )
             rows.append({"head": head, "clients": clients, "inside": inside, "served": served})
     return described, rows
+
+
+def measure_workers(workdir: Path, plan: Plan, workers: int) -> tuple[str, list[dict]]:
+    """One worker against ``workers``, alternately, ``plan.repeats`` times per head."""
+    data = workdir / "data"
+    described = write_data(data, plan.users)
+    settings = dataclasses.replace(Settings(), epochs=plan.epochs)
+    for head in plan.heads:
+        train(data, workdir / "models", settings, head)
+    all_requests = build_requests(data, settings)
+    unset = ("TEMPOREC_PLUGINS", "TEMPOREC_CONFIG")
+    env = {**{k: v for k, v in os.environ.items() if k not in unset}, "OMP_NUM_THREADS": str(plan.threads)}
+    rows = []
+    for head in plan.heads:
+        requests = catalog_only(list(all_requests), head)
+        one = {clients: [] for clients in plan.clients}
+        many = {clients: [] for clients in plan.clients}
+        for _ in range(plan.repeats):
+            for count, rates in ((1, one), (workers, many)):
+                for clients, (rate, cores) in served_by_clients(workdir / "models", requests, plan, env, count).items():
+                    rates[clients].append((rate, cores))
+                    print(f"{head} {clients} clients, {count} worker(s): {rate:.0f}/s", file=sys.stderr)
+        rows += [{"head": head, "clients": c, "one": one[c], "many": many[c]} for c in plan.clients]
+    return described, rows
+
+
+def report_workers(plan: Plan, workers: int, described: str, rows: list[dict], loads: tuple[str, str]) -> str:
+    lines = [
+        f"Models: `video`, {plan.epochs} epoch(s) on {described}; catalog-only requests (real histories,",
+        f"at most 50 events, k = 10). `temporec serve` with 1 worker and with `--workers {workers}`, alternately,",
+        f"{plan.repeats} time(s), {plan.seconds:g} s after {plan.warmup:g} s of warm-up at each client count; every",
+        f"client on its own TCP connection; torch threads {plan.threads} per process. The median of the repetitions is",
+        "shown, the range in brackets. The load generator shares the cores with the server: its own CPU,",
+        f"in cores, is the last column (with {workers} workers).",
+        "",
+        f"Load average (1, 5, 15 min) before: {loads[0]}; after: {loads[1]}.",
+        "",
+        f"| head | clients | 1 worker req/s | {workers} workers req/s | {workers} / 1 | goal >= {WORKERS_GOAL} | load generator |",
+        "| --- | ---: | ---: | ---: | ---: | --- | ---: |",
+    ]
+    for row in rows:
+        one, many = ([rate for rate, _ in row[side]] for side in ("one", "many"))
+        ratio = statistics.median(many) / statistics.median(one)
+        cores = statistics.median(cores for _, cores in row["many"])
+        lines.append(
+            f"| {row['head']} | {row['clients']} | {statistics.median(one):,.0f} {spread(one)} | "
+            f"{statistics.median(many):,.0f} {spread(many)} | {ratio:.2f} | "
+            f"{'met' if ratio >= WORKERS_GOAL else 'not met'} | {cores:.2f} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def load_average() -> str:
+    return ", ".join(f"{value:.2f}" for value in os.getloadavg())
 
 
 def report(plan: Plan, described: str, rows: list[dict]) -> str:
@@ -212,22 +299,35 @@ def main() -> int:
     parser.add_argument("--seconds", type=float, help=f"per measurement (default {Plan.seconds:g})")
     parser.add_argument("--repeats", type=int, help=f"alternating repetitions (default {Plan.repeats})")
     parser.add_argument("--threads", type=int, help=f"torch threads in both processes (default {Plan.threads})")
+    parser.add_argument(
+        "--workers", type=int, metavar="N", help="compare 1 worker with N instead (the workers section)"
+    )
     parser.add_argument("--out", type=Path, default=RESULTS, help="results file (not with --quick)")
     args = parser.parse_args()
-    plan = QUICK if args.quick else Plan()
+    if args.workers:
+        plan = WORKERS_QUICK if args.quick else WORKERS
+    else:
+        plan = QUICK if args.quick else Plan()
     plan = dataclasses.replace(
         plan, **{k: v for k, v in vars(args).items() if k in ("seconds", "repeats", "threads") and v is not None}
     )
     started = time.monotonic()
+    before = load_average()
     workdir = Path(tempfile.mkdtemp(prefix="temporec-served-"))
     try:
-        described, rows = measure(workdir, plan)
+        if args.workers:
+            described, rows = measure_workers(workdir, plan, args.workers)
+        else:
+            described, rows = measure(workdir, plan)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
-    body = report(plan, described, rows)
+    if args.workers:
+        body, section = report_workers(plan, args.workers, described, rows, (before, load_average())), "workers"
+    else:
+        body, section = report(plan, described, rows), "served"
     print(body)
     if not args.quick:
-        results_file.record(args.out, "served", "served.py", None, started, body)
+        results_file.record(args.out, section, "served.py", None, started, body)
     return 0
 
 
