@@ -3,7 +3,10 @@
     manifest.json     what the model is: domain, head, encoder, data fingerprint, metrics,
                       and the sha256 of every other file (verified at load; hashed once
                       per file version, see ``temporec.model.checksums``)
-    model.safetensors the weights (with the frozen item text embeddings) and item popularity
+    model.safetensors the weights (with the frozen item text embeddings) and item popularity;
+                      in a compact artifact (format 2, ``compact_artifact``) the catalog's
+                      item vectors as one table (float16 by default) in place of the text
+                      embeddings, id embeddings and feature values they are computed from
     catalog.jsonl     the items the model scores: {"item_id", "text", features...} per line
 
 No pickles: loading an artifact runs no code from it. Writing is atomic (a temporary
@@ -17,19 +20,21 @@ import json
 import logging
 import os
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import torch
 from safetensors.torch import load_file, save_file
 
-from temporec.contract.errors import FailedPrecondition
+from temporec.contract.errors import FailedPrecondition, InvalidArgument
 from temporec.contract.types import Catalog
 from temporec.files import replaced_atomically
 from temporec.model.checksums import Checksums, sha256
 from temporec.model.recommender import SequenceRecommender
 
-FORMAT = 1
+FORMAT = 1  # what save_model writes for a full artifact
+COMPACT_FORMAT = 2  # an artifact whose item vectors are a fixed table (Manifest.item_table)
+READABLE_FORMATS = (FORMAT, COMPACT_FORMAT)
 MANIFEST, WEIGHTS, CATALOG = "manifest.json", "model.safetensors", "catalog.jsonl"
 ENCODER_DIR = "encoder"  # a tuned language model, a Hugging Face model directory
 TUNED = "text_encoder."  # its weights' prefix in the training model, saved in ENCODER_DIR instead
@@ -70,6 +75,9 @@ class Manifest:
     created: str = ""
     format: int = FORMAT
     files: dict[str, str] = field(default_factory=dict)  # name -> sha256
+    # A compact artifact: the item vectors' table ("dtype") and the text embeddings' width
+    # ("text_dim", for the projection of texts outside the catalog). Empty: a full artifact.
+    item_table: dict = field(default_factory=dict)
 
     @property
     def key(self) -> tuple[str, str, str]:
@@ -133,6 +141,10 @@ def save_model(
     manifest.version = (
         manifest.version or f"{time.strftime('%Y%m%d%H%M%S', time.gmtime())}-{manifest.data_fingerprint[:8]}"
     )
+    if model.frozen_items:
+        dtype = str(model.item_table.dtype).removeprefix("torch.")
+        manifest.item_table = {"dtype": dtype, "text_dim": model.text_dim}
+        manifest.format = COMPACT_FORMAT
     final = root / f"{manifest.domain}-{manifest.head}-{manifest.version}"
     with replaced_atomically(final, directory=True) as staging:
         state = model.state_dict()
@@ -155,8 +167,10 @@ def read_manifest(path: str | os.PathLike) -> Manifest:
     path = Path(path)
     try:
         data = json.loads((path / MANIFEST).read_text())
-        if data.get("format") != FORMAT:
-            raise FailedPrecondition(f"{path}: artifact format {data.get('format')!r}, this server reads {FORMAT}")
+        if data.get("format") not in READABLE_FORMATS:
+            raise FailedPrecondition(
+                f"{path}: artifact format {data.get('format')!r}, this server reads {', '.join(map(str, READABLE_FORMATS))}"
+            )
         return Manifest(**data)
     except (OSError, ValueError, TypeError) as exc:
         raise FailedPrecondition(f"{path}: unreadable manifest: {exc}") from exc
@@ -195,15 +209,19 @@ def _build(path: Path, manifest: Manifest, head_class: type) -> LoadedModel:
     """The model an artifact describes, from files whose checksums were verified."""
     tensors = load_file(path / WEIGHTS)
     state = {k[len("model.") :]: v for k, v in tensors.items() if k.startswith("model.")}
+    table = manifest.item_table
     head = head_class(manifest.dim, manifest.max_len, **manifest.head_options)
     model = SequenceRecommender(
         head,
-        state["text_embeddings"],
+        torch.zeros(1, table["text_dim"]) if table else state["text_embeddings"],
         n_actions=len(manifest.actions),
         use_text=manifest.use_text,
         use_ids=manifest.use_ids,
         dropout=manifest.dropout,
-        item_features={name: state[f"item_features.{name}.values"] for name in manifest.item_features},
+        item_features={
+            name: torch.zeros(1, dtype=torch.long) if table else state[f"item_features.{name}.values"]
+            for name in manifest.item_features
+        },
         similarity=manifest.similarity,
         temperature=manifest.temperature,
         text_projection=manifest.text_projection,
@@ -211,6 +229,8 @@ def _build(path: Path, manifest: Manifest, head_class: type) -> LoadedModel:
         scale_ids=manifest.scale_ids,
         repeat_aware=manifest.repeat_aware,
     )
+    if table:
+        model.freeze_items(state["item_table"], getattr(torch, table["dtype"]))
     model.load_state_dict(state)
     model.eval()
     catalog, popularity = _read_catalog(path / CATALOG), tensors["popularity"]
@@ -219,6 +239,29 @@ def _build(path: Path, manifest: Manifest, head_class: type) -> LoadedModel:
             f"{path}: {CATALOG} has {len(catalog)} items, the weights {model.n_items}, the popularity {len(popularity)}"
         )
     return LoadedModel(manifest, model, catalog, popularity, path)
+
+
+def compact_artifact(
+    path: str | os.PathLike, root: str | os.PathLike, heads: dict[str, type], dtype: str = "float16"
+) -> Path:
+    """Save the artifact at ``path`` again under ``root``, compact: its catalog's item
+    vectors as one ``dtype`` table, computed now, in place of the text embeddings, id
+    embeddings and feature values (``SequenceRecommender.freeze_items``). For serving: a
+    million-item catalog's artifact shrinks from gigabytes to its (n_items, dim) table and
+    starts without computing the vectors. Its version is the original's plus "-compact"
+    (so it is the newer of the two); ``temporec eval`` reads the full one."""
+    loaded = load_model(path, heads)
+    manifest = loaded.manifest
+    if manifest.tuned_encoder:
+        raise FailedPrecondition(f"{path}: a model that tuned its language model cannot be compacted yet")
+    if dtype not in ("float16", "bfloat16", "float32"):
+        raise InvalidArgument(f"dtype: {dtype!r}; allowed: float16, bfloat16, float32")
+    try:
+        loaded.model.freeze_items(dtype=getattr(torch, dtype))
+    except ValueError as exc:
+        raise FailedPrecondition(f"{path}: {exc}") from exc
+    compact = replace(manifest, version=f"{manifest.version}-compact", files={})
+    return save_model(root, compact, loaded.model, loaded.catalog, loaded.popularity)
 
 
 def find_artifacts(root: str | os.PathLike) -> list[Path]:

@@ -142,6 +142,7 @@ class SequenceRecommender(nn.Module):
         self.similarity, self.temperature = similarity, float(temperature)
         self.text_projection, self.adaptor_experts = text_projection, adaptor_experts
         n_items, text_dim = text_embeddings.shape
+        self.text_dim = text_dim  # the width of the texts the projection reads
         dim = head.dim
         self.head = head
         self.use_text, self.use_ids = use_text, use_ids
@@ -178,11 +179,33 @@ class SequenceRecommender(nn.Module):
 
     @property
     def n_items(self) -> int:
-        return self.text_embeddings.shape[0]
+        return (self.item_table if self.frozen_items else self.text_embeddings).shape[0]
+
+    @property
+    def frozen_items(self) -> bool:
+        """Whether the item vectors are a fixed table (``freeze_items``)."""
+        return "item_table" in self._buffers
+
+    def freeze_items(self, table: torch.Tensor | None = None, dtype: torch.dtype = torch.float16) -> None:
+        """Keep the catalog's item vectors as one fixed (n_items, dim) table of ``dtype``
+        (``table``, or the vectors computed now) in place of what they are computed from:
+        the text embeddings, the id embeddings and the feature values, the bulk of a large
+        catalog's model. What serving needs and no more (a compact artifact); texts outside
+        the catalog still go through the text projection. Not for training."""
+        if self.scale_ids and self.item_ids is not None:
+            raise ValueError("scale_ids: the events read the id embeddings apart from the item vectors; keep them")
+        with torch.no_grad():
+            table = self.item_vectors() if table is None else table
+        del self.text_embeddings
+        self.item_ids = None
+        self.item_features = nn.ModuleDict()
+        self.register_buffer("item_table", table.detach().to(dtype).contiguous())
 
     def item_vectors(self, index: torch.Tensor | None = None, texts: torch.Tensor | None = None) -> torch.Tensor:
         """Vectors of catalog items ``index`` (all items when None): (..., dim). ``texts``:
         the catalog's text embeddings to use instead of the stored ones (a tuning step's)."""
+        if self.frozen_items:
+            return (self.item_table if index is None else self.item_table[index]).float()
         parts = []
         if self.use_text:
             table = self.text_embeddings if texts is None else texts
