@@ -7,6 +7,7 @@ import json
 import pytest
 import torch
 
+from conftest import run_command
 from temporec import Domain, Head, HeadOutput, hookimpl
 from temporec.contract.errors import FailedPrecondition
 from temporec.contract.registry import load_registry
@@ -61,15 +62,15 @@ HEADS = {"last": LastHead}
 CATALOG = Catalog([f"i{j}" for j in range(N_ITEMS)], [f"item {j}" for j in range(N_ITEMS)])
 
 
-def full_artifact(root, **options):
+def full_artifact(root, head=LastHead, **options):
     """A model with text, ids and a categorical feature, its id embeddings not zero."""
     torch.manual_seed(0)
     text = torch.nn.functional.normalize(torch.randn(N_ITEMS, TEXT_DIM), dim=1)
     features = {"shelf": torch.arange(N_ITEMS) % 5}
-    model = SequenceRecommender(LastHead(DIM, 20), text, n_actions=2, item_features=features, **options)
+    model = SequenceRecommender(head(DIM, 20), text, n_actions=2, item_features=features, **options)
     torch.nn.init.normal_(model.item_ids.weight, std=0.1)
     manifest = Manifest(
-        "shelf", "last", "none", "random", DIM, 20, ["view", "buy"], item_features=["shelf"], data_fingerprint="f"
+        "shelf", head.name, "none", "random", DIM, 20, ["view", "buy"], item_features=["shelf"], data_fingerprint="f"
     )
     manifest.scale_ids = options.get("scale_ids", False)
     return save_model(root, manifest, model, CATALOG, torch.rand(N_ITEMS))
@@ -124,3 +125,15 @@ def test_a_model_whose_events_read_the_ids_apart_is_not_compacted(tmp_path):
     path = full_artifact(tmp_path / "full", scale_ids=True)
     with pytest.raises(FailedPrecondition, match="scale_ids"):
         compact_artifact(path, tmp_path / "compact", HEADS)
+
+
+def test_the_compact_command_writes_the_copy_beside_the_artifact(tmp_path, capsys):
+    from temporec.cli import compact
+
+    heads = load_registry().heads  # as the command finds them
+    full = full_artifact(tmp_path, heads["lstm"])
+    path = compact_artifact(full, tmp_path / "by-function", heads, "bfloat16")
+    assert run_command(compact, ["compact", "--model", str(full), "--dtype", "bfloat16"]) == 0
+    written = tmp_path / capsys.readouterr().out.strip()
+    assert written.parent == tmp_path and written.name == path.name
+    assert (written / WEIGHTS).read_bytes() == (path / WEIGHTS).read_bytes()

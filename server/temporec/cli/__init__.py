@@ -8,10 +8,10 @@ import logging
 import sys
 
 from temporec import __version__
-from temporec.cli import demo, evaluate, experiments, export_triton, monitor, plugins, serve, train
+from temporec.cli import compact, demo, evaluate, experiments, export_triton, monitor, plugins, serve, train
 from temporec.contract.errors import TemporecError
 
-COMMANDS = (serve, train, evaluate, plugins, demo, export_triton, experiments, monitor)
+COMMANDS = (serve, train, evaluate, plugins, demo, export_triton, experiments, monitor, compact)
 
 
 def build_parser() -> argparse.ArgumentParser:
