@@ -13,6 +13,7 @@ from temporec.contract.errors import FailedPrecondition
 from temporec.contract.registry import load_registry
 from temporec.contract.types import Catalog, Event, Query
 from temporec.model.artifacts import (
+    CATALOG_COLUMNS,
     COMPACT_FORMAT,
     FORMAT,
     MANIFEST,
@@ -100,6 +101,7 @@ def test_a_float16_table_is_a_fraction_of_the_weights_and_keeps_the_top_ten(tmp_
     full = load_model(full_artifact(tmp_path / "full"), HEADS)
     compact = load_model(compact_artifact(full.path, tmp_path / "compact", HEADS), HEADS)
     assert (compact.path / WEIGHTS).stat().st_size < 0.25 * (full.path / WEIGHTS).stat().st_size
+    assert (compact.path / CATALOG_COLUMNS).is_file() and not (compact.path / "catalog.jsonl").exists()
     assert json.loads((compact.path / MANIFEST).read_text())["item_table"] == {"dtype": "float16", "text_dim": TEXT_DIM}
     found = [len(set(a) & set(b)) for a, b in zip(top(compact, HISTORIES), top(full, HISTORIES))]
     assert sum(found) / (10 * len(HISTORIES)) >= 0.95

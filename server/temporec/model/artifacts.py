@@ -7,7 +7,9 @@
                       in a compact artifact (format 2, ``compact_artifact``) the catalog's
                       item vectors as one table (float16 by default) in place of the text
                       embeddings, id embeddings and feature values they are computed from
-    catalog.jsonl     the items the model scores: {"item_id", "text", features...} per line
+    catalog.jsonl     the items the model scores: {"item_id", "text", features...} per line;
+    catalog.json      in a compact artifact instead: {"item_ids": [...], "texts": [...],
+                      "features": {name: [...]}}, columns that parse several times faster
 
 No pickles: loading an artifact runs no code from it. Writing is atomic (a temporary
 directory renamed into place), so a killed training run never leaves half a model where
@@ -36,6 +38,7 @@ FORMAT = 1  # what save_model writes for a full artifact
 COMPACT_FORMAT = 2  # an artifact whose item vectors are a fixed table (Manifest.item_table)
 READABLE_FORMATS = (FORMAT, COMPACT_FORMAT)
 MANIFEST, WEIGHTS, CATALOG = "manifest.json", "model.safetensors", "catalog.jsonl"
+CATALOG_COLUMNS = "catalog.json"  # a compact artifact's catalog
 ENCODER_DIR = "encoder"  # a tuned language model, a Hugging Face model directory
 TUNED = "text_encoder."  # its weights' prefix in the training model, saved in ENCODER_DIR instead
 
@@ -116,6 +119,20 @@ def _write_catalog(path: Path, catalog: Catalog) -> None:
             f.write(json.dumps(row, ensure_ascii=False) + "\n")
 
 
+def _write_catalog_columns(path: Path, catalog: Catalog) -> None:
+    columns = {"item_ids": catalog.item_ids, "texts": catalog.texts, "features": catalog.features}
+    path.write_text(json.dumps(columns, ensure_ascii=False), encoding="utf-8")
+
+
+def _read_catalog_columns(path: Path) -> Catalog:
+    columns = json.loads(path.read_text(encoding="utf-8"))
+    return Catalog(columns["item_ids"], columns["texts"], columns["features"])
+
+
+def _catalog_file(manifest: Manifest) -> str:
+    return CATALOG_COLUMNS if manifest.item_table else CATALOG
+
+
 def _read_catalog(path: Path) -> Catalog:
     ids, texts, features = [], [], {}
     with open(path, encoding="utf-8") as f:
@@ -151,8 +168,9 @@ def save_model(
         tensors = {f"model.{k}": v.detach().cpu().contiguous() for k, v in state.items() if not k.startswith(TUNED)}
         tensors["popularity"] = popularity.float().cpu().contiguous()
         save_file(tensors, staging / WEIGHTS)
-        _write_catalog(staging / CATALOG, catalog)
-        names = [WEIGHTS, CATALOG]
+        write = _write_catalog_columns if manifest.item_table else _write_catalog
+        write(staging / _catalog_file(manifest), catalog)
+        names = [WEIGHTS, _catalog_file(manifest)]
         if model.text_encoder is not None:
             model.text_encoder.save(staging / ENCODER_DIR)
             names += sorted(
@@ -181,7 +199,7 @@ def load_model(path: str | os.PathLike, heads: dict[str, type]) -> LoadedModel:
     A corrupt, truncated or incompatible artifact raises FailedPrecondition naming it."""
     path = Path(path)
     manifest = read_manifest(path)
-    check_files(path, manifest, required=(WEIGHTS, CATALOG))
+    check_files(path, manifest, required=(WEIGHTS, _catalog_file(manifest)))
     if manifest.head not in heads:
         raise FailedPrecondition(f"{path}: head {manifest.head!r} is not installed (installed: {sorted(heads)})")
     try:
@@ -233,10 +251,11 @@ def _build(path: Path, manifest: Manifest, head_class: type) -> LoadedModel:
         model.freeze_items(state["item_table"], getattr(torch, table["dtype"]))
     model.load_state_dict(state)
     model.eval()
-    catalog, popularity = _read_catalog(path / CATALOG), tensors["popularity"]
+    read = _read_catalog_columns if table else _read_catalog
+    catalog, popularity = read(path / _catalog_file(manifest)), tensors["popularity"]
     if not len(catalog) == model.n_items == len(popularity):
         raise FailedPrecondition(
-            f"{path}: {CATALOG} has {len(catalog)} items, the weights {model.n_items}, the popularity {len(popularity)}"
+            f"{path}: {_catalog_file(manifest)} has {len(catalog)} items, the weights {model.n_items}, the popularity {len(popularity)}"
         )
     return LoadedModel(manifest, model, catalog, popularity, path)
 
