@@ -154,6 +154,25 @@ def test_a_worker_that_dies_stops_the_whole_server(tmp_path):
     assert f"(pid {victim}) exited with status -9: stopping the server" in log
 
 
+def running(pid: int) -> bool:
+    """Whether process ``pid`` runs (a zombie, ended but not yet reaped, does not)."""
+    status = Path(f"/proc/{pid}/status")
+    try:
+        return "\nState:\tZ" not in status.read_text()
+    except OSError:
+        return False
+
+
+def test_workers_drain_when_their_supervisor_is_killed(tmp_path):
+    save_video_model(tmp_path / "models", "1")
+    with temporec_serve(tmp_path / "models", "--workers", "2") as server:
+        workers = [int(pid) for pid in models_by_worker(server.samples())]
+        assert len(workers) == 2 and all(running(pid) for pid in workers)
+        server.process.kill()
+        server.process.wait()
+        until(lambda: not any(running(pid) for pid in workers), "the orphaned workers stopped")
+
+
 def test_two_replicas_behind_the_clients_round_robin(tmp_path):
     save_video_model(tmp_path / "models", "1")
     with temporec_serve(tmp_path / "models") as first, temporec_serve(tmp_path / "models") as second:
@@ -171,3 +190,11 @@ def test_two_replicas_behind_the_clients_round_robin(tmp_path):
         until(lambda: sum([recommends(first.samples()), recommends(second.samples())]) == 30, "30 calls counted")
         after = [recommends(first.samples()), recommends(second.samples())]
         assert sorted(a - c for a, c in zip(after, counts)) == [0, 10]
+
+        # Workers never share a port that another server holds.
+        port = first.target.rsplit(":", 1)[1]
+        command = [sys.executable, "-m", "temporec", "serve", "--host", "127.0.0.1", "--port", port, "--workers", "2"]
+        refused = subprocess.run(
+            command, capture_output=True, text=True, timeout=120, env={**os.environ, "TEMPOREC_CONFIG": ""}
+        )
+        assert refused.returncode == 2 and f"cannot listen on 127.0.0.1:{port}" in refused.stderr

@@ -218,7 +218,7 @@ async def serve(
     finally:
         for sig in (*stop_signals, signal.SIGHUP):
             loop.remove_signal_handler(sig)  # a second Ctrl-C interrupts the grace period
-            if not interruptible and sig in stop_signals:
-                signal.signal(sig, signal.SIG_IGN)
+            if not interruptible:
+                signal.signal(sig, signal.SIG_IGN)  # a worker drains, whatever else it is sent
         log.info("shutting down: in-flight calls have %ss to finish", config.grace_seconds)
         await server.stop()

@@ -259,8 +259,6 @@ class Supervisor:
             self._stop()
 
     def _on_sighup(self, number, frame) -> None:
-        if self.stopping:
-            return
         if not self.announced:
             log.warning("SIGHUP ignored: the models are still loading")
             return
@@ -272,6 +270,8 @@ class Supervisor:
             worker.signal(signal.SIGTERM)
 
     def _reload(self, exclude: Worker | None = None) -> None:
+        if self.stopping:  # a draining worker would take SIGHUP's default: the end
+            return
         for worker in self.workers:
             if worker is exclude:
                 continue
