@@ -154,6 +154,18 @@ def test_a_worker_that_dies_stops_the_whole_server(tmp_path):
     assert f"(pid {victim}) exited with status -9: stopping the server" in log
 
 
+def test_a_worker_that_does_not_stop_is_killed_after_the_grace_period(tmp_path):
+    save_video_model(tmp_path / "models", "1")
+    with temporec_serve(tmp_path / "models", "--workers", "2", "--grace-seconds", "1") as server:
+        stuck, _ = (int(pid) for pid in models_by_worker(server.samples()))
+        os.kill(stuck, signal.SIGSTOP)  # as a hung plugin's thread would, it never ends by itself
+        server.process.send_signal(signal.SIGTERM)
+        assert server.process.wait(timeout=120) == 1
+        log = server.stderr()
+    assert f"(pid {stuck}) did not stop in time: killing it" in log
+    assert not running(stuck)
+
+
 def running(pid: int) -> bool:
     """Whether process ``pid`` runs (a zombie, ended but not yet reaped, does not)."""
     status = Path(f"/proc/{pid}/status")

@@ -9,6 +9,7 @@ import functools
 import logging
 import os
 import signal
+from typing import TYPE_CHECKING
 
 from temporec.serving.config import (
     CONFIG_FILE_VARIABLE,
@@ -16,6 +17,9 @@ from temporec.serving.config import (
     ServerConfig,
     load_config,
 )
+
+if TYPE_CHECKING:
+    from temporec.grpc.workers import WorkerLink
 
 EPILOG = """\
 Settings come from, in increasing order of precedence: built-in defaults, the TOML
@@ -262,7 +266,7 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def run_worker(config: ServerConfig, link, log_level: str) -> None:
+def run_worker(config: ServerConfig, link: WorkerLink, log_level: str) -> None:
     """One worker of ``--workers N``, in a process of its own: serve until SIGTERM."""
     from temporec.grpc.interceptors import configure_logging
     from temporec.grpc.server import serve

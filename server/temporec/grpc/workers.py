@@ -14,7 +14,9 @@ calls stay on one worker. When every worker is ready the supervisor calls ``on_r
 - forwards SIGHUP to every worker (each reloads its own models), and SIGHUPs the others
   when one worker is asked to reload by ``Admin.ReloadModels``;
 - turns SIGTERM and Ctrl-C into SIGTERM for every worker (each drains as a single server
-  does) and exits 0 once they all have; a second one kills them at once;
+  does) and exits 0 once they all have; a second one kills them at once, and so does
+  ``STOP_MARGIN_SECONDS`` past the grace period (a hung plugin's thread keeps a process
+  alive: an orchestrator kills only the supervisor);
 - serves the workers' summed Prometheus metrics on ``metrics_port`` (multiprocess mode);
 - restarts nothing: a worker that exits by itself is logged and the whole server stops
   (the others drain) with exit status 1 (the worker's own, if positive), so that whatever
@@ -34,6 +36,7 @@ import socket
 import sys
 import tempfile
 import threading
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 from multiprocessing.connection import Connection, wait
@@ -50,6 +53,9 @@ from temporec.serving.metrics import (
 )
 
 log = logging.getLogger(__name__)
+
+#: Seconds past ``grace_seconds`` after which a worker still stopping is killed (exit 1).
+STOP_MARGIN_SECONDS = 10.0
 
 #: What a worker runs: serve ``config`` until SIGTERM, reporting through the link.
 WorkerTarget = Callable[[ServerConfig, "WorkerLink"], None]
@@ -150,6 +156,7 @@ class Supervisor:
         self.on_ready = on_ready
         self.workers: list[Worker] = []
         self.stopping = False
+        self.kill_at = float("inf")  # time.monotonic() when stopping workers are killed
         self.announced = False
         self.exit_code = 0
 
@@ -208,7 +215,11 @@ class Supervisor:
         while self.workers:
             sentinels = {worker.process.sentinel: worker for worker in self.workers}
             connections = {worker.connection: worker for worker in self.workers if worker.connection}
-            for ready in wait([*sentinels, *connections]):
+            timeout = None if not self.stopping else max(0.0, self.kill_at - time.monotonic())
+            ended = wait([*sentinels, *connections], timeout)
+            if not ended:
+                self._kill_stragglers()
+            for ready in ended:
                 if ready in connections:
                     self._receive(connections[ready])
                 elif ready in sentinels:
@@ -265,9 +276,17 @@ class Supervisor:
         self._reload()
 
     def _stop(self) -> None:
-        self.stopping = True
+        if not self.stopping:
+            self.stopping = True
+            self.kill_at = time.monotonic() + self.config.grace_seconds + STOP_MARGIN_SECONDS
         for worker in self.workers:
             worker.signal(signal.SIGTERM)
+
+    def _kill_stragglers(self) -> None:
+        for worker in self.workers:
+            log.error("worker %d (pid %d) did not stop in time: killing it", worker.index, worker.process.pid)
+            worker.signal(signal.SIGKILL)
+        self.kill_at = float("inf")  # their ends follow
 
     def _reload(self, exclude: Worker | None = None) -> None:
         if self.stopping:  # a draining worker would take SIGHUP's default: the end
