@@ -26,6 +26,8 @@ from temporec.cli import main
 from temporec.contract.registry import load_registry
 from temporec.model.artifacts import load_model, read_manifest
 
+pytestmark = pytest.mark.slow
+
 HANG_GUARD_S = 300  # a run that waits this long is hanging, not training
 N_ITEMS = 60
 

@@ -451,9 +451,11 @@ def default_threads() -> int:
     """Torch threads for training: one per core this process may use, but one. Torch's
     threads wait for each other at every operation, so a run that takes every core slows
     down as soon as another process takes one (2 threads on 2 cores: 2x slower with one
-    core busy, where 1 thread was unaffected; benchmarks/RESULTS.md, section threads)."""
+    core busy, where 1 thread was unaffected; benchmarks/RESULTS.md, section threads).
+    Under torchrun, the processes on this machine share its cores."""
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-    return max(1, cores - 1)
+    processes = int(os.environ.get("LOCAL_WORLD_SIZE", "1"))
+    return max(1, cores // processes - 1)
 
 
 def _check_inputs(dataset: Dataset, text_embeddings: torch.Tensor, config: TrainConfig) -> None:
