@@ -263,13 +263,14 @@ class TritonEncoder(temporec.Encoder):
 
     def encode(self, texts: Sequence[str]) -> torch.Tensor:
         """Blocking encode (training, the embedding cache): batch by batch, with retries."""
-        rows = [self._infer_blocking(batch) for batch in self._batches(texts)]
-        return torch.from_numpy(np.concatenate(rows)) if rows else torch.empty((0, self.dim))
+        order, batches = self._batches(texts)
+        rows = [self._infer_blocking(batch) for batch in batches]
+        return _in_order(rows, order, self.dim)
 
     async def aencode(self, texts: Sequence[str], timeout: float | None = None) -> torch.Tensor:
         """Queue the texts (in chunks of at most max_batch_size) for the next batches and
         wait for their vectors, at most ``timeout`` seconds (default: option ``timeout``)."""
-        batches = self._batches(texts)
+        order, batches = self._batches(texts)
         if not batches:
             return torch.empty((0, self.dim))
         dispatcher = self._loop_dispatcher()
@@ -278,12 +279,16 @@ class TritonEncoder(temporec.Encoder):
         for chunk in chunks:
             dispatcher.submit(chunk)
         rows = await asyncio.gather(*(chunk.future for chunk in chunks))
-        return torch.from_numpy(np.concatenate(rows))
+        return _in_order(rows, order, self.dim)
 
-    def _batches(self, texts: Sequence[str]) -> list[list[str]]:
-        """``texts`` in slices of at most the model's max_batch_size."""
+    def _batches(self, texts: Sequence[str]) -> tuple[list[int], list[list[str]]]:
+        """``texts`` shortest first, in slices of at most the model's max_batch_size, and
+        the order taken. A batch of similar lengths is padded little: on 512 titles this
+        made the hop about 15% faster (docs/triton.md), as the local encoder orders them."""
         texts, step = _check_texts(texts), self.interface.max_batch_size
-        return [texts[i : i + step] for i in range(0, len(texts), step)]
+        order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
+        ordered = [texts[i] for i in order]
+        return order, [ordered[i : i + step] for i in range(0, len(ordered), step)]
 
     def _loop_dispatcher(self) -> _Dispatcher:
         loop = asyncio.get_running_loop()
@@ -408,6 +413,16 @@ class TritonEncoder(temporec.Encoder):
         dispatcher, self._dispatcher = self._dispatcher, None
         if dispatcher is not None and not dispatcher.loop.is_closed():
             asyncio.run_coroutine_threadsafe(dispatcher.aclose(), dispatcher.loop)
+
+
+def _in_order(rows: list[np.ndarray], order: list[int], dim: int) -> torch.Tensor:
+    """The vectors of ``rows`` (the batches' answers, in the ``order`` they were sent) put
+    back where their texts were."""
+    if not rows:
+        return torch.empty((0, dim))
+    vectors = np.empty((len(order), dim), dtype=np.float32)
+    vectors[order] = np.concatenate(rows)
+    return torch.from_numpy(vectors)
 
 
 def _check_texts(texts: Sequence[str]) -> list[str]:
