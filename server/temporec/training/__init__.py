@@ -8,6 +8,7 @@
     classification   accuracy, macro-F1 with bootstrap intervals; the logistic-regression probe
     encoder_tuning   training that tunes the language model (lora, top): TextTuning, TunedTexts
     conversations    train_conversations(): replies (or classes) after turns known by their text
+    distributed      several processes under torchrun: each rank's share of a batch, one all-reduce a step
     splits, losses, ranking_metrics   the pieces the above are made of
 
 ``train_request`` and ``eval_request`` build what ``Domain.train`` and ``Domain.evaluate``
