@@ -35,11 +35,20 @@ def add_parser(subparsers) -> None:
         choices=("float16", "bfloat16", "float32"),
         help="the table's precision (default: float16; benchmarks/RESULTS.md, catalog, measures its recall)",
     )
+    parser.add_argument(
+        "--index",
+        choices=("ivf",),
+        help="also build the approximate index of the item vectors (needs faiss: pip install 'temporec[faiss]'); "
+        "the server then scores each request's proposals from it instead of the whole catalog",
+    )
+    parser.add_argument("--lists", type=int, help="the index's clusters (default: about 4 sqrt(items))")
+    parser.add_argument("--probe", type=int, help="clusters searched per request (default: a sixteenth, at least 8)")
     parser.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:
     model = Path(args.model)
-    out = compact_artifact(model, args.out or model.parent, load_registry().heads, args.dtype)
+    heads = load_registry().heads
+    out = compact_artifact(model, args.out or model.parent, heads, args.dtype, bool(args.index), args.lists, args.probe)
     print(out)
     return 0

@@ -10,6 +10,8 @@
     catalog.jsonl     the items the model scores: {"item_id", "text", features...} per line;
     catalog.json      in a compact artifact instead: {"item_ids": [...], "texts": [...],
                       "features": {name: [...]}}, columns that parse several times faster
+    items.faiss       optional: the approximate index of the item vectors
+                      (``temporec.model.item_index``; Manifest.item_index), memory-mapped
 
 No pickles: loading an artifact runs no code from it. Writing is atomic (a temporary
 directory renamed into place), so a killed training run never leaves half a model where
@@ -32,6 +34,7 @@ from temporec.contract.errors import FailedPrecondition, InvalidArgument
 from temporec.contract.types import Catalog
 from temporec.files import replaced_atomically
 from temporec.model.checksums import Checksums, sha256
+from temporec.model.item_index import INDEX_FILE, ItemIndex
 from temporec.model.recommender import SequenceRecommender
 
 FORMAT = 1  # what save_model writes for a full artifact
@@ -81,6 +84,8 @@ class Manifest:
     # A compact artifact: the item vectors' table ("dtype") and the text embeddings' width
     # ("text_dim", for the projection of texts outside the catalog). Empty: a full artifact.
     item_table: dict = field(default_factory=dict)
+    # The approximate index of the item vectors (INDEX_FILE): {"kind": "ivf", "lists", "probe"}.
+    item_index: dict = field(default_factory=dict)
 
     @property
     def key(self) -> tuple[str, str, str]:
@@ -105,6 +110,7 @@ class LoadedModel:
     catalog: Catalog
     popularity: torch.Tensor  # (n_items,) interaction counts in the training data
     path: Path
+    index: ItemIndex | None = None  # the approximate index, when the artifact has one
 
     @property
     def version(self) -> str:
@@ -150,8 +156,10 @@ def save_model(
     model: SequenceRecommender,
     catalog: Catalog,
     popularity: torch.Tensor,
+    index: ItemIndex | None = None,
 ) -> Path:
-    """Write an artifact under ``root`` as ``<domain>-<head>-<version>`` and return its path."""
+    """Write an artifact under ``root`` as ``<domain>-<head>-<version>`` and return its
+    path; ``index``: the approximate index of the model's item vectors, to keep with it."""
     root = Path(root)
     root.mkdir(parents=True, exist_ok=True)
     manifest.created = manifest.created or time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
@@ -171,6 +179,10 @@ def save_model(
         write = _write_catalog_columns if manifest.item_table else _write_catalog
         write(staging / _catalog_file(manifest), catalog)
         names = [WEIGHTS, _catalog_file(manifest)]
+        if index is not None:
+            index.save(staging / INDEX_FILE)
+            manifest.item_index = {"kind": "ivf", "lists": index.lists, "probe": index.probe}
+            names.append(INDEX_FILE)
         if model.text_encoder is not None:
             model.text_encoder.save(staging / ENCODER_DIR)
             names += sorted(
@@ -257,18 +269,26 @@ def _build(path: Path, manifest: Manifest, head_class: type) -> LoadedModel:
         raise FailedPrecondition(
             f"{path}: {_catalog_file(manifest)} has {len(catalog)} items, the weights {model.n_items}, the popularity {len(popularity)}"
         )
-    return LoadedModel(manifest, model, catalog, popularity, path)
+    index = ItemIndex.load(path / INDEX_FILE, manifest.item_index["probe"]) if manifest.item_index else None
+    return LoadedModel(manifest, model, catalog, popularity, path, index)
 
 
 def compact_artifact(
-    path: str | os.PathLike, root: str | os.PathLike, heads: dict[str, type], dtype: str = "float16"
+    path: str | os.PathLike,
+    root: str | os.PathLike,
+    heads: dict[str, type],
+    dtype: str = "float16",
+    index: bool = False,
+    lists: int | None = None,
+    probe: int | None = None,
 ) -> Path:
     """Save the artifact at ``path`` again under ``root``, compact: its catalog's item
     vectors as one ``dtype`` table, computed now, in place of the text embeddings, id
     embeddings and feature values (``SequenceRecommender.freeze_items``). For serving: a
     million-item catalog's artifact shrinks from gigabytes to its (n_items, dim) table and
     starts without computing the vectors. Its version is the original's plus "-compact"
-    (so it is the newer of the two); ``temporec eval`` reads the full one."""
+    (so it is the newer of the two); ``temporec eval`` reads the full one. ``index``: build
+    the approximate index of its item vectors too (``ItemIndex.build``: ``lists``, ``probe``)."""
     loaded = load_model(path, heads)
     manifest = loaded.manifest
     if manifest.tuned_encoder:
@@ -279,8 +299,10 @@ def compact_artifact(
         loaded.model.freeze_items(dtype=getattr(torch, dtype))
     except ValueError as exc:
         raise FailedPrecondition(f"{path}: {exc}") from exc
-    compact = replace(manifest, version=f"{manifest.version}-compact", files={})
-    return save_model(root, compact, loaded.model, loaded.catalog, loaded.popularity)
+    compact = replace(manifest, version=f"{manifest.version}-compact", files={}, item_index={})
+    with torch.inference_mode():
+        built = ItemIndex.build(loaded.model.candidate_vectors(), lists, probe) if index else None
+    return save_model(root, compact, loaded.model, loaded.catalog, loaded.popularity, built)
 
 
 def find_artifacts(root: str | os.PathLike) -> list[Path]:

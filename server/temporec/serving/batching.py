@@ -4,7 +4,9 @@ takes them all: one head forward, one matmul and one top-k for the batch.
 
 Nothing of the catalog's size is made per query beyond the batch's score matrix: the
 rules' few forbidden rows are set to -inf in it, in place, and a query with a candidate
-list is scored on its candidates' rows only.
+list is scored on its candidates' rows only. A model whose artifact has an approximate
+index (``temporec.model.item_index``) makes no score matrix at all: the index proposes
+each query's best rows, which are scored exactly as a candidate list is.
 """
 
 from __future__ import annotations
@@ -21,6 +23,10 @@ from temporec.contract.errors import PluginError, plugin_call
 from temporec.contract.types import Contribution, Query
 from temporec.model.artifacts import LoadedModel
 from temporec.model.recommender import EventBatch
+
+#: How many items the index proposes per item asked for (then scored exactly): recall's margin.
+PROPOSALS_PER_ITEM = 10
+MIN_PROPOSALS = 100
 
 
 @dataclass
@@ -68,6 +74,7 @@ class ServingModel:
         with torch.inference_mode():
             self.item_vectors = self.model.candidate_vectors()
         self.popularity = loaded.popularity.to(device)
+        self.index = loaded.index
         self._queue: asyncio.Queue | None = None
         self._worker: asyncio.Task | None = None
         # The model's own thread: a head that hangs holds this one, not a thread other
@@ -199,6 +206,8 @@ class ServingModel:
         """Each query's top k: one matmul and one top-k for the queries over the whole
         catalog, their candidates' rows alone for the others."""
         results: list[Ranked | None] = [None] * len(batch)
+        if self.index is not None:
+            self._propose(states, events, batch)
         whole = [b for b, p in enumerate(batch) if p.listed.rows is None]
         if len(whole) == len(batch):
             scores = self.model.score(states, self.item_vectors, events).float()
@@ -215,6 +224,24 @@ class ServingModel:
                 scores = self.model.score(states[b : b + 1], self.item_vectors[rows], row, rows)[0].float()
                 results[b] = self._top_k_listed(scores, rows, p)
         return results
+
+    def _propose(self, states: torch.Tensor, events: EventBatch, batch: list[Prepared]) -> None:
+        """Turn each whole-catalog query into a candidate list: the index's proposals (and,
+        for a repeat-aware model, the history's items, whose bonus the index cannot see),
+        less the forbidden rows."""
+        whole = [b for b, p in enumerate(batch) if p.listed.rows is None]
+        if not whole:
+            return
+        depth = max(max(PROPOSALS_PER_ITEM * p.query.k, MIN_PROPOSALS) + len(p.listed.forbidden) for p in batch)
+        proposals = self.index.search(states[whole], min(depth, len(self.item_vectors)))
+        for b, rows in zip(whole, proposals):
+            p = batch[b]
+            rows = rows[rows >= 0]
+            if self.model.repeats is not None:
+                rows = torch.cat([rows, events.items[b][events.mask[b] & (events.items[b] >= 0)].cpu()])
+            rows = rows.unique()
+            rows = rows[~torch.isin(rows, p.listed.forbidden)]
+            p.listed = Listed(rows, None, p.listed.whole_row)
 
     def _top_k_whole(self, scores: torch.Tensor, batch: list[Prepared]) -> list[Ranked]:
         """``scores`` (B, n_items), owned: the forbidden rows go to -inf in place."""
