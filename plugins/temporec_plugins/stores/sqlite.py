@@ -1,4 +1,5 @@
-"""The ``sqlite`` store: users' events in one SQLite file, for a single server.
+"""The ``sqlite`` store: users' events in one SQLite file, for a single server (its
+``--workers`` processes each open the file: SQLite locks it, one writer at a time).
 
 ``store = "sqlite:///var/lib/temporec/history.db"`` (an absolute path) or
 ``"sqlite:history.db"`` (relative to the working directory). One table, keyed by
