@@ -86,10 +86,19 @@ class Bench:
 
 
 def table(results: dict[str, dict[str, float]], columns: list[str]) -> str:
+    """One row per ranker; a metric with a bootstrap interval (``<metric>_low`` /
+    ``_high``) shows it beside the value."""
     lines = ["| ranker | " + " | ".join(columns) + " |", "| --- |" + " ---: |" * len(columns)]
     for name, metrics in results.items():
-        lines.append(f"| {name} | " + " | ".join(f"{metrics.get(c, float('nan')):.4f}" for c in columns) + " |")
+        lines.append(f"| {name} | " + " | ".join(cell(metrics, c) for c in columns) + " |")
     return "\n".join(lines)
+
+
+def cell(metrics: dict[str, float], column: str) -> str:
+    value = f"{metrics.get(column, float('nan')):.4f}"
+    if f"{column}_low" in metrics:
+        value += f" ({metrics[column + '_low']:.4f}-{metrics[column + '_high']:.4f})"
+    return value
 
 
 def served(path: Path, history: list[Event], expected_top: str, candidates: list[str] | None = None, **query) -> str:

@@ -59,6 +59,24 @@ def test_a_ranker_that_cannot_tell_items_apart_scores_like_random_order():
     assert results["constant"]["mrr"] == pytest.approx((1 + 1 / 2 + 1 / 3 + 1 / 4) / 4, abs=0.03)
 
 
+def test_impression_auc_and_ndcg_come_with_a_bootstrap_interval_over_impressions():
+    # half the impressions ranked right (AUC 1), half wrong (AUC 0)
+    cases = [ImpressionCase([], ["a", "d"], [1, 0])] * 50 + [ImpressionCase([], ["a", "d"], [0, 1])] * 50
+    metrics = evaluate_impressions({"fixed": fixed([[1, 0, 0, 0]] * 100)}, cases, CATALOG)[0]["fixed"]
+    assert metrics["auc"] == 0.5
+    assert 0.35 < metrics["auc_low"] < 0.5 < metrics["auc_high"] < 0.65
+    assert metrics["ndcg@10_low"] < metrics["ndcg@10"] < metrics["ndcg@10_high"]
+
+
+def test_next_item_metrics_come_with_a_bootstrap_interval_over_users():
+    cases = [NextItemCase([Event("a")], "b")] * 30 + [NextItemCase([Event("a")], "d")] * 30
+    metrics = evaluate_next_item({"fixed": fixed([[0, 3, 2, 1]] * 60)}, cases, CATALOG, VideoDomain())["fixed"]
+    # "b" ranks first, "d" third: MRR (1 + 1/3) / 2
+    assert metrics["mrr"] == pytest.approx(2 / 3)
+    assert metrics["mrr_low"] < metrics["mrr"] < metrics["mrr_high"]
+    assert metrics["hr@10_low"] == metrics["hr@10"] == metrics["hr@10_high"] == 1.0
+
+
 def test_impressions_without_both_a_click_and_a_non_click_are_skipped():
     cases = [ImpressionCase([], ["a", "b"], [1, 0]), ImpressionCase([], ["a", "b"], [0, 0])]
     results, skipped = evaluate_impressions({"fixed": fixed([[1, 0, 0, 0]] * 2)}, cases, CATALOG)
@@ -111,6 +129,19 @@ def test_reply_metrics_count_accuracy_precision_and_rank():
     assert results["p@3"] == pytest.approx((2 / 3 + 0) / 2)
     assert results["mrr"] == pytest.approx((1 / 2 + 1 / 4) / 2)
     assert reply_metrics(torch.tensor([[True, False]]))["p@1"] == 1.0
+
+
+def test_reply_metrics_bound_accuracy_and_mrr_by_their_bootstrap_interval():
+    # 100 cases: the first 60 right at rank 1, the rest at rank 2
+    hits = torch.zeros(100, 3, dtype=torch.bool)
+    hits[:60, 0] = True
+    hits[60:, 1] = True
+    metrics = reply_metrics(hits)
+    assert metrics["accuracy@1"] == pytest.approx(0.6)
+    assert 0.45 < metrics["accuracy@1_low"] < 0.6 < metrics["accuracy@1_high"] < 0.75
+    assert metrics["accuracy@3_low"] == metrics["accuracy@3_high"] == 1.0  # every case is right by rank 2
+    assert metrics["mrr"] == pytest.approx(0.6 + 0.4 / 2)
+    assert metrics["mrr_low"] < metrics["mrr"] < metrics["mrr_high"]
 
 
 def test_handoff_rates_answer_only_the_confident_cases():

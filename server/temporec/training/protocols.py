@@ -30,7 +30,7 @@ from temporec.contract.domains import Domain
 from temporec.contract.types import Catalog, Event, Query
 from temporec.model.artifacts import LoadedModel
 from temporec.model.recommender import EventBatch, SequenceRecommender
-from temporec.training.ranking_metrics import summarize
+from temporec.training.ranking_metrics import bootstrap_interval, mean_interval, summarize_with_intervals
 
 Scorer = Callable[[list[list[Event]]], torch.Tensor]
 TextVectors = Callable[[str], torch.Tensor]  # a text's encoder embedding
@@ -258,7 +258,7 @@ def evaluate_next_item(
             for row, row_scores in enumerate(scores):
                 i = start + row
                 ranks.append(target_rank(row_scores.masked_fill(~masks[i], float("-inf")), targets[i], generator))
-        results[name] = summarize(torch.tensor(ranks))
+        results[name] = summarize_with_intervals(torch.tensor(ranks))
     return results
 
 
@@ -285,8 +285,19 @@ def evaluate_impressions(
                 case = usable[start + row]
                 candidate_scores = row_scores[[catalog.index[c] for c in case.candidates]]
                 rows.append(impression_metrics(case.labels, candidate_scores, generator))
-        results[name] = {key: float(np.mean([r[key] for r in rows])) for key in rows[0]} if rows else {}
+        results[name] = impression_summary(rows)
     return results, len(cases) - len(usable)
+
+
+def impression_summary(rows: list[dict[str, float]]) -> dict[str, float]:
+    """The mean of each per-impression metric, AUC and nDCG@10 with ``_low`` / ``_high``:
+    their 95% bootstrap interval over the impressions."""
+    if not rows:
+        return {}
+    summary = {key: float(np.mean([r[key] for r in rows])) for key in rows[0]}
+    for key in ("auc", "ndcg@10"):
+        summary[f"{key}_low"], summary[f"{key}_high"] = mean_interval([r[key] for r in rows])
+    return summary
 
 
 def impression_metrics(labels: Sequence[int], scores: torch.Tensor, generator: torch.Generator) -> dict[str, float]:
@@ -330,14 +341,18 @@ def evaluate_replies(
 
 
 def reply_metrics(hits: torch.Tensor, ks: tuple[int, ...] = (1, 3)) -> dict[str, float]:
-    """From ``hits`` (cases, n_items) bool, each row in ranked order."""
+    """From ``hits`` (cases, n_items) bool, each row in ranked order. Accuracy@K and MRR
+    come with ``_low`` / ``_high``: their 95% bootstrap interval over the cases."""
     metrics = {}
+    first = hits.double().argmax(1)  # rows always hold a right reply: its rank is the case's
     for k in ks:
         top = hits[:, :k].double()
         metrics[f"accuracy@{k}"] = float(top.amax(1).mean())
         metrics[f"p@{k}"] = float(top.mean())
-    first = hits.double().argmax(1)  # rows always hold a right reply
+        # accuracy@K is HR@K of the first right reply's rank
+        metrics[f"accuracy@{k}_low"], metrics[f"accuracy@{k}_high"] = bootstrap_interval(first, f"hr@{k}")
     metrics["mrr"] = float((1 / (first + 1)).mean())
+    metrics["mrr_low"], metrics["mrr_high"] = bootstrap_interval(first, "mrr")
     return metrics
 
 

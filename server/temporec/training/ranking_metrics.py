@@ -11,6 +11,8 @@ counted from 0:
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 import torch
 
@@ -53,9 +55,27 @@ def bootstrap_interval(
 ) -> tuple[float, float]:
     """A percentile bootstrap interval of ``metric`` over users: how far the mean could
     move were the same number of users drawn again (the uncertainty of a small test set)."""
-    values = per_user(torch.as_tensor(ranks), metric)
+    return mean_interval(per_user(torch.as_tensor(ranks), metric), level, resamples, seed)
+
+
+def mean_interval(
+    values: Sequence[float] | torch.Tensor, level: float = 0.95, resamples: int = 1000, seed: int = 0
+) -> tuple[float, float]:
+    """A percentile bootstrap interval of the mean of ``values`` (one per user or case)."""
+    values = torch.as_tensor(values, dtype=torch.float64)
     generator = torch.Generator().manual_seed(seed)
     means = values[torch.randint(len(values), (resamples, len(values)), generator=generator)].mean(1)
     tail = (1 - level) / 2
     low, high = torch.quantile(means, torch.tensor([tail, 1 - tail], dtype=torch.float64)).tolist()
     return low, high
+
+
+def summarize_with_intervals(
+    ranks: np.ndarray | torch.Tensor, metrics: Sequence[str] = ("hr@10", "ndcg@10", "mrr")
+) -> dict:
+    """``summarize(ranks)``, and for each of ``metrics`` its ``<metric>_low`` and
+    ``<metric>_high``: the 95% bootstrap interval over users."""
+    result = summarize(ranks)
+    for metric in metrics:
+        result[f"{metric}_low"], result[f"{metric}_high"] = bootstrap_interval(ranks, metric)
+    return result
