@@ -20,7 +20,7 @@ import torch
 from temporec.contract.errors import FailedPrecondition
 
 INDEX_FILE = "items.faiss"
-TRAINING_SAMPLE = 100  # vectors per list that the clustering learns from (at most)
+TRAINING_SAMPLE = 40  # vectors per list that the clustering learns from (at most; faiss asks 39)
 
 
 def _faiss():
