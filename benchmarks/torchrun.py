@@ -31,6 +31,7 @@ import torch
 import results_file
 from amazon import DATA, RESULTS, SETS, load_amazon, metric_cells, test_ranks
 from temporec.contract.registry import load_registry
+from temporec.model import read_manifest
 from temporec.training import TrainConfig, train
 
 SECTION = "torchrun"
@@ -39,7 +40,8 @@ CONFIG = TrainConfig(dim=64, max_len=50, batch_size=128, lr=1e-3, use_text=False
 
 
 def child(data: Path, epochs: int, work: Path, report: Path) -> None:
-    """One training run (in each process torchrun starts, or alone); rank 0 writes ``report``."""
+    """One training run (in each process torchrun starts, or alone); rank 0 tests the
+    artifact and writes ``report``."""
     torch.set_num_threads(1)
     dataset = load_amazon(data)
     config = replace(CONFIG, epochs=epochs, patience=epochs + 1, time_budget_s=0)
@@ -57,10 +59,12 @@ def child(data: Path, epochs: int, work: Path, report: Path) -> None:
         config=config,
         on_epoch=lambda epoch, values: clock.update(training=values["seconds"]),
     )
-    if os.environ.get("RANK", "0") == "0":
-        report.write_text(
-            json.dumps({"artifact": str(path), "training": clock["training"], "train_call": time.monotonic() - started})
-        )
+    if os.environ.get("RANK", "0") == "0":  # measured here, by the code that wrote the artifact
+        train_call = time.monotonic() - started
+        best = read_manifest(path).metrics["best_epoch"]
+        cells = metric_cells(test_ranks(path, dataset))
+        summary = {"training": clock["training"], "train_call": train_call, "best_epoch": int(best), "cells": cells}
+        report.write_text(json.dumps(summary))
 
 
 def run(processes: int, args: argparse.Namespace, work: Path) -> dict:
@@ -135,10 +139,7 @@ def main(argv: list[str] | None = None) -> int:
     rows = {}
     with tempfile.TemporaryDirectory(prefix="temporec-torchrun-") as work:
         for processes in (1, 2):
-            row = run(processes, args, Path(work))
-            ranks = test_ranks(Path(row["artifact"]), dataset)
-            best = json.loads((Path(row["artifact"]) / "manifest.json").read_text())["metrics"]["best_epoch"]
-            rows[processes] = {**row, "cells": metric_cells(ranks), "best_epoch": int(best)}
+            rows[processes] = run(processes, args, Path(work))
     body = render(rows, dataset, args.epochs, (before, load_average()))
     results_file.record(args.out, SECTION, "torchrun.py", argv, started, body)
     print(body)
