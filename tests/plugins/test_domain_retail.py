@@ -113,6 +113,16 @@ def test_retail_models_are_repeat_aware_unless_the_user_says_not(chosen, used):
     assert RetailDomain().training_config(shop(), TrainConfig(repeat_aware=chosen)).repeat_aware is used
 
 
+@pytest.mark.parametrize(("chosen", "used"), [(None, False), (False, False), (True, True)])
+def test_retail_ids_are_unscaled_unless_the_user_says_so(chosen, used):
+    assert RetailDomain().training_config(shop(), TrainConfig(scale_ids=chosen)).scale_ids is used
+
+
+def test_a_model_no_domain_chose_for_has_scaled_ids():
+    model = build_model(LSTMHead, torch.zeros(3, 4), 1, TrainConfig(dim=8, max_len=4))
+    assert model.scale_ids
+
+
 def test_purchase_view_cuts_each_history_after_its_last_purchase():
     data = Dataset("d", CATALOG, {"a": BOUGHT, "b": [Event("tv", "view"), Event("tv", "purchase")], "c": BOUGHT[:1]})
     cut = RetailDomain().purchase_dataset(data)

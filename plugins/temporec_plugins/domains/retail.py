@@ -97,8 +97,9 @@ class RetailDomain(Domain):
     def training_config(self, dataset: Dataset, config: TrainConfig | None = None) -> TrainConfig:
         """``config`` fitted to the data: text when items have it, the ``category``
         feature when there is one, sampled negatives unless the user chose (0: the full
-        softmax), the retail target weights, and repeat-aware scores unless the user chose
-        (shoppers come back to what they viewed: benchmarks/RESULTS.md, retail-taobao)."""
+        softmax), the retail target weights, and repeat-aware scores and unscaled ids
+        unless the user chose (shoppers come back to what they viewed; scaled ids cost the
+        plain heads a third of their HR@10 on Taobao: benchmarks/RESULTS.md, retail-taobao)."""
         config = config or TrainConfig()
         has_text = any(dataset.catalog.texts)
         return replace(
@@ -108,6 +109,8 @@ class RetailDomain(Domain):
             negatives=min(self.negatives, len(dataset.catalog) - 1) if config.negatives is None else config.negatives,
             target_weights=config.target_weights or dict(self.target_weights),
             repeat_aware=True if config.repeat_aware is None else config.repeat_aware,
+            # the plain heads lose a third of their HR@10 with scaled ids on Taobao
+            scale_ids=False if config.scale_ids is None else config.scale_ids,
         )
 
     def forbidden(self, query: Query, history: list[int], catalog: Catalog) -> Forbidden:

@@ -176,10 +176,12 @@ def add_parser(subparsers) -> None:
         "(docs/heads.md)",
     )
     model.add_argument(
-        "--no-scale-ids",
-        action="store_true",
-        help="id embeddings start at std 1/sqrt(dim) and enter the events unscaled (0.1's models), not at "
-        "1/dim times sqrt(dim) as Transformers embed tokens",
+        "--scale-ids",
+        action=argparse.BooleanOptionalAction,
+        default=DEFAULTS.scale_ids,
+        help="id embeddings start at std 1/dim and enter the events times sqrt(dim), as Transformers embed "
+        "tokens; --no-scale-ids: std 1/sqrt(dim), unscaled (0.1's models) (default: the domain's choice, off "
+        "for retail, else on)",
     )
     model.add_argument(
         "--ids-from-text",
@@ -335,7 +337,7 @@ def train_config(args: argparse.Namespace, head_cls: type) -> TrainConfig:
         tuned_items_per_step=args.tuned_items_per_step,
         gradient_checkpointing=args.gradient_checkpointing,
         ids_from_text=args.ids_from_text,
-        scale_ids=not args.no_scale_ids,
+        scale_ids=args.scale_ids,
         repeat_aware=args.repeat_aware,
         length_buckets=args.length_buckets,
         head_options=head_options,

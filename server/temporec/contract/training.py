@@ -77,8 +77,9 @@ class TrainConfig:
     # (beside text) or noise (ids only).
     ids_from_text: bool = False
     # Id embeddings start at std 1/dim and enter the events times sqrt(dim), as Transformers
-    # embed tokens; off: std 1/sqrt(dim), unscaled (0.1's models).
-    scale_ids: bool = True
+    # embed tokens; off: std 1/sqrt(dim), unscaled (0.1's models). None: the domain decides
+    # (retail: off, where the plain heads lose to it; else on).
+    scale_ids: bool | None = None
     # The items of the user's own history get a learned bonus for their recency, frequency and
     # actions, gated by the head's state (temporec.model.repeats): shoppers come back. None:
     # the domain decides (retail: on; else off).

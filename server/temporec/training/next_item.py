@@ -321,7 +321,7 @@ def build_model(
             temperature=config.temperature,
             text_projection="adaptor" if config.tuning == "adaptor" else "linear",
             adaptor_experts=config.adaptor_experts,
-            scale_ids=config.scale_ids,
+            scale_ids=config.scale_ids is not False,  # None: no domain chose, on
             repeat_aware=bool(config.repeat_aware),
         )
     except ValueError as exc:
