@@ -25,6 +25,8 @@ from safetensors.torch import load_file
 from temporec.cli import main
 from temporec.contract.registry import load_registry
 from temporec.model.artifacts import load_model, read_manifest
+from temporec.training.distributed import Ranks
+from temporec.training.next_item import default_threads
 
 pytestmark = pytest.mark.slow
 
@@ -173,3 +175,17 @@ def test_a_rank_that_fails_stops_the_run_without_an_artifact(tmp_path, environme
     assert done.returncode != 0
     assert "rank 1 fails at epoch 2" in done.stderr
     assert not list((tmp_path / "models").glob("events-*"))
+
+
+def test_each_rank_takes_every_other_window_of_every_batch_that_has_one_for_each():
+    batches = [torch.arange(0, 5), torch.arange(5, 10), torch.arange(10, 11)]
+    second = Ranks(torch.device("cpu"), rank=1, world=2).share(batches)
+    assert [rows.tolist() for rows in second] == [[1, 3], [6, 8]]  # the last batch, one window, is left out
+    assert Ranks(torch.device("cpu")).share(batches) is batches
+
+
+def test_the_processes_on_one_machine_share_its_cores(monkeypatch):
+    monkeypatch.delenv("LOCAL_WORLD_SIZE", raising=False)
+    alone = default_threads()
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", "2")
+    assert default_threads() == max(1, (alone + 1) // 2 - 1)
