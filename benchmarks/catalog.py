@@ -106,7 +106,7 @@ def untrained_model(heads: dict, n_items: int, text: torch.Tensor | None) -> Seq
     if text is None:
         model.freeze_items(clustered(n_items, DIM) / DIM**0.5)
     else:
-        torch.nn.init.normal_(model.item_ids.weight, std=0.05)
+        torch.nn.init.normal_(model.item_ids.weight, std=0.005)  # corrections, small beside the text (they start at 0)
     return model.eval()
 
 
