@@ -64,10 +64,11 @@ RUNS = (
 FROZEN_MINUTES = 2.0
 
 
-def measure(run: Run, data: Path, minutes: float, work: Path) -> dict:
-    """Train one row's model and evaluate it: its metrics (and the baselines'), minutes, epochs."""
+def measure(run: Run, data: Path, minutes: float, work: Path, domain_name: str = "finance") -> dict:
+    """Train one row's model with ``domain_name``'s ``train`` and evaluate it with its
+    ``evaluate``: its metrics (and the baselines'), minutes, epochs."""
     registry = load_registry()
-    domain = registry.domains["finance"]()
+    domain = registry.domains[domain_name]()
     encoder = registry.encoders["local"](device="cpu")
     budget = (minutes if run.tuned else FROZEN_MINUTES) * 60
     config = replace(TrainConfig(**BASE), time_budget_s=budget, **run.config)

@@ -40,7 +40,7 @@ RESULTS_SECTIONS = (
     "catalog",  # benchmarks/catalog.py
     "encoders",  # benchmarks/encoders.py
     "torchrun",  # benchmarks/torchrun.py
-    *("tuning-banking77", "tuning-stackfaq"),  # benchmarks/tuning.py (conversations)
+    *("tuning-banking77", "tuning-stackfaq"),  # benchmarks/conversations.py
 )
 
 
