@@ -24,6 +24,9 @@ histograms add up, ``temporec_models_loaded`` has one sample per live worker (la
                                                         logged in the store (docs/realtime.md)
     temporec_triton_request_seconds{model,code}         calls to Triton (process-wide: an
                                                         encoder belongs to no one server)
+    temporec_encoder_cache_lookups_total{encoder,result} texts looked up in the encoders'
+                                                        caches: hit, miss (process-wide,
+                                                        temporec.serving.encoder_pool)
     process_*                                           the process: memory, CPU, files
 
 Label values that come from requests are limited to the installed domains and heads
