@@ -4,12 +4,10 @@ served in place of what they are computed from; full artifacts (format 1) still 
 import asyncio
 import json
 
-import pytest
 import torch
 
 from conftest import run_command
 from temporec import Domain, Head, HeadOutput, hookimpl
-from temporec.contract.errors import FailedPrecondition
 from temporec.contract.registry import load_registry
 from temporec.contract.types import Catalog, Event, Query
 from temporec.model.artifacts import (
@@ -123,10 +121,11 @@ def test_served_from_a_directory_with_both_the_compact_one_answers(tmp_path):
     ][:10]
 
 
-def test_a_model_whose_events_read_the_ids_apart_is_not_compacted(tmp_path):
-    path = full_artifact(tmp_path / "full", scale_ids=True)
-    with pytest.raises(FailedPrecondition, match="scale_ids"):
-        compact_artifact(path, tmp_path / "compact", HEADS)
+def test_a_model_whose_events_read_the_ids_apart_keeps_them(tmp_path):
+    full = load_model(full_artifact(tmp_path / "full", scale_ids=True), HEADS)
+    compact = load_model(compact_artifact(full.path, tmp_path / "compact", HEADS, "float32"), HEADS)
+    assert compact.model.item_ids is not None and compact.model.frozen_items
+    assert top(compact, HISTORIES) == top(full, HISTORIES)
 
 
 def test_the_compact_command_writes_the_copy_beside_the_artifact(tmp_path, capsys):

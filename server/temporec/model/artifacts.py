@@ -261,6 +261,8 @@ def _build(path: Path, manifest: Manifest, head_class: type) -> LoadedModel:
     )
     if table:
         model.freeze_items(state["item_table"], getattr(torch, table["dtype"]))
+        if "item_ids.weight" in state:  # a scale_ids model keeps its id embeddings
+            model.item_ids = torch.nn.Embedding(*state["item_ids.weight"].shape)
     model.load_state_dict(state)
     model.eval()
     read = _read_catalog_columns if table else _read_catalog
@@ -295,10 +297,7 @@ def compact_artifact(
         raise FailedPrecondition(f"{path}: a model that tuned its language model cannot be compacted yet")
     if dtype not in ("float16", "bfloat16", "float32"):
         raise InvalidArgument(f"dtype: {dtype!r}; allowed: float16, bfloat16, float32")
-    try:
-        loaded.model.freeze_items(dtype=getattr(torch, dtype))
-    except ValueError as exc:
-        raise FailedPrecondition(f"{path}: {exc}") from exc
+    loaded.model.freeze_items(dtype=getattr(torch, dtype))
     compact = replace(manifest, version=f"{manifest.version}-compact", files={}, item_index={})
     with torch.inference_mode():
         built = ItemIndex.build(loaded.model.candidate_vectors(), lists, probe) if index else None

@@ -191,13 +191,13 @@ class SequenceRecommender(nn.Module):
         (``table``, or the vectors computed now) in place of what they are computed from:
         the text embeddings, the id embeddings and the feature values, the bulk of a large
         catalog's model. What serving needs and no more (a compact artifact); texts outside
-        the catalog still go through the text projection. Not for training."""
-        if self.scale_ids and self.item_ids is not None:
-            raise ValueError("scale_ids: the events read the id embeddings apart from the item vectors; keep them")
+        the catalog still go through the text projection; a ``scale_ids`` model keeps its
+        id embeddings, which its events read apart. Not for training."""
         with torch.no_grad():
             table = self.item_vectors() if table is None else table
         del self.text_embeddings
-        self.item_ids = None
+        if not self.scale_ids:  # with scale_ids the events read the id embeddings apart: they stay
+            self.item_ids = None
         self.item_features = nn.ModuleDict()
         self.register_buffer("item_table", table.detach().to(dtype).contiguous())
 
