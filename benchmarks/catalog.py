@@ -296,10 +296,6 @@ def report(plan: Plan, rows: list[dict], recall: float | None, loads: tuple[str,
     return "\n".join(lines + notes) + "\n"
 
 
-def load_average() -> str:
-    return ", ".join(f"{value:.2f}" for value in os.getloadavg())
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="10,000 and 100,000 items, printed only")
@@ -310,14 +306,14 @@ def main() -> int:
     plan = QUICK if args.quick else Plan()
     plan = dataclasses.replace(plan, **{k: v for k, v in vars(args).items() if k in ("seconds", "threads") and v})
     torch.set_num_threads(1)
-    started, before = time.monotonic(), load_average()
+    started, before = time.monotonic(), results_file.load_average()
     workdir = Path(tempfile.mkdtemp(prefix="temporec-catalog-"))
     os.environ["TEMPOREC_CACHE_DIR"] = str(workdir / "cache")  # the servers' checksum cache, fresh
     try:
         rows, recall = measure(workdir, plan)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
-    body = report(plan, rows, recall, (before, load_average()))
+    body = report(plan, rows, recall, (before, results_file.load_average()))
     print(body)
     if not args.quick:
         results_file.record(args.out, "catalog", "catalog.py", None, started, body)

@@ -32,7 +32,6 @@ import platform
 import random
 import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -361,10 +360,6 @@ def spread(values: list[float]) -> str:
     return f"[{min(values):.2f}-{max(values):.2f}]" if len(values) > 1 else ""
 
 
-def load_average() -> str:
-    return subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip().split("load average:")[-1].strip()
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="a smoke test, printed only")
@@ -372,7 +367,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=RESULTS, help="results file (not with --quick)")
     args = parser.parse_args(argv)
     plan = dataclasses.replace(QUICK if args.quick else Plan(), triton=not args.no_triton)
-    started, before = time.monotonic(), load_average()
+    started, before = time.monotonic(), results_file.load_average()
     workdir = Path(tempfile.mkdtemp(prefix="temporec-encoders-"))
     try:
         import torch
@@ -381,7 +376,7 @@ def main(argv: list[str] | None = None) -> int:
         result = measure(workdir, plan)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
-    body = report(plan, result, (before, load_average()))
+    body = report(plan, result, (before, results_file.load_average()))
     print(body)
     if not args.quick:
         results_file.record(args.out, "encoders", "encoders.py", argv, started, body)

@@ -230,7 +230,7 @@ def percentile(values: list[float], q: float) -> float:
 
 
 def load() -> str:
-    return "load average " + ", ".join(f"{x:.2f}" for x in os.getloadavg())
+    return "load average " + results_file.load_average()
 
 
 # -- replay -----------------------------------------------------------------------------

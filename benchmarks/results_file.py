@@ -58,6 +58,12 @@ def write_section(path: Path, name: str, body: str, title: str, order: Sequence[
 ROOT = Path(__file__).resolve().parents[1]
 
 
+def load_average() -> str:
+    """The machine's 1, 5 and 15 minute load averages: a result measured while other work
+    shared the cores says so."""
+    return ", ".join(f"{value:.2f}" for value in os.getloadavg())
+
+
 def source_revision(root: Path = ROOT) -> str:
     """The commit the benchmarks run from, "+changes" when tracked files differ from it,
     so that a result names the code that measured it. Results files are what benchmarks

@@ -261,10 +261,6 @@ def report_workers(plan: Plan, workers: int, described: str, rows: list[dict], l
     return "\n".join(lines) + "\n"
 
 
-def load_average() -> str:
-    return ", ".join(f"{value:.2f}" for value in os.getloadavg())
-
-
 def report(plan: Plan, described: str, rows: list[dict]) -> str:
     lines = [
         f"Models: `video`, {plan.epochs} epoch(s) on {described}; catalog-only requests (real histories,",
@@ -313,7 +309,7 @@ def main() -> int:
         plan, **{k: v for k, v in vars(args).items() if k in ("seconds", "repeats", "threads") and v is not None}
     )
     started = time.monotonic()
-    before = load_average()
+    before = results_file.load_average()
     workdir = Path(tempfile.mkdtemp(prefix="temporec-served-"))
     try:
         if args.workers:
@@ -323,7 +319,10 @@ def main() -> int:
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
     if args.workers:
-        body, section = report_workers(plan, args.workers, described, rows, (before, load_average())), "workers"
+        body, section = (
+            report_workers(plan, args.workers, described, rows, (before, results_file.load_average())),
+            "workers",
+        )
     else:
         body, section = report(plan, described, rows), "served"
     print(body)

@@ -108,10 +108,6 @@ def render(rows: dict[int, dict], dataset, epochs: int, loads: tuple[str, str]) 
     )
 
 
-def load_average() -> str:
-    return ", ".join(f"{value:.2f}" for value in os.getloadavg())
-
-
 def arguments(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument(
@@ -134,13 +130,13 @@ def main(argv: list[str] | None = None) -> int:
         child(Path(folder), int(epochs), Path(work), Path(report))
         return 0
     args = arguments(argv)
-    started, before = time.monotonic(), load_average()
+    started, before = time.monotonic(), results_file.load_average()
     dataset = load_amazon(args.folder)
     rows = {}
     with tempfile.TemporaryDirectory(prefix="temporec-torchrun-") as work:
         for processes in (1, 2):
             rows[processes] = run(processes, args, Path(work))
-    body = render(rows, dataset, args.epochs, (before, load_average()))
+    body = render(rows, dataset, args.epochs, (before, results_file.load_average()))
     results_file.record(args.out, SECTION, "torchrun.py", argv, started, body)
     print(body)
     return 0
