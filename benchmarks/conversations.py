@@ -97,7 +97,7 @@ def main(argv: list[str] | None = None) -> int:
     only = set(filter(None, args.only.split(",")))
     if only - {r.name for r in RUNS}:
         raise SystemExit(f"--only: {sorted(only)}; allowed: {', '.join(r.name for r in RUNS)}")
-    started = time.monotonic()
+    started, before = time.monotonic(), results_file.load_average()
     results = {}
     with tempfile.TemporaryDirectory() as scratch:
         work = args.work or Path(scratch)
@@ -106,6 +106,7 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"{args.set}: {run.name}", file=sys.stderr, flush=True)
                 results[run.name] = measure(run, args.data / args.set, args.minutes, work, "customer_service")
     body = render(args.set, results, args.minutes)
+    body += f"\n\nLoad average (1, 5, 15 min) before: {before}; after: {results_file.load_average()} (2 cores)."
     results_file.record(args.out, f"tuning-{args.set}", "conversations.py", argv, started, body)
     print(body)
     return 0
