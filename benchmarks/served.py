@@ -183,15 +183,20 @@ def served_by_clients(models: Path, requests: list, plan: Plan, env: dict, worke
 # -- the run and its report -------------------------------------------------------------------
 
 
-def measure(workdir: Path, plan: Plan) -> tuple[str, list[dict]]:
+def prepare(workdir: Path, plan: Plan) -> tuple[str, list, dict[str, str]]:
+    """The data, a model per head, every request, and the servers' environment."""
     data = workdir / "data"
     described = write_data(data, plan.users)
     settings = dataclasses.replace(Settings(), epochs=plan.epochs)
     for head in plan.heads:
         train(data, workdir / "models", settings, head)
-    all_requests = build_requests(data, settings)
     unset = ("TEMPOREC_PLUGINS", "TEMPOREC_CONFIG")  # the installed plugins, no config file: as Server runs
     env = {**{k: v for k, v in os.environ.items() if k not in unset}, "OMP_NUM_THREADS": str(plan.threads)}
+    return described, build_requests(data, settings), env
+
+
+def measure(workdir: Path, plan: Plan) -> tuple[str, list[dict]]:
+    described, all_requests, env = prepare(workdir, plan)
     rows = []
     for head in plan.heads:
         requests = catalog_only(list(all_requests), head)
@@ -212,14 +217,7 @@ def measure(workdir: Path, plan: Plan) -> tuple[str, list[dict]]:
 
 def measure_workers(workdir: Path, plan: Plan, workers: int) -> tuple[str, list[dict]]:
     """One worker against ``workers``, alternately, ``plan.repeats`` times per head."""
-    data = workdir / "data"
-    described = write_data(data, plan.users)
-    settings = dataclasses.replace(Settings(), epochs=plan.epochs)
-    for head in plan.heads:
-        train(data, workdir / "models", settings, head)
-    all_requests = build_requests(data, settings)
-    unset = ("TEMPOREC_PLUGINS", "TEMPOREC_CONFIG")
-    env = {**{k: v for k, v in os.environ.items() if k not in unset}, "OMP_NUM_THREADS": str(plan.threads)}
+    described, all_requests, env = prepare(workdir, plan)
     rows = []
     for head in plan.heads:
         requests = catalog_only(list(all_requests), head)

@@ -83,11 +83,11 @@ class LocalEncoder(temporec.Encoder):
 
     def encode(self, texts: Sequence[str]) -> torch.Tensor:
         """Return (len(texts), dim) float32 CPU vectors, rows L2-normalized."""
-        return self._encode_texts(_check_texts(texts))
+        return self._encode_texts(self.checked_texts(texts))
 
     async def aencode(self, texts: Sequence[str], timeout: float | None = None) -> torch.Tensor:
         """``encode``, on the worker thread, coalesced with concurrent calls (see above)."""
-        texts = _check_texts(texts)  # here, so that one caller's bad text fails no other
+        texts = self.checked_texts(texts)  # here, so that one caller's bad text fails no other
         if not texts:
             return torch.empty((0, self.dim), dtype=torch.float32)
         vectors = asyncio.wrap_future(self._coalescer.submit(texts))
@@ -194,14 +194,6 @@ class Coalescer:
         for texts, future in calls:
             future.set_result(vectors[start : start + len(texts)])
             start += len(texts)
-
-
-def _check_texts(texts: Sequence[str]) -> list[str]:
-    texts = list(texts)
-    for i, text in enumerate(texts):
-        if not isinstance(text, str):
-            raise InvalidArgument(f"encoder 'local': texts[{i}] is {type(text).__name__}, expected str")
-    return texts
 
 
 def _check_positive(option: str, value) -> None:

@@ -9,6 +9,8 @@ from typing import ClassVar, Sequence
 
 import torch
 
+from temporec.contract.errors import InvalidArgument
+
 ENCODER_THREADS = 4  # concurrent ``encode`` calls per encoder in the default ``aencode``
 
 
@@ -33,6 +35,15 @@ class Encoder(ABC):
     #: vectors for the same text. Keys the embedding cache and model compatibility.
     model_id: str = ""
     dim: int = 0
+
+    def checked_texts(self, texts: Sequence[str]) -> list[str]:
+        """``texts`` as a list, each checked to be a string: the error names the encoder
+        and the bad index, before any text is sent to the model."""
+        texts = list(texts)
+        for i, text in enumerate(texts):
+            if not isinstance(text, str):
+                raise InvalidArgument(f"encoder {self.name!r}: texts[{i}] is {type(text).__name__}, expected str")
+        return texts
 
     @abstractmethod
     def encode(self, texts: Sequence[str]) -> torch.Tensor:
