@@ -122,7 +122,7 @@ def test_two_processes_train_the_same_model_as_one(
     domain, write, name, extra = TRAINERS[trainer]
     args = training_args(domain, write(tmp_path / name), extra)
     done = torchrun("-m", "temporec", *args, "--out", str(tmp_path / "two"), env=environment)
-    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.returncode == 0, done.stdout[-1000:] + done.stderr[-3000:]
 
     (artifact,) = (tmp_path / "two").glob(f"{domain}-*")  # rank 0 alone saved it
     assert not list((tmp_path / "two").glob(".partial-*"))

@@ -199,6 +199,9 @@ def joined(device_name: str | None) -> Iterator[Ranks]:
     )
     try:
         yield Ranks(device, dist.get_rank(), dist.get_world_size())
+        # A sender's last collective may return before its peers have received it; tearing
+        # the group down under a transfer still in flight aborts the process (gloo).
+        dist.barrier()
     finally:
         dist.destroy_process_group()
 
