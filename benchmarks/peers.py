@@ -34,8 +34,10 @@ after each epoch with temporec's code (NDCG@10, patience 10, the best epoch's we
 in memory), one torch thread, ``--jobs`` rows at once. RecBole's models keep RecBole's
 defaults (``recbole/properties``: batch 2,048, lr 1e-3, CE over all items) but for the
 shared settings in ``SHARED``; ``Pop`` gets exact counts (RecBole's counts an item once per
-training batch it is in). ``ar``: temporec's ``ar`` head, ids only, as ``sasrec-gap``'s
-"ar, defaults" row. Section ``peers-<set>`` of ``benchmarks/RESULTS.md``.
+training batch it is in). temporec's rows train on ids alone: ``ar`` with its defaults, as
+``sasrec-gap``'s "ar, defaults" row, and the best two rows of ``heads-amazon-*``. Each row's
+NDCG@10 is also given as a ratio to the best RecBole row's. Section ``peers-<set>`` of
+``benchmarks/RESULTS.md``.
 """
 
 from __future__ import annotations
@@ -102,14 +104,16 @@ SHARED: dict[str, Any] = {
 
 @dataclass(frozen=True)
 class Peer:
-    name: str  # the row's name: RecBole's model, or "ar" (temporec's)
+    name: str  # the row's name: RecBole's model, or a name for one of temporec's heads
     why: str
     config: dict = field(default_factory=dict)  # RecBole settings over SHARED and the model's defaults
     features: bool = False  # reads the catalog's features as item fields (selected_features)
+    head: str | None = None  # temporec's head, trained on ids alone; None: a RecBole model
+    head_options: dict = field(default_factory=dict)
 
     @property
     def recbole(self) -> bool:
-        return self.name != "ar"
+        return self.head is None
 
 
 PEERS = (
@@ -120,8 +124,13 @@ PEERS = (
     Peer("RepeatNet", "Ren et al. 2019: repeat or explore"),
     Peer("FDSA", "Zhang et al. 2019: the item features in a second self-attention stream", features=True),
     Peer("SASRecF", "SASRec with the item features added to the items", features=True),
-    Peer("ar", "temporec's ar head, ids only (temporec train --head ar --no-text)"),
-)
+    Peer("ar", "temporec's ar head, ids only (temporec train --head ar --no-text)", head="ar"),
+    # temporec's best rows in heads-amazon-office and heads-amazon-beauty:
+    Peer("ar-sasrec-block", "ar, post-norm, MLP as wide as the model (--head-option norm=post mlp_ratio=1)",
+         head="ar", head_options={"norm": "post", "mlp_ratio": 1}),
+    Peer("hstu-positions", "temporec's hstu head without its time bias (--head-option time_buckets=0)",
+         head="hstu", head_options={"time_buckets": 0}),
+)  # fmt: skip
 
 
 def shim_numpy() -> None:
@@ -498,9 +507,9 @@ def measure(peer: Peer, data: Path, minutes: float, work: str) -> dict:
     if not peer.recbole:
         from sasrec_gap import BASE
 
-        config = replace(TrainConfig(**BASE), time_budget_s=minutes * 60)
+        config = replace(TrainConfig(**BASE), time_budget_s=minutes * 60, head_options=peer.head_options)
         started = time.monotonic()
-        test, trained = fit_ids_only(dataset, "ar", config, folder)
+        test, trained = fit_ids_only(dataset, peer.head, config, folder)
         return {"ranks": test.numpy(), **trained, "seconds": time.monotonic() - started, "recbole": None}
     rb = recbole_modules()
     prep = prepare(rb, peer.name, dataset, folder, peer.config, peer.features)
@@ -521,16 +530,19 @@ def render(
 ) -> str:
     lines = [
         f"| model | what | HR@{K} (95% CI) | NDCG@{K} (95% CI) | MRR (95% CI) | RecBole's own NDCG@{K} "
-        "| epochs (best) | minutes |",
-        "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |",
+        f"| NDCG@{K} / best RecBole's | epochs (best) | minutes |",
+        "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
+    ndcg = {peer.name: summarize(rows[peer.name]["ranks"])[f"ndcg@{K}"] for peer in peers}
+    best = max((ndcg[peer.name] for peer in peers if peer.recbole), default=0.0)
     for peer in peers:
         result = rows[peer.name]
         cells = metric_cells(result["ranks"], (f"hr@{K}", f"ndcg@{K}", "mrr"))
         own = f"{result['recbole'][f'ndcg@{K}']:.4f}" if result["recbole"] else ""
+        ratio = f"{ndcg[peer.name] / best:.2f}" if best else ""
         lines.append(
-            f"| {peer.name} | {peer.why} | {' | '.join(cells)} | {own} | {result['epochs']} ({result['best_epoch']}) "
-            f"| {result['seconds'] / 60:.1f} |"
+            f"| {peer.name} | {peer.why} | {' | '.join(cells)} | {own} | {ratio} "
+            f"| {result['epochs']} ({result['best_epoch']}) | {result['seconds'] / 60:.1f} |"
         )
     events = sum(map(len, dataset.sequences.values()))
     cases = next((rows[p.name]["cases"] for p in peers if rows[p.name].get("cases") and p.name != "Pop"), None)
@@ -546,7 +558,7 @@ def render(
         "by temporec's code (MRR over the whole ranking); intervals: bootstrap over the test users. \"RecBole's "
         'own": its evaluator on the same model and test cases, which for sequential models does not mask the '
         f"history. Every RecBole row's split was checked equal to temporec's case by case{checked}. Minutes: "
-        "training and validation (ar: its whole `train` call).\n\n"
+        "training and validation (temporec's rows: their whole `train` call).\n\n"
         + "\n".join(lines)
         + "\n\nThe harness check (RecBole's Pop by both harnesses):\n\n"
         + check_text
