@@ -135,6 +135,18 @@ def test_customer_service_eval_ranks_replies_beside_its_baselines(reply_model, c
     assert "ACCURACY@1" in table and any(line.split()[:2] == ["test", "frozen-encoder"] for line in table.splitlines())
 
 
+def compacted(capsys, model: Path, *extra: str) -> Path:
+    """``temporec compact`` of ``model``: the compact copy's path."""
+    return Path(temporec(capsys, "compact", "--model", str(model), *extra).strip().splitlines()[-1])
+
+
+def test_a_compact_reply_model_evaluates_as_its_full_model(reply_model, capsys, tmp_path):
+    """A compact artifact holds its item vectors only: the frozen-encoder baseline embeds
+    the replies again, with the encoder the model was trained with."""
+    compact = compacted(capsys, reply_model, "--out", str(tmp_path / "compact"), "--dtype", "float32")
+    assert evaluate_json(capsys, compact)["metrics"] == evaluate_json(capsys, reply_model)["metrics"]
+
+
 def test_customer_service_eval_needs_the_models_vector_space(reply_model, capsys):
     code = main(["eval", "--model", str(reply_model), "--encoder-option", "dim=64"])
     assert code == 2
@@ -177,6 +189,8 @@ def test_news_trains_on_clicks_and_evaluates_impressions(tmp_path, hashing_encod
         assert {f"{ranker}test.{m}" for m in ("auc", "mrr", "ndcg@5", "ndcg@10")} <= set(report["metrics"])
     # the frozen hashing vectors of "Topic t story n" already tell a reader's topic
     assert report["metrics"]["frozen-encoder.test.auc"] == 1.0
+    compact = compacted(capsys, path, "--out", str(tmp_path / "compact"), "--dtype", "float32")
+    assert evaluate_json(capsys, compact)["metrics"] == report["metrics"]
 
     history = [Event("n0", "click"), Event("n3", "click"), Event("n6", "click")]
     answer = serve(out, Query("news", history, candidates=["n15", "n16", "n17"], k=3))
@@ -218,6 +232,8 @@ def test_retail_eval_adds_the_next_purchase_under_the_shop_rules(tmp_path, hashi
     assert {"test.hr@10", "popularity.test.mrr"} <= set(metrics)  # leave-one-out, as every domain
     for ranker in ("", "popularity.", "recent."):  # every baseline on every split
         assert {f"{ranker}{split}.hr@10" for split in ("valid", "test", "purchase")} <= set(metrics)
+    compact = compacted(capsys, path, "--out", str(tmp_path / "compact"), "--dtype", "float32")
+    assert evaluate_json(capsys, compact)["metrics"] == pytest.approx(metrics, abs=1e-6)
     table = temporec(capsys, "eval", "--model", str(path), "--device", "cpu")
     assert any(line.split()[:2] == ["purchase", "recent"] for line in table.splitlines())
 

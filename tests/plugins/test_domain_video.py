@@ -14,7 +14,7 @@ from temporec.contract.errors import InvalidArgument
 from temporec.contract.registry import load_registry
 from temporec.contract.types import Catalog, Query
 from temporec.data import k_core
-from temporec.model.artifacts import read_manifest
+from temporec.model.artifacts import compact_artifact, read_manifest
 from temporec.training import TrainConfig, train
 from temporec_plugins.domains.video import VideoDomain
 from temporec_plugins.heads.lstm import LSTMHead
@@ -100,6 +100,10 @@ def test_eval_command_on_the_training_data_and_on_other_data(tmp_path, capsys):
     report = json.loads(capsys.readouterr().out)
     assert report["same_data_as_training"] and report["users"] == 40 and report["data"] == str(data.resolve())
     assert report["metrics"]["test.ndcg@10"] == read_manifest(path).metrics["test.ndcg@10"]
+
+    compact = compact_artifact(path, tmp_path / "compact", load_registry().heads, "float32")
+    assert run_command(eval_command, ["eval", "--model", str(compact), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["metrics"] == pytest.approx(report["metrics"], abs=1e-6)
 
     other = tmp_path / "other"
     other.mkdir()

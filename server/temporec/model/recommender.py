@@ -182,6 +182,11 @@ class SequenceRecommender(nn.Module):
         return (self.item_table if self.frozen_items else self.text_embeddings).shape[0]
 
     @property
+    def device(self) -> torch.device:
+        """Where the item vectors are, and so where the model computes."""
+        return (self.item_table if self.frozen_items else self.text_embeddings).device
+
+    @property
     def frozen_items(self) -> bool:
         """Whether the item vectors are a fixed table (``freeze_items``)."""
         return "item_table" in self._buffers

@@ -72,7 +72,7 @@ def evaluate_model(
 ) -> dict[str, float]:
     """The model's metrics on ``split`` ("valid", "test", or an ``EvalSplit`` of chosen
     cases), computed on the model's device; its train/eval mode is kept."""
-    device = model.text_embeddings.device
+    device = model.device
     was_training = model.training
     model.eval()
     try:

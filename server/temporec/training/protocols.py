@@ -27,8 +27,10 @@ import numpy as np
 import torch
 
 from temporec.contract.domains import Domain
+from temporec.contract.training import EvalRequest
 from temporec.contract.types import Catalog, Event, Query
 from temporec.model.artifacts import LoadedModel
+from temporec.model.embedding_cache import catalog_embeddings
 from temporec.model.recommender import EventBatch, SequenceRecommender
 from temporec.training.ranking_metrics import bootstrap_interval, mean_interval, summarize_with_intervals
 
@@ -179,7 +181,7 @@ def model_scorer(
     catalog are represented by ``text_vectors(event.text)``; an empty history gets the
     popularity ranking (the service's cold start)."""
     action_index = {name: i for i, name in enumerate(actions)}
-    device = model.text_embeddings.device
+    device = model.device
 
     @torch.no_grad()
     def score(histories: list[list[Event]]) -> torch.Tensor:
@@ -208,9 +210,18 @@ def artifact_scorer(loaded: LoadedModel, text_vectors: TextVectors | None = None
     return model_scorer(loaded.model, loaded.catalog, actions, max_len, loaded.popularity, text_vectors)
 
 
-def frozen_item_embeddings(loaded: LoadedModel) -> torch.Tensor | None:
-    """The encoder's catalog embeddings that a saved model holds (None without text)."""
-    return loaded.model.text_embeddings.cpu() if loaded.manifest.use_text else None
+def frozen_item_embeddings(request: EvalRequest) -> torch.Tensor | None:
+    """The frozen encoder's catalog embeddings, for the baselines that read them (None for
+    a model without text): those the model holds, unless it tuned its language model (it
+    holds the tuned encoder's) or is compact (it holds only its item vectors); then the
+    catalog embedded by the encoder the model started from."""
+    loaded = request.model
+    if not loaded.manifest.use_text:
+        return None
+    if request.open_base_encoder is None and not loaded.model.frozen_items:
+        return loaded.model.text_embeddings.cpu()
+    encoder = (request.open_base_encoder or request.open_encoder)()
+    return catalog_embeddings(encoder, loaded.catalog, cache_dir=request.cache_dir)
 
 
 # -- ranking with random ties --------------------------------------------------------

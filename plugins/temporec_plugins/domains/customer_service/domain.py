@@ -43,7 +43,6 @@ from temporec import (
     hookimpl,
 )
 from temporec.data import DataError
-from temporec.model import catalog_embeddings
 from temporec.training import (
     Scorer,
     TextVectors,
@@ -185,10 +184,10 @@ def _frozen(
     """The reply embeddings and the turn vectors of the frozen encoder: the model's own,
     unless its training tuned the language model (then those of the encoder it started
     from, so that the baselines stay the frozen encoder's)."""
+    replies = frozen_item_embeddings(request)
     if request.open_base_encoder is None:
-        return frozen_item_embeddings(request.model), turns
+        return replies, turns
     base = request.open_base_encoder()
-    replies = catalog_embeddings(base, data.catalog, cache_dir=request.cache_dir)
     return replies, embed_texts(base, turn_texts(data), request.cache_dir).__getitem__
 
 

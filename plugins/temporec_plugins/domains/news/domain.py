@@ -165,7 +165,7 @@ class NewsDomain(Domain):
         news, dropped = _within(self.load_news(request.data), model.catalog)
         split = self.split(news)
         head = model.manifest.head
-        rankers = {head: artifact_scorer(model), **self.baselines(news, split, frozen_item_embeddings(model))}
+        rankers = {head: artifact_scorer(model), **self.baselines(news, split, frozen_item_embeddings(request))}
         results, skipped = evaluate_impressions(rankers, split.test, news.catalog)
         if not results[head]:
             raise DataError(f"{news.name}: no test impression has both a click and a non-click")
