@@ -14,7 +14,7 @@ from temporec.cli import train as train_command
 from temporec.contract.errors import FailedPrecondition, InvalidArgument
 from temporec.contract.registry import load_registry
 from temporec.contract.types import Event, Query
-from temporec.model.artifacts import ENCODER_DIR, load_model, read_manifest
+from temporec.model.artifacts import ENCODER_DIR, compact_artifact, load_model, read_manifest
 from temporec.model.pretrained import bundled_model_dir
 from temporec.model.tuned_encoder import TunedEncoder
 from temporec.serving.service import RecommenderService
@@ -94,6 +94,26 @@ def test_the_server_embeds_new_texts_with_the_models_own_tuned_encoder(tuned_mod
     assert torch.allclose(own[0], loaded.model.text_embeddings[3], atol=1e-5)
     catalog_only = asyncio.run(substituted.recommend(Query("video", [Event(loaded.catalog.item_ids[0], "watch")], k=3)))
     assert len(catalog_only.items) == 3  # the stored item vectors need no encoder
+
+
+def test_a_tuned_model_compacts_with_its_language_model(tuned_models, tmp_path):
+    """The compact copy carries the tuned model unchanged (the same vector space) and
+    serves a text outside the catalog as the full artifact does."""
+    path = tuned_models["top"]
+    compact = compact_artifact(path, tmp_path, load_registry().heads, "float32")
+    full, small = read_manifest(path), read_manifest(compact)
+    assert small.tuned_encoder == full.tuned_encoder and small.tuned_encoder_id == full.tuned_encoder_id
+    text = load_model(path, load_registry().heads).catalog.texts[3]
+    answers = []
+    for root, served in ((path.parent, path), (tmp_path, compact)):
+        service = RecommenderService(load_registry(), root, device="cpu")
+        asyncio.run(service.start())
+        answers.append(asyncio.run(service.recommend(Query("video", [Event("", "watch", text=text)], k=5))))
+        (instance,) = service.encoders.started.values()
+        assert instance.source == str(served / ENCODER_DIR)
+        asyncio.run(service.close())
+    (full_items, compact_items) = ([(i.item_id, round(i.score, 4)) for i in a.items] for a in answers)
+    assert compact_items == full_items
 
 
 def test_tuning_needs_an_encoder_that_runs_its_model_here_and_layers_it_has():

@@ -15,8 +15,9 @@ table (float16 by default) in place of the text embeddings, id embeddings and fe
 values they are computed from. A million items with 384-wide text embeddings and
 64-wide vectors go from about 1.8 GiB to about 0.2 GiB, and a server starts without
 computing the vectors. Items outside the catalog are still embedded by the encoder and
-projected. The copy's version is the original's plus "-compact", so in the same models
-directory it is the one served; `temporec eval` and training read the full artifact.
+projected (a tuned language model is copied with the artifact to embed them). The
+copy's version is the original's plus "-compact", so in the same models directory it is
+the one served; `temporec eval` reads either, training the full artifact.
 """
 
 

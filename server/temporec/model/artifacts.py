@@ -23,6 +23,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import shutil
 import time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -157,9 +158,12 @@ def save_model(
     catalog: Catalog,
     popularity: torch.Tensor,
     index: ItemIndex | None = None,
+    encoder_dir: Path | None = None,
 ) -> Path:
     """Write an artifact under ``root`` as ``<domain>-<head>-<version>`` and return its
-    path; ``index``: the approximate index of the model's item vectors, to keep with it."""
+    path; ``index``: the approximate index of the model's item vectors, to keep with it;
+    ``encoder_dir``: a tuned language model already saved (another artifact's), copied in
+    as it is when the model holds none (``model.text_encoder``)."""
     root = Path(root)
     root.mkdir(parents=True, exist_ok=True)
     manifest.created = manifest.created or time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
@@ -185,6 +189,9 @@ def save_model(
             names.append(INDEX_FILE)
         if model.text_encoder is not None:
             model.text_encoder.save(staging / ENCODER_DIR)
+        elif encoder_dir is not None:
+            shutil.copytree(encoder_dir, staging / ENCODER_DIR)
+        if (staging / ENCODER_DIR).is_dir():
             names += sorted(
                 p.relative_to(staging).as_posix() for p in (staging / ENCODER_DIR).rglob("*") if p.is_file()
             )
@@ -289,19 +296,20 @@ def compact_artifact(
     embeddings and feature values (``SequenceRecommender.freeze_items``). For serving: a
     million-item catalog's artifact shrinks from gigabytes to its (n_items, dim) table and
     starts without computing the vectors. Its version is the original's plus "-compact"
-    (so it is the newer of the two); ``temporec eval`` reads the full one. ``index``: build
-    the approximate index of its item vectors too (``ItemIndex.build``: ``lists``, ``probe``)."""
+    (so it is the newer of the two). A tuned language model is copied as it is, checksums
+    and so vector space unchanged (``Manifest.tuned_encoder_id``): it still embeds the texts
+    outside the catalog. ``index``: build the approximate index of its item vectors too
+    (``ItemIndex.build``: ``lists``, ``probe``)."""
     loaded = load_model(path, heads)
     manifest = loaded.manifest
-    if manifest.tuned_encoder:
-        raise FailedPrecondition(f"{path}: a model that tuned its language model cannot be compacted yet")
     if dtype not in ("float16", "bfloat16", "float32"):
         raise InvalidArgument(f"dtype: {dtype!r}; allowed: float16, bfloat16, float32")
     loaded.model.freeze_items(dtype=getattr(torch, dtype))
     compact = replace(manifest, version=f"{manifest.version}-compact", files={}, item_index={})
     with torch.inference_mode():
         built = ItemIndex.build(loaded.model.candidate_vectors(), lists, probe) if index else None
-    return save_model(root, compact, loaded.model, loaded.catalog, loaded.popularity, built)
+    encoder = loaded.path / manifest.tuned_encoder["model"] if manifest.tuned_encoder else None
+    return save_model(root, compact, loaded.model, loaded.catalog, loaded.popularity, built, encoder)
 
 
 def find_artifacts(root: str | os.PathLike) -> list[Path]:
