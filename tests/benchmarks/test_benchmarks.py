@@ -1,6 +1,7 @@
 """The ML-1M benchmark's bookkeeping; its runs take hours and are not tests
 (``benchmarks/ml1m.py``)."""
 
+import collections
 import re
 import shlex
 import subprocess
@@ -103,3 +104,20 @@ def test_the_amazon_reader_keeps_file_order_and_describes_items(tmp_path):
         "Stapler. Categories: Office, Staplers",
     ]
     assert dataset.catalog.features == {"brand": ["OPI", ""], "category": ["Nails", "Staplers"]}
+
+
+def test_the_paced_load_sends_on_arrival_and_counts_from_it(grpc_server):
+    """benchmarks/load.py's open loop against a real server: every arrival is sent and
+    answered, the rate is about the one asked for, and the tail goal is stated."""
+    import asyncio
+
+    import load
+    from temporec.v1 import recommender_pb2 as pb
+
+    requests = [pb.RecommendRequest(domain="tiny", history=[pb.Event(item_id="v1", action="view")], k=3)]
+    paced = asyncio.run(load.run_paced(grpc_server.target, requests, rate=200, seconds=1.0, channels=2))
+    assert paced.codes["OK"] == paced.requests == len(paced.latencies) > 50
+    settings = load.Settings(paced=0.5, paced_seconds=1.0)
+    closed = load.Tally(latencies=[0.01] * 800, codes=collections.Counter(OK=800), seconds=2.0)
+    text = load.paced_text(settings, closed, paced)
+    assert "at 50% of that throughput (200.0 a second" in text and "Goal, p99 at most 3x p50" in text
