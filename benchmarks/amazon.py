@@ -95,11 +95,14 @@ def fit_ids_only(dataset: Dataset, head: str, config: TrainConfig, work: Path) -
     return test_ranks(path, dataset), {"epochs": int(trained["epochs"]), "best_epoch": int(trained["best_epoch"])}
 
 
-def arguments(description: str, minutes: float, argv: list[str] | None) -> argparse.Namespace:
-    """The flags every Amazon benchmark takes; ``folder``: the chosen set's (checked to exist)."""
+def arguments(
+    description: str, minutes: float, argv: list[str] | None, sets: Sequence[str] = SETS
+) -> argparse.Namespace:
+    """The flags every Amazon benchmark takes (``sets``: the data sets it reads); ``folder``:
+    the chosen set's (checked to exist)."""
     parser = argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument(
-        "--set", choices=SETS, default="amazon-office", help="the shared data set (default amazon-office)"
+        "--set", choices=sets, default="amazon-office", help="the shared data set (default amazon-office)"
     )
     parser.add_argument("--data", type=Path, default=DATA, help=f"shared data folder (default {DATA})")
     parser.add_argument(

@@ -3,12 +3,14 @@
     .venv/bin/python benchmarks/peers.py --check                        # the two harnesses compared (a minute)
     .venv/bin/python benchmarks/peers.py --minutes 3 --models Pop SASRec GRU4Rec ar
     .venv/bin/python benchmarks/peers.py --set amazon-beauty --minutes 30   # every model (the full table)
+    .venv/bin/python benchmarks/peers.py --set ml-1m --minutes 60 --models SASRec GRU4Rec ar hstu-positions
 
 Needs the ``peers`` extra (RecBole 1.2.1; see ``pyproject.toml`` for how it installs beside
-numpy 1 and torch 2.13). Flags beside the Amazon benchmarks' own (``--set``, ``--data``,
-``--minutes``, ``--jobs``, ``--out``): ``--models`` (default: all of ``PEERS``), ``--check``
-(only the harness check, printed, nothing recorded) and ``--option KEY=VALUE`` (a RecBole
-setting, YAML, over every RecBole row's; repeatable).
+numpy 1 and torch 2.13). Flags beside the Amazon benchmarks' own (``--set``, which also takes
+``ml-1m``, read as its protocol says, ``--data``, ``--minutes``, ``--jobs``, ``--out``):
+``--models`` (default: all of ``PEERS``), ``--check`` (only the harness check, printed,
+nothing recorded), ``--max-len`` (every row's input window: 50, ML-1M's 200) and ``--option
+KEY=VALUE`` (a RecBole setting, YAML, over every RecBole row's; repeatable).
 
 Same data: each user's events are written as RecBole atomic files (``.inter``, and ``.item``
 with every catalog item and its features), tokens being temporec's own user and item
@@ -59,15 +61,17 @@ import torch
 import yaml
 
 import results_file
-from amazon import arguments, fit_ids_only, load_amazon, metric_cells, side_by_side
+from amazon import SETS, arguments, fit_ids_only, load_amazon, metric_cells, side_by_side
 from temporec.contract.types import Dataset
+from temporec.data import k_core
 from temporec.training import TrainConfig
 from temporec.training.leave_one_out import rank_split
 from temporec.training.ranking_metrics import summarize
 from temporec.training.splits import Sequences, encode, eval_split, history_pairs
 
 NAME = "temporec"  # the RecBole data set's name: its files are <work>/data/temporec/temporec.{inter,item}
-MAX_LEN = TrainConfig().max_len  # the input window, temporec's and RecBole's
+MAX_LEN = TrainConfig().max_len  # the input window, temporec's and RecBole's (``--max-len``)
+WINDOWS = {"ml-1m": 200}  # a set's default window where it is not MAX_LEN: ML-1M's histories are long
 PATIENCE = TrainConfig().patience
 K = 10
 MINUTES = 10.0  # each row's default budget; a shorter run is labelled a harness check
@@ -248,6 +252,21 @@ def _quiet():
         sys.argv = argv
 
 
+def load_set(folder: Path) -> Dataset:
+    """An Amazon set, or ML-1M as its protocol reads it (the video domain's reader, 5-core;
+    ``../shared/docs/evaluation-protocol.md``): its genres are its item feature."""
+    if folder.name != "ml-1m":
+        return load_amazon(folder)
+    from temporec_plugins.domains.video import VideoDomain
+
+    return k_core(VideoDomain().load_dataset(str(folder)), 5)
+
+
+def window(config: dict) -> int:
+    """The input window of a row's settings (RecBole's name for it)."""
+    return config.get("MAX_ITEM_LIST_LENGTH", MAX_LEN)
+
+
 def our_cases(seqs: Sequences, split: str, max_len: int = MAX_LEN) -> dict[str, np.ndarray]:
     """Temporec's cases of ``split``: each one's user, target, and input (the last ``max_len``
     events before the target, -1 past its end): the test and validation targets of
@@ -286,7 +305,7 @@ def split_differences(prep: Prepared) -> dict[str, tuple[int, int]]:
     interactions (user, item), where temporec trains on positions 0 .. n - 3."""
     result = {}
     for split in ("train", "valid", "test"):
-        ours, theirs = our_cases(prep.seqs, split), recbole_cases(prep, split)
+        ours, theirs = our_cases(prep.seqs, split, prep.config["MAX_ITEM_LIST_LENGTH"]), recbole_cases(prep, split)
         if not prep.sequential and split == "train":
             lengths = prep.seqs.lengths
             counts = np.where(lengths >= 3, lengths - 2, 0)
@@ -324,7 +343,7 @@ def scorer(rb, model, prep: Prepared, split: str):
 
     def score(users: np.ndarray, stops: np.ndarray) -> torch.Tensor:
         rows = row[users]
-        if (rows < 0).any() or (lengths[rows] != np.minimum(stops, MAX_LEN)).any():
+        if (rows < 0).any() or (lengths[rows] != np.minimum(stops, prep.config["MAX_ITEM_LIST_LENGTH"])).any():
             raise RuntimeError(f"RecBole's {split} cases are not temporec's")
         interaction = loader.transform(loader._dataset, loader._dataset[rows])
         return model.full_sort_predict(interaction.to(device)).view(len(users), -1)[:, prep.columns].cpu()
@@ -502,12 +521,14 @@ def measure(peer: Peer, data: Path, minutes: float, work: str) -> dict:
     """One row, in its own process (one torch thread each, so two run side by side)."""
     torch.set_num_threads(1)
     logging.getLogger().setLevel(logging.ERROR)
-    dataset = load_amazon(data)
+    dataset = load_set(data)
     folder = Path(work) / peer.name
     if not peer.recbole:
         from sasrec_gap import BASE
 
-        config = replace(TrainConfig(**BASE), time_budget_s=minutes * 60, head_options=peer.head_options)
+        config = replace(
+            TrainConfig(**BASE), time_budget_s=minutes * 60, head_options=peer.head_options, max_len=window(peer.config)
+        )
         started = time.monotonic()
         test, trained = fit_ids_only(dataset, peer.head, config, folder)
         return {"ranks": test.numpy(), **trained, "seconds": time.monotonic() - started, "recbole": None}
@@ -526,7 +547,13 @@ def measure(peer: Peer, data: Path, minutes: float, work: str) -> dict:
 
 
 def render(
-    rows: dict[str, dict], peers: list[Peer], dataset: Dataset, minutes: float, options: dict, check_text: str
+    rows: dict[str, dict],
+    peers: list[Peer],
+    dataset: Dataset,
+    minutes: float,
+    options: dict,
+    check_text: str,
+    max_len: int = MAX_LEN,
 ) -> str:
     lines = [
         f"| model | what | HR@{K} (95% CI) | NDCG@{K} (95% CI) | MRR (95% CI) | RecBole's own NDCG@{K} "
@@ -554,7 +581,7 @@ def render(
         f"Data: `{Path(dataset.name).name}` ({len(dataset.sequences)} users, {len(dataset.catalog)} items, {events} "
         f"events). Each row: {minutes:g} min of training, validation NDCG@{K} (temporec's code) with patience "
         f"{PATIENCE}, one torch thread; RecBole 1.2.1's models with its defaults (batch 2,048, lr 1e-3) over "
-        f"temporec's window ({MAX_LEN}) and split.{settings} Test: leave-one-out, full ranking, the history masked, ranked "
+        f"temporec's window ({max_len}) and split.{settings} Test: leave-one-out, full ranking, the history masked, ranked "
         "by temporec's code (MRR over the whole ranking); intervals: bootstrap over the test users. \"RecBole's "
         'own": its evaluator on the same model and test cases, which for sequential models does not mask the '
         f"history. Every RecBole row's split was checked equal to temporec's case by case{checked}. Minutes: "
@@ -570,18 +597,21 @@ def main(argv: list[str] | None = None) -> int:
     own.add_argument("--models", nargs="+", choices=[p.name for p in PEERS], default=[p.name for p in PEERS])
     own.add_argument("--check", action="store_true")
     own.add_argument("--option", action="append", default=[], metavar="KEY=VALUE")
+    own.add_argument("--max-len", type=int, help=f"the input window (default {MAX_LEN}; ml-1m: {WINDOWS['ml-1m']})")
     mine, rest = own.parse_known_args(argv)
-    args = arguments(__doc__, MINUTES, rest)
+    args = arguments(__doc__, MINUTES, rest, sets=(*SETS, "ml-1m"))
     options = {}
     for option in mine.option:
         key, sep, value = option.partition("=")
         if not sep:
             raise SystemExit(f"--option {option!r}: expected KEY=VALUE")
         options[key] = yaml.safe_load(value)
+    max_len = mine.max_len or WINDOWS.get(args.set, MAX_LEN)
     started = time.monotonic()
-    dataset = load_amazon(args.folder)
+    dataset = load_set(args.folder)
+    shared = {"MAX_ITEM_LIST_LENGTH": max_len, **options}  # every row's, RecBole's and temporec's
     with tempfile.TemporaryDirectory(prefix="temporec-peers-") as work:
-        result = check(dataset, Path(work), options)
+        result = check(dataset, Path(work), shared)
     check_text = render_check(result)
     print(check_text, flush=True)
     if not check_passes(result):
@@ -589,13 +619,13 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     if mine.check:
         return 0
-    peers = [replace(p, config={**p.config, **options}) for p in PEERS if p.name in mine.models]
+    peers = [replace(p, config={**p.config, **shared}) for p in PEERS if p.name in mine.models]
     rows = side_by_side(measure, peers, args)
     body = (
         f"**Harness check, short budgets ({args.minutes:g} min a model): not the final comparison.**\n\n"
         if args.minutes < MINUTES
         else ""
-    ) + render(rows, peers, dataset, args.minutes, options, check_text)
+    ) + render(rows, peers, dataset, args.minutes, options, check_text, max_len)
     results_file.record(args.out, f"peers-{args.set}", "peers.py", argv, started, body)
     print(body)
     return 0

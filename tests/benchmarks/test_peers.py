@@ -41,6 +41,14 @@ def test_recbole_splits_every_user_as_temporec_does(rb, tmp_path, model):
     assert differences["test"][0] == 7
 
 
+def test_a_shorter_window_cuts_both_harnesses_inputs_alike(rb, tmp_path):
+    prep = peers.prepare(rb, "SASRec", tiny([4, 5, 9, 12, 60, 4, 7]), tmp_path, {"MAX_ITEM_LIST_LENGTH": 8})
+    differences = peers.split_differences(prep)
+    assert all(bad == 0 for _, bad in differences.values()), differences
+    model, _, _ = peers.fit_recbole(rb, prep, budget_s=5)
+    assert len(peers.ranks(rb, model, prep, "test")) == 7  # the scorer's check of the cut inputs holds
+
+
 def test_a_user_with_three_events_is_split_otherwise_and_the_comparison_says_so(rb, tmp_path):
     # RecBole: its one training case and its test case, no validation; temporec: validation and test.
     prep = peers.prepare(rb, "SASRec", tiny([5, 3, 6]), tmp_path, {})
