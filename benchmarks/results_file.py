@@ -30,7 +30,8 @@ RESULTS_SECTIONS = (
     "sasrec-gap",  # benchmarks/sasrec_gap.py
     *("tuning-amazon-office", "tuning-amazon-beauty"),  # benchmarks/tuning.py
     *("heads-amazon-office", "heads-amazon-beauty"),  # benchmarks/heads.py
-    *("peers-amazon-office", "peers-amazon-beauty"),  # benchmarks/peers.py
+    *("peers-amazon-office", "peers-amazon-beauty", "peers-ml-1m"),  # benchmarks/peers.py
+    "peers-notes",  # by hand: what the peers' tables show, and what they do not
     *("replay-taobao", "realtime-speed"),  # benchmarks/replay.py
     "finance-phrasebank",  # benchmarks/finance.py
     "finance-topics",  # benchmarks/topics.py
