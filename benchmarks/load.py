@@ -195,6 +195,17 @@ class Server:
         rss = psutil.Process(self.process.pid).memory_info().rss / 2**20
         return rss, rss
 
+    def cpu_seconds(self) -> float:
+        """The server process's CPU time so far (user + system, all its threads)."""
+        stat = Path(f"/proc/{self.process.pid}/stat")
+        if stat.is_file():
+            fields = stat.read_text().rsplit(")", 1)[1].split()  # after "pid (name)"
+            return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        import psutil
+
+        times = psutil.Process(self.process.pid).cpu_times()
+        return times.user + times.system
+
     def stage_means_ms(self) -> dict[str, float]:
         """Mean milliseconds per Recommend stage, from the server's Prometheus metrics."""
         with urllib.request.urlopen(f"http://127.0.0.1:{self.metrics_port}/metrics", timeout=30) as response:

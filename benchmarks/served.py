@@ -17,7 +17,9 @@ Requests are catalog-only (real histories of at most 50 events, no texts to embe
 starts), as in the issue's measurements. Both processes run torch with
 ``--threads`` intra-op threads (OMP_NUM_THREADS). The load generator shares the 2 cores
 with the server, as any loopback benchmark on this machine does: its CPU is in the served
-numbers, not in the in-process ones.
+numbers, not in the in-process ones. So each row also gives the CPU milliseconds per
+request of the process that serves (the service's own in-process, the server's served),
+which the load generator's share of the cores does not move.
 
 With ``--workers N`` the run compares ``temporec serve`` with one worker and with N
 (``--workers N``: N processes on one port) instead, alternately, for ``lstm`` at 8 and 32
@@ -81,7 +83,8 @@ def catalog_only(requests: list, head: str) -> list:
 
 def in_process_main(models: str, requests_file: str, clients: int, seconds: float, warmup: float) -> None:
     """The child: build the service as ``temporec serve`` would, then ``clients`` tasks
-    await ``recommend`` for ``warmup`` + ``seconds``; prints {"rate": requests/s}."""
+    await ``recommend`` for ``warmup`` + ``seconds``; prints {"rate": requests/s, "cpu_ms":
+    this process's CPU milliseconds per request}."""
     from temporec.grpc import translate
     from temporec.serving import build_service
     from temporec.serving.config import load_config
@@ -89,16 +92,19 @@ def in_process_main(models: str, requests_file: str, clients: int, seconds: floa
     queries = [translate.query_from_proto(request) for request in decode_requests(Path(requests_file).read_bytes())]
     config = load_config(env={}, overrides={"models_dir": models, "device": "cpu"})
 
-    async def run() -> float:
+    async def run() -> dict:
         service = build_service(config)
         await service.start()
         try:
             await drive(service, queries, clients, warmup)
-            return await drive(service, queries, clients, seconds)
+            cpu, started = time.process_time(), time.monotonic()
+            rate = await drive(service, queries, clients, seconds)
+            requests = rate * (time.monotonic() - started)
+            return {"rate": rate, "cpu_ms": 1000 * (time.process_time() - cpu) / max(requests, 1)}
         finally:
             await service.close()
 
-    print(json.dumps({"rate": asyncio.run(run())}), flush=True)
+    print(json.dumps(asyncio.run(run())), flush=True)
 
 
 async def drive(service, queries: list, clients: int, seconds: float) -> float:
@@ -134,26 +140,30 @@ def decode_requests(raw: bytes) -> list:
     return requests
 
 
-def in_process_rate(models: Path, requests_file: Path, clients: int, plan: Plan, env: dict) -> float:
+def in_process_rate(models: Path, requests_file: Path, clients: int, plan: Plan, env: dict) -> tuple[float, float]:
+    """(requests/s, CPU ms per request) of the service in a process of its own."""
     command = [sys.executable, __file__, "--child", str(models), str(requests_file), str(clients)]
     command += [str(plan.seconds), str(plan.warmup)]
     result = subprocess.run(command, check=True, capture_output=True, text=True, env=env)
-    return json.loads(result.stdout.strip().splitlines()[-1])["rate"]
+    measured = json.loads(result.stdout.strip().splitlines()[-1])
+    return measured["rate"], measured["cpu_ms"]
 
 
 # -- served -------------------------------------------------------------------------------------
 
 
-def served_rates(models: Path, requests: list, clients: int, plan: Plan, env: dict) -> float:
+def served_rates(models: Path, requests: list, clients: int, plan: Plan, env: dict) -> tuple[float, float]:
+    """(requests/s, the server's CPU ms per request) of ``temporec serve`` called over gRPC."""
     os.environ["OMP_NUM_THREADS"] = env["OMP_NUM_THREADS"]  # the server inherits the torch threads setting
     server = Server(models)
     try:
         settings = dataclasses.replace(Settings(), clients=clients, channels=min(clients, 4))
         asyncio.run(run_load(server.target, requests, settings, plan.warmup, limit=sys.maxsize))
+        cpu = server.cpu_seconds()
         tally = asyncio.run(run_load(server.target, requests, settings, plan.seconds, limit=sys.maxsize))
         if tally.errors:
             raise SystemExit(f"{tally.errors} served requests failed: {dict(tally.codes)}")
-        return tally.requests / tally.seconds
+        return tally.requests / tally.seconds, 1000 * (server.cpu_seconds() - cpu) / max(tally.requests, 1)
     finally:
         server.stop()
 
@@ -208,7 +218,7 @@ def measure(workdir: Path, plan: Plan) -> tuple[str, list[dict]]:
                 inside.append(in_process_rate(workdir / "models", requests_file, clients, plan, env))
                 served.append(served_rates(workdir / "models", requests, clients, plan, env))
                 print(
-                    f"{head} {clients} clients: in-process {inside[-1]:.0f}/s, served {served[-1]:.0f}/s",
+                    f"{head} {clients} clients: in-process {inside[-1][0]:.0f}/s, served {served[-1][0]:.0f}/s",
                     file=sys.stderr,
                 )
             rows.append({"head": head, "clients": clients, "inside": inside, "served": served})
@@ -265,17 +275,23 @@ def report(plan: Plan, described: str, rows: list[dict]) -> str:
         f"at most 50 events, k = 10). {plan.repeats} alternating repetition(s) of {plan.seconds:g} s after",
         f"{plan.warmup:g} s of warm-up; torch intra-op threads {plan.threads} in both processes. The median of the",
         "repetitions is shown, the range in brackets. The load generator shares the two cores with the server,",
-        "and other work ran on the machine meanwhile: only the ratios within a row hold.",
+        "and other work ran on the machine meanwhile: only the ratios within a row hold. CPU per request:",
+        "the service's process in-process, the server's process served (what the load generator spends is",
+        "in neither), the median of the repetitions.",
         "",
-        "| head | clients | in-process req/s | served req/s | served / in-process | goal >= 0.8 |",
-        "| --- | ---: | ---: | ---: | ---: | --- |",
+        "| head | clients | in-process req/s | served req/s | served / in-process | goal >= 0.8 "
+        "| CPU ms/request in-process | served |",
+        "| --- | ---: | ---: | ---: | ---: | --- | ---: | ---: |",
     ]
     for row in rows:
-        inside, served = statistics.median(row["inside"]), statistics.median(row["served"])
+        (inside, inside_cpu), (served, served_cpu) = (
+            [statistics.median(values) for values in zip(*row[side])] for side in ("inside", "served")
+        )
         ratio = served / inside
         lines.append(
-            f"| {row['head']} | {row['clients']} | {inside:,.0f} {spread(row['inside'])} | "
-            f"{served:,.0f} {spread(row['served'])} | {ratio:.2f} | {'met' if ratio >= GOAL else 'not met'} |"
+            f"| {row['head']} | {row['clients']} | {inside:,.0f} {spread([r for r, _ in row['inside']])} | "
+            f"{served:,.0f} {spread([r for r, _ in row['served']])} | {ratio:.2f} | "
+            f"{'met' if ratio >= GOAL else 'not met'} | {inside_cpu:.2f} | {served_cpu:.2f} |"
         )
     return "\n".join(lines) + "\n"
 
