@@ -115,6 +115,16 @@ class Tally:
     def errors(self) -> int:
         return self.requests - self.codes["OK"]
 
+    async def call(self, stub, request, since: float) -> None:
+        """Send one Recommend; count its code and its latency from ``since`` (perf_counter)."""
+        try:
+            await stub.Recommend(request, timeout=REQUEST_TIMEOUT)
+            code = "OK"
+        except grpc.aio.AioRpcError as exc:
+            code = exc.code().name
+        self.latencies.append(time.perf_counter() - since)
+        self.codes[code] += 1
+
 
 # -- the model and the server -------------------------------------------------------------
 
@@ -281,14 +291,7 @@ async def run_load(
         stub = stubs[number % len(stubs)]
         while budget > 0 and time.monotonic() < deadline:
             budget -= 1
-            sent = time.perf_counter()
-            try:
-                await stub.Recommend(rng.choice(requests), timeout=REQUEST_TIMEOUT)
-                code = "OK"
-            except grpc.aio.AioRpcError as exc:
-                code = exc.code().name
-            tally.latencies.append(time.perf_counter() - sent)
-            tally.codes[code] += 1
+            await tally.call(stub, rng.choice(requests), time.perf_counter())
 
     async def watcher() -> None:
         while True:
@@ -317,15 +320,6 @@ async def run_paced(target: str, requests: list, rate: float, seconds: float, ch
     opened = [grpc.aio.insecure_channel(target) for _ in range(channels)]
     stubs = [recommender_pb2_grpc.RecommenderStub(channel) for channel in opened]
 
-    async def send(stub, request, arrival: float) -> None:
-        try:
-            await stub.Recommend(request, timeout=REQUEST_TIMEOUT)
-            code = "OK"
-        except grpc.aio.AioRpcError as exc:
-            code = exc.code().name
-        tally.latencies.append(time.perf_counter() - arrival)
-        tally.codes[code] += 1
-
     started = arrival = time.perf_counter()
     try:
         for number in itertools.count():
@@ -333,7 +327,7 @@ async def run_paced(target: str, requests: list, rate: float, seconds: float, ch
             if arrival - started > seconds:
                 break
             await asyncio.sleep(max(0.0, arrival - time.perf_counter()))
-            task = asyncio.create_task(send(stubs[number % len(stubs)], rng.choice(requests), arrival))
+            task = asyncio.create_task(tally.call(stubs[number % len(stubs)], rng.choice(requests), arrival))
             in_flight.add(task)
             task.add_done_callback(in_flight.discard)
         await asyncio.gather(*in_flight)

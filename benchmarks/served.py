@@ -97,18 +97,18 @@ def in_process_main(models: str, requests_file: str, clients: int, seconds: floa
         await service.start()
         try:
             await drive(service, queries, clients, warmup)
-            cpu, started = time.process_time(), time.monotonic()
-            rate = await drive(service, queries, clients, seconds)
-            requests = rate * (time.monotonic() - started)
-            return {"rate": rate, "cpu_ms": 1000 * (time.process_time() - cpu) / max(requests, 1)}
+            cpu = time.process_time()
+            done, elapsed = await drive(service, queries, clients, seconds)
+            return {"rate": done / elapsed, "cpu_ms": 1000 * (time.process_time() - cpu) / max(done, 1)}
         finally:
             await service.close()
 
     print(json.dumps(asyncio.run(run())), flush=True)
 
 
-async def drive(service, queries: list, clients: int, seconds: float) -> float:
-    """Requests/s of ``clients`` concurrent callers of ``service.recommend``."""
+async def drive(service, queries: list, clients: int, seconds: float) -> tuple[int, float]:
+    """The requests ``clients`` concurrent callers of ``service.recommend`` completed, and
+    the seconds they took."""
     done = 0
     deadline = time.monotonic() + seconds
 
@@ -121,7 +121,7 @@ async def drive(service, queries: list, clients: int, seconds: float) -> float:
 
     started = time.monotonic()
     await asyncio.gather(*(caller(n) for n in range(clients)))
-    return done / (time.monotonic() - started)
+    return done, time.monotonic() - started
 
 
 def encode_requests(requests: list) -> bytes:
@@ -213,15 +213,19 @@ def measure(workdir: Path, plan: Plan) -> tuple[str, list[dict]]:
         requests_file = workdir / f"requests-{head}.bin"
         requests_file.write_bytes(encode_requests(requests))
         for clients in plan.clients:
-            inside, served = [], []
+            row = {"head": head, "clients": clients, "inside": [], "served": [], "inside_cpu": [], "served_cpu": []}
             for _ in range(plan.repeats):  # alternated, so that drifts in the load hit both
-                inside.append(in_process_rate(workdir / "models", requests_file, clients, plan, env))
-                served.append(served_rates(workdir / "models", requests, clients, plan, env))
+                for side, (rate, cpu_ms) in (
+                    ("inside", in_process_rate(workdir / "models", requests_file, clients, plan, env)),
+                    ("served", served_rates(workdir / "models", requests, clients, plan, env)),
+                ):
+                    row[side].append(rate)
+                    row[f"{side}_cpu"].append(cpu_ms)
                 print(
-                    f"{head} {clients} clients: in-process {inside[-1][0]:.0f}/s, served {served[-1][0]:.0f}/s",
+                    f"{head} {clients} clients: in-process {row['inside'][-1]:.0f}/s, served {row['served'][-1]:.0f}/s",
                     file=sys.stderr,
                 )
-            rows.append({"head": head, "clients": clients, "inside": inside, "served": served})
+            rows.append(row)
     return described, rows
 
 
@@ -284,14 +288,12 @@ def report(plan: Plan, described: str, rows: list[dict]) -> str:
         "| --- | ---: | ---: | ---: | ---: | --- | ---: | ---: |",
     ]
     for row in rows:
-        (inside, inside_cpu), (served, served_cpu) = (
-            [statistics.median(values) for values in zip(*row[side])] for side in ("inside", "served")
-        )
+        inside, served = statistics.median(row["inside"]), statistics.median(row["served"])
         ratio = served / inside
         lines.append(
-            f"| {row['head']} | {row['clients']} | {inside:,.0f} {spread([r for r, _ in row['inside']])} | "
-            f"{served:,.0f} {spread([r for r, _ in row['served']])} | {ratio:.2f} | "
-            f"{'met' if ratio >= GOAL else 'not met'} | {inside_cpu:.2f} | {served_cpu:.2f} |"
+            f"| {row['head']} | {row['clients']} | {inside:,.0f} {spread(row['inside'])} | "
+            f"{served:,.0f} {spread(row['served'])} | {ratio:.2f} | {'met' if ratio >= GOAL else 'not met'} "
+            f"| {statistics.median(row['inside_cpu']):.2f} | {statistics.median(row['served_cpu']):.2f} |"
         )
     return "\n".join(lines) + "\n"
 
