@@ -53,6 +53,8 @@ def test_each_users_last_impression_is_the_test_and_never_trained_on(tmp_path):
     assert len(split.test) == 12 and len(split.train) == 12
     train_u0 = [e.item_id for e in split.train["U0"]]
     assert train_u0 == ["n0", "n3", "n6", "n9", "n12"]  # history, then the clicks of impressions 1 and 2
+    passed = [e.passed_over for e in split.train["U0"]]
+    assert passed == [(), (), (), ("n1", "n2"), ("n4", "n5")]  # each click's unclicked impression neighbours
     assert split.test[0].candidates[0] == "n15" and "n15" not in train_u0
     assert split.test[0].history == split.train["U0"]
     times = [e.timestamp for e in split.train["U0"]]
@@ -89,9 +91,22 @@ def test_stale_articles_are_left_out_of_catalog_candidates_only():
     assert stale_rules([Event("x", "click")]) == (["old", "new", "undated"], [])  # no time to measure age from
 
 
-def test_news_models_read_text_and_never_learn_from_impressions():
+def test_news_models_read_text_and_learn_from_impressions_as_negatives_never_as_targets():
     config = NewsDomain().training_config(None, TrainConfig())
     assert not config.use_ids and config.use_text and config.target_weights == {"impression": 0.0}
+    assert config.passed_over_weight == 20.0
+    assert NewsDomain().training_config(None, TrainConfig(passed_over_weight=0.0)).passed_over_weight == 0.0
+
+
+def test_the_click_rate_baseline_counts_clicks_per_showing(tmp_path):
+    data = load_news(write_nemig(tmp_path))
+    split = NewsDomain().split(data)
+    rates = NewsDomain().baselines(data, split)["click-rate"]([[]])[0]
+    index = data.catalog.index
+    # n9 was clicked each time it was shown (topic-0 users' first impressions); n1 and n2
+    # were shown as often as each other beside clicks, and never clicked.
+    assert rates[index["n9"]] > rates[index["n1"]] and rates[index["n1"]] == rates[index["n2"]]
+    assert rates[index["n29"]] == rates[index["n28"]]  # never shown: the overall rate
 
 
 @pytest.mark.slow
@@ -117,7 +132,7 @@ def test_a_trained_news_model_ranks_an_impression_and_is_served_on_it(tmp_path):
     rankers = domain.baselines(data, split, embeddings)
     rankers["lstm"] = model_scorer(loaded.model, loaded.catalog, loaded.manifest.actions, 16, loaded.popularity)
     results, skipped = evaluate_impressions(rankers, split.test, data.catalog)
-    assert skipped == 0 and set(results) == {"popularity", "recency", "bm25", "frozen-encoder", "lstm"}
+    assert skipped == 0 and set(results) == {"popularity", "click-rate", "recency", "bm25", "frozen-encoder", "lstm"}
     assert all(0 <= metrics["auc"] <= 1 for metrics in results.values())
 
     registry = load_registry(extra_plugins={"news": news_plugin, "lstm": lstm_plugin}, env={"TEMPOREC_PLUGINS": ""})

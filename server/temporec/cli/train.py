@@ -170,6 +170,14 @@ def add_parser(subparsers) -> None:
         "state: for users who come back to items (default: the domain's choice, on for retail; docs/heads.md)",
     )
     model.add_argument(
+        "--passed-over-weight",
+        type=float,
+        default=DEFAULTS.passed_over_weight,
+        metavar="W",
+        help="weight of the loss that ranks each target against the items shown beside it and passed over "
+        "(an impression's unclicked articles); 0: off (default: the domain's choice, 20 for news, else 1)",
+    )
+    model.add_argument(
         "--length-buckets",
         action="store_true",
         help="batch windows of similar lengths together: faster epochs where lengths vary, at some accuracy "
@@ -339,6 +347,7 @@ def train_config(args: argparse.Namespace, head_cls: type) -> TrainConfig:
         ids_from_text=args.ids_from_text,
         scale_ids=args.scale_ids,
         repeat_aware=args.repeat_aware,
+        passed_over_weight=args.passed_over_weight,
         length_buckets=args.length_buckets,
         head_options=head_options,
         negatives=args.negatives,

@@ -99,6 +99,12 @@ class TrainConfig:
     # action -> weight in [0, 1] of its events as targets (others 1): each such target enters
     # a step's loss with that probability, an unbiased weighting that suits every loss
     target_weights: dict[str, float] = field(default_factory=dict)
+    # Weight of a second loss for the targets shown beside items the user passed over
+    # (``Event.passed_over``: an impression's unclicked articles): each is ranked against those
+    # items alone, as news recommenders train on impressions (NRMS). It teaches what makes one
+    # shown item chosen over another, which the catalog-wide loss does not; 0: off. None: the
+    # domain decides (news: 20; else 1).
+    passed_over_weight: float | None = None
 
     def key_fields(self) -> dict[str, Any]:
         """What determines each epoch's weights: not the device, nor how long a run may

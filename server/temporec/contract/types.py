@@ -21,6 +21,9 @@ class Event:
     action: str = ""
     timestamp: float = 0.0  # Unix seconds; 0 means unknown
     text: str = ""  # free text for an item the catalog lacks, or a chat turn
+    #: items shown beside this one that the user passed over (an impression's unclicked
+    #: articles): training ranks the event's item against them too (``TrainConfig.passed_over_weight``)
+    passed_over: tuple[str, ...] = ()
 
 
 @dataclass
@@ -72,7 +75,8 @@ class Dataset:
         for user in sorted(self.sequences):
             digest.update(user.encode())
             for event in self.sequences[user]:
-                digest.update(f"{event.item_id}\x1f{event.action}\x1f{event.timestamp}\x1e".encode())
+                passed = "\x1f" + "\x1d".join(event.passed_over) if event.passed_over else ""  # older data: as before
+                digest.update(f"{event.item_id}\x1f{event.action}\x1f{event.timestamp}{passed}\x1e".encode())
         return digest.hexdigest()[:16]
 
 

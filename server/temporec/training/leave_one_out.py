@@ -32,6 +32,7 @@ from temporec.training.splits import (
     eval_split,
     history_batch,
     history_pairs,
+    passed_grid,
     prefix_counts,
 )
 
@@ -84,6 +85,42 @@ def evaluate_model(
             return model.score(model.scoring_states(model(batch, items).states[:, -1]), candidates, batch)
 
         return summarize(rank_split(score, seqs, split, batch_size, device))
+    finally:
+        model.train(was_training)
+
+
+@torch.no_grad()
+def evaluate_choice(
+    model: SequenceRecommender, seqs: Sequences, split: str, max_len: int, batch_size: int = 256
+) -> float | None:
+    """The mean AUC of each ``split`` target against the items passed over beside it
+    (``Event.passed_over``): how well the model tells the chosen item from the others shown
+    with it, which ranks over the whole catalog do not measure. None when no target of the
+    split has any. Its train/eval mode is kept."""
+    s = eval_split(seqs, split)
+    passed = passed_grid(seqs, seqs.offsets[s.users] + s.stops)
+    if passed is None or not (passed >= 0).any():
+        return None
+    has = (passed >= 0).any(1).numpy()
+    users, stops, targets, passed = s.users[has], s.stops[has], torch.from_numpy(s.targets[has]), passed[has]
+    was_training = model.training
+    model.eval()
+    try:
+        items = model.item_vectors()
+        candidates = model.scoring_items(items)
+        aucs = []
+        for start in range(0, len(users), batch_size):
+            rows = slice(start, start + batch_size)
+            batch = history_batch(seqs, users[rows], stops[rows], max_len).to(model.device)
+            scores = model.score(model.scoring_states(model(batch, items).states[:, -1]), candidates, batch).cpu()
+            chosen, others, shown = (
+                scores.gather(1, targets[rows, None]),
+                scores.gather(1, passed[rows].clamp(min=0)),
+                passed[rows] >= 0,
+            )
+            wins = (others < chosen).float() + 0.5 * (others == chosen).float()
+            aucs.append((wins * shown).sum(1) / shown.sum(1))
+        return float(torch.cat(aucs).mean())
     finally:
         model.train(was_training)
 

@@ -123,3 +123,28 @@ def sampled_softmax_cross_entropy(
     negative = negative.masked_fill(sampled == targets.unsqueeze(1), float("-inf"))
     logits = torch.cat([positive, negative], dim=1)
     return F.cross_entropy(logits, torch.zeros_like(targets))
+
+
+def passed_over_cross_entropy(
+    states: torch.Tensor,
+    targets: torch.Tensor,
+    passed: torch.Tensor,
+    item_vectors: Callable[[torch.Tensor], torch.Tensor],
+    bonus: Bonus | None = None,
+) -> torch.Tensor | None:
+    """Mean cross-entropy of each target against the items shown beside it that the user
+    passed over (``passed``: (N, K) item indices, -1 beyond a row's own), over the rows that
+    have any; None when none has. The negatives are what the user saw and did not choose,
+    so the loss learns the choice among shown items (NRMS trains on impressions so).
+    ``bonus``: as for ``full_softmax_cross_entropy``."""
+    rows = (passed >= 0).any(1)
+    if not rows.any():
+        return None
+    states, targets, passed = states[rows], targets[rows], passed[rows]
+    shown = torch.cat([targets.unsqueeze(1), passed], dim=1)  # (n, 1 + K): the target first
+    logits = torch.einsum("nd,nkd->nk", states, item_vectors(shown.clamp(min=0)))
+    if bonus is not None:
+        items, values = bonus[0][rows], bonus[1][rows]
+        logits = logits + (values.unsqueeze(1) * (items.unsqueeze(1) == shown.unsqueeze(2))).sum(2)
+    logits = logits.masked_fill(shown < 0, float("-inf"))
+    return F.cross_entropy(logits, torch.zeros_like(targets))

@@ -2,9 +2,11 @@
 
 At every position of every training window the model predicts the next item with a
 softmax over the whole catalog (or, with ``negatives``, over the target and that many
-uniformly sampled items), plus the head's auxiliary loss. AdamW, with an optional linear
-warm-up and cosine decay of the learning rate (``Schedule``); early stopping on
-validation NDCG@10; the best epoch's weights are kept, evaluated on the test split
+uniformly sampled items), plus the head's auxiliary loss; a target shown beside items
+the user passed over (``Event.passed_over``: an impression) is also ranked against those
+alone. AdamW, with an optional linear warm-up and cosine decay of the learning rate
+(``Schedule``); early stopping on validation NDCG@10, or the choice among shown items
+where the data has them (``validation_score``); the best epoch's weights are kept, evaluated on the test split
 (with the popularity baseline) and saved as an artifact. ``time_budget_s`` bounds the
 training time (epochs and validation, summed over resumed parts).
 
@@ -50,9 +52,10 @@ from temporec.training.encoder_tuning import (
     record_tuning,
     tuned_encoder,
 )
-from temporec.training.leave_one_out import evaluate_all, evaluate_model
+from temporec.training.leave_one_out import evaluate_all, evaluate_choice, evaluate_model
 from temporec.training.losses import (
     full_softmax_cross_entropy,
+    passed_over_cross_entropy,
     sampled_softmax_cross_entropy,
 )
 from temporec.training.splits import (
@@ -130,8 +133,9 @@ def train(
     """Train ``head_cls`` on ``dataset`` for ``domain`` and save the model under ``out_dir``.
 
     ``text_embeddings`` (n_items, E) are the encoder's L2-normalized vectors of the
-    catalog texts, in catalog order. ``on_epoch(epoch, {"loss", "valid.ndcg@10"})`` is
-    called after each epoch's checkpoint is written. ``text_encoder``: the language model
+    catalog texts, in catalog order. ``on_epoch(epoch, {"loss", "valid.<measure>",
+    "seconds"})`` (``validation_score``'s measure) is called after each epoch's checkpoint
+    is written. ``text_encoder``: the language model
     to tune when ``config.tuning`` trains it (``encoder_tuning``); it then gives the text
     vectors. Returns the artifact directory.
     """
@@ -142,6 +146,8 @@ def train(
         config = replace(config, min_interactions=0)
     if config.repeat_aware is None:
         config = replace(config, repeat_aware=False)
+    if config.passed_over_weight is None:
+        config = replace(config, passed_over_weight=1.0)
     check_compatible(head_cls, domain)  # a head that needs what the domain's data lacks
     _check_inputs(dataset, text_embeddings, config)
     torch.set_num_threads(config.threads or default_threads())
@@ -399,7 +405,7 @@ def _fit(
         )
         if tuning:
             tuning.refresh()  # validation and the next epoch read the tuned encoder's vectors
-        score = evaluate_model(model, seqs, "valid", config.max_len, config.eval_batch_size)["ndcg@10"]
+        measure, score = validation_score(model, seqs, config)
         score, progress.seconds = ranks.agree(score, time.monotonic() - started)
         seconds = time.monotonic() - epoch_started
         warning = slow_epoch_warning(progress.epoch, seconds, fastest, torch.get_num_threads())
@@ -414,9 +420,10 @@ def _fit(
         else:
             progress.stale += 1
         log.info(
-            "epoch %d: loss %.4f, valid NDCG@10 %.4f (best %.4f, epoch %d)",
+            "epoch %d: loss %.4f, valid %s %.4f (best %.4f, epoch %d)",
             progress.epoch,
             loss,
+            measure,
             score,
             progress.best_score,
             progress.best_epoch,
@@ -424,10 +431,22 @@ def _fit(
         if ranks.main:
             checkpoint.save(model, optimizer, progress, best)
         if on_epoch:
-            on_epoch(progress.epoch, {"loss": loss, "valid.ndcg@10": score, "seconds": progress.seconds})
+            on_epoch(progress.epoch, {"loss": loss, f"valid.{measure}": score, "seconds": progress.seconds})
     ranks.report_weights(model)
     model.load_state_dict(best)
     return progress
+
+
+def validation_score(model: SequenceRecommender, seqs: Sequences, config: TrainConfig) -> tuple[str, float]:
+    """What early stopping follows, and its name: the validation targets' NDCG@10 over the
+    catalog or, where they were chosen among items shown beside them and that choice is
+    trained (``passed_over_weight``), their AUC against the passed-over items: what the
+    run learns to rank is what picks its best epoch."""
+    if config.passed_over_weight:
+        choice = evaluate_choice(model, seqs, "valid", config.max_len, config.eval_batch_size)
+        if choice is not None:
+            return "choice_auc", choice
+    return "ndcg@10", evaluate_model(model, seqs, "valid", config.max_len, config.eval_batch_size)["ndcg@10"]
 
 
 SLOW_EPOCH = 4.0  # an epoch this many times slower than the fastest is worth a warning
@@ -478,6 +497,8 @@ def _check_inputs(dataset: Dataset, text_embeddings: torch.Tensor, config: Train
     check_tuning(config)
     if config.schedule not in SCHEDULES:
         raise InvalidArgument(f"config.schedule: {config.schedule!r}; allowed: {allowed(SCHEDULES)}")
+    if config.passed_over_weight < 0:
+        raise InvalidArgument(f"config.passed_over_weight: {config.passed_over_weight}; must be at least 0 (0: off)")
     if config.warmup_steps < 0:
         raise InvalidArgument(f"config.warmup_steps: {config.warmup_steps}; must be at least 0")
 
@@ -573,7 +594,10 @@ def _batch_loss(
         known &= torch.rand(known.shape, device=device) < kept
         if not known.any():
             return None, 0
-    loss = _next_item_loss(model, output.states, targets, known, config.negatives, table, batch)
+    passed = None
+    if examples.passed_over is not None and config.passed_over_weight:
+        passed = examples.passed_over[rows][:, first:].to(device)
+    loss = _next_item_loss(model, output.states, targets, known, config, table, batch, passed)
     if output.aux_loss is not None:
         loss = loss + output.aux_loss
     return loss, int(known.sum())
@@ -608,23 +632,27 @@ def _next_item_loss(
     states: torch.Tensor,
     targets: torch.Tensor,
     known: torch.Tensor,
-    negatives: int,
+    config: TrainConfig,
     table: torch.Tensor | None,
     batch: EventBatch,
+    passed: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Cross-entropy of each ``known`` target of the (B, L) grid after ``batch``'s events
     against the catalog (``table``: its item vectors, computed when None), or against
-    ``negatives`` sampled items (see ``losses``)."""
+    ``config.negatives`` sampled items (see ``losses``); plus, ``config.passed_over_weight``
+    times, against its ``passed`` items ((B, L, K), the ones shown beside it and not chosen)."""
     states = model.scoring_states(states)
     bonus = model.repeat_bonus(states, batch)
     states, targets = states[known], targets[known]
     bonus = None if bonus is None else (bonus[0][known], bonus[1][known])
-    if negatives:
-        candidates = model.candidate_vectors if table is None else lambda index: model.scoring_items(table[index])
-        return sampled_softmax_cross_entropy(states, targets, candidates, model.n_items, negatives, bonus)
-    return full_softmax_cross_entropy(
-        states, model.scoring_items(model.item_vectors() if table is None else table), targets, bonus
-    )
+    candidates = model.candidate_vectors if table is None else lambda index: model.scoring_items(table[index])
+    if config.negatives:
+        loss = sampled_softmax_cross_entropy(states, targets, candidates, model.n_items, config.negatives, bonus)
+    else:
+        items = model.scoring_items(model.item_vectors() if table is None else table)
+        loss = full_softmax_cross_entropy(states, items, targets, bonus)
+    chosen = None if passed is None else passed_over_cross_entropy(states, targets, passed[known], candidates, bonus)
+    return loss if chosen is None else loss + config.passed_over_weight * chosen
 
 
 def _run_key(

@@ -19,13 +19,14 @@ import numpy as np
 import torch
 
 from temporec.contract.errors import allowed
-from temporec.contract.types import Dataset
+from temporec.contract.types import Dataset, Event
 from temporec.data import DataError
 from temporec.model.recommender import EventBatch, gap_buckets
 
 HOLDOUT = {"test": 1, "valid": 2}  # split -> how many events from the end its target is
 MIN_EVENTS = 3
 IGNORE = -100  # target of padding positions (cross_entropy's ignore_index)
+MAX_PASSED_OVER = 64  # passed-over items kept per target (MIND's longest impressions show ~300)
 
 
 @dataclass
@@ -38,6 +39,10 @@ class Sequences:
     actions: np.ndarray  # int64 index into the action vocabulary
     timestamps: np.ndarray  # float64 Unix seconds, 0 unknown
     offsets: np.ndarray  # int64, len(users) + 1
+    #: each event's passed-over items (``Event.passed_over``) as catalog indices: event ``e``'s
+    #: are ``passed_items[passed_offsets[e]:passed_offsets[e + 1]]``; None when no event has any
+    passed_items: np.ndarray | None = None
+    passed_offsets: np.ndarray | None = None
 
     @property
     def lengths(self) -> np.ndarray:
@@ -70,7 +75,18 @@ def encode(dataset: Dataset, actions: Sequence[str]) -> Sequences:
         np.array(action_ids, dtype=np.int64),
         np.array([e.timestamp for e in events], dtype=np.float64),
         np.concatenate([[0], np.cumsum(lengths, dtype=np.int64)]).astype(np.int64),
+        *_passed_over(events, dataset.catalog.index),
     )
+
+
+def _passed_over(events: list[Event], index: dict[str, int]) -> tuple[np.ndarray | None, np.ndarray | None]:
+    """Every event's passed-over items as flat catalog indices and their offsets; items the
+    catalog lacks (a k-core may have dropped them) are left out. (None, None) when no event has any."""
+    if not any(e.passed_over for e in events):
+        return None, None
+    passed = [[index[item] for item in e.passed_over if item in index] for e in events]
+    offsets = np.concatenate([[0], np.cumsum([len(p) for p in passed], dtype=np.int64)]).astype(np.int64)
+    return np.fromiter((i for p in passed for i in p), dtype=np.int64, count=int(offsets[-1])), offsets
 
 
 def window(seqs: Sequences, users: np.ndarray, stops: np.ndarray, width: int) -> EventBatch:
@@ -137,6 +153,9 @@ class TrainingExamples:
     inputs: EventBatch
     targets: torch.Tensor  # (rows, max_len) long; IGNORE on padding
     target_actions: torch.Tensor  # (rows, max_len) long: each target's action (0 on padding)
+    #: (rows, max_len, K) long: each target's passed-over items, -1 beyond them; None when the
+    #: data has none
+    passed_over: torch.Tensor | None = None
 
     def __len__(self) -> int:
         return self.targets.shape[0]
@@ -157,4 +176,23 @@ def training_examples(seqs: Sequences, max_len: int) -> TrainingExamples:
     target_flat = np.clip(target_flat, 0, len(seqs.items) - 1)
     targets = np.where(inputs.mask.numpy(), seqs.items[target_flat], IGNORE)
     target_actions = np.where(inputs.mask.numpy(), seqs.actions[target_flat], 0)
-    return TrainingExamples(inputs, torch.from_numpy(targets), torch.from_numpy(target_actions))
+    passed = passed_grid(seqs, np.where(inputs.mask.numpy(), target_flat, -1))
+    return TrainingExamples(inputs, torch.from_numpy(targets), torch.from_numpy(target_actions), passed)
+
+
+def passed_grid(seqs: Sequences, events: np.ndarray) -> torch.Tensor | None:
+    """The passed-over items of each event of the ``events`` grid (flat event rows, -1 for
+    none) as a (*grid, K) grid padded with -1, K the most any event has (at most
+    ``MAX_PASSED_OVER``; beyond it, the first ones: an impression's order is the log's)."""
+    if seqs.passed_offsets is None:
+        return None
+    rows = np.maximum(events, 0)
+    starts, counts = seqs.passed_offsets[rows], np.diff(seqs.passed_offsets)[rows]
+    counts = np.where(events >= 0, np.minimum(counts, MAX_PASSED_OVER), 0)
+    width = int(counts.max(initial=0))
+    if width == 0:
+        return None
+    columns = np.arange(width)
+    flat = np.minimum(starts[..., None] + columns, max(len(seqs.passed_items) - 1, 0))
+    grid = np.where(columns < counts[..., None], seqs.passed_items[flat], -1)
+    return torch.from_numpy(grid)
