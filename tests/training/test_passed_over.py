@@ -39,10 +39,9 @@ def test_each_training_target_carries_its_passed_over_items_and_unknown_ones_are
     # Training pairs within the first 3 events (the last two are validation and test):
     # inputs a, b -> targets b, c; the window is left-padded to 4.
     assert examples.targets[0].tolist() == [-100, -100, 1, 2]
-    assert examples.passed_over[0].tolist() == [[-1, -1], [-1, -1], [2, 3], [-1, -1]]
-    assert (
-        training_examples(encode(Dataset("toy", catalog, {"u": events[:1] + events[2:]}), [""]), 4).passed_over is None
-    )
+    assert examples.passed_over(torch.tensor([0])).tolist() == [[[-1, -1], [-1, -1], [2, 3], [-1, -1]]]
+    plain = training_examples(encode(Dataset("toy", catalog, {"u": events[:1] + events[2:]}), [""]), 4)
+    assert plain.passed_over(torch.tensor([0])) is None
 
 
 def test_data_without_passed_over_items_keeps_its_fingerprint():

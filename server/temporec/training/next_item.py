@@ -594,9 +594,8 @@ def _batch_loss(
         known &= torch.rand(known.shape, device=device) < kept
         if not known.any():
             return None, 0
-    passed = None
-    if examples.passed_over is not None and config.passed_over_weight:
-        passed = examples.passed_over[rows][:, first:].to(device)
+    passed = examples.passed_over(rows) if config.passed_over_weight else None
+    passed = None if passed is None else passed[:, first:].to(device)
     loss = _next_item_loss(model, output.states, targets, known, config, table, batch, passed)
     if output.aux_loss is not None:
         loss = loss + output.aux_loss

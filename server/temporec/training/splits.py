@@ -153,12 +153,21 @@ class TrainingExamples:
     inputs: EventBatch
     targets: torch.Tensor  # (rows, max_len) long; IGNORE on padding
     target_actions: torch.Tensor  # (rows, max_len) long: each target's action (0 on padding)
-    #: (rows, max_len, K) long: each target's passed-over items, -1 beyond them; None when the
-    #: data has none
-    passed_over: torch.Tensor | None = None
+    #: where the data has passed-over items: each target's row in ``seqs``' flat events (-1 on
+    #: padding), and ``seqs``, to look them up a batch at a time (``passed_over``)
+    target_events: np.ndarray | None = None
+    seqs: Sequences | None = None
 
     def __len__(self) -> int:
         return self.targets.shape[0]
+
+    def passed_over(self, index: torch.Tensor) -> torch.Tensor | None:
+        """(len(index), max_len, K): the passed-over items of the targets of rows ``index``,
+        -1 beyond each one's; None when the data has none. Built per batch: a grid of every
+        window's would be rows x max_len x K, gigabytes for a full MIND."""
+        if self.seqs is None:
+            return None
+        return passed_grid(self.seqs, self.target_events[index.numpy()])
 
     def rows(self, index: torch.Tensor) -> tuple[EventBatch, torch.Tensor]:
         return self.inputs.map(lambda t: t[index]), self.targets[index]
@@ -176,8 +185,10 @@ def training_examples(seqs: Sequences, max_len: int) -> TrainingExamples:
     target_flat = np.clip(target_flat, 0, len(seqs.items) - 1)
     targets = np.where(inputs.mask.numpy(), seqs.items[target_flat], IGNORE)
     target_actions = np.where(inputs.mask.numpy(), seqs.actions[target_flat], 0)
-    passed = passed_grid(seqs, np.where(inputs.mask.numpy(), target_flat, -1))
-    return TrainingExamples(inputs, torch.from_numpy(targets), torch.from_numpy(target_actions), passed)
+    examples = TrainingExamples(inputs, torch.from_numpy(targets), torch.from_numpy(target_actions))
+    if seqs.passed_offsets is not None:
+        examples.target_events, examples.seqs = np.where(inputs.mask.numpy(), target_flat, -1), seqs
+    return examples
 
 
 def passed_grid(seqs: Sequences, events: np.ndarray) -> torch.Tensor | None:
