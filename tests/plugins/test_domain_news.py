@@ -98,6 +98,19 @@ def test_news_models_read_text_and_learn_from_impressions_as_negatives_never_as_
     assert NewsDomain().training_config(None, TrainConfig(passed_over_weight=0.0)).passed_over_weight == 0.0
 
 
+def test_the_split_rates_each_article_by_its_training_impressions_and_models_read_it(tmp_path):
+    data = load_news(write_nemig(tmp_path))
+    split = NewsDomain().split(data)
+    rates = dict(zip(split.catalog.item_ids, split.catalog.features["click_rate"]))
+    assert rates["n28"] == "unshown" and rates["n9"] > rates["n1"]  # clicked each time, and never
+    assert split.catalog.features["publisher"] == data.catalog.features["publisher"]
+    dataset = NewsDomain().load_dataset(str(tmp_path))
+    assert dataset.catalog.features["click_rate"] == split.catalog.features["click_rate"]
+    assert NewsDomain().training_config(dataset, TrainConfig()).item_features == ["click_rate"]
+    chosen = NewsDomain().training_config(dataset, TrainConfig(item_features=["publisher"]))
+    assert chosen.item_features == ["publisher"]
+
+
 def test_the_click_rate_baseline_counts_clicks_per_showing(tmp_path):
     data = load_news(write_nemig(tmp_path))
     split = NewsDomain().split(data)

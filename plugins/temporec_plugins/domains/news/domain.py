@@ -74,10 +74,13 @@ class NewsOptions:
 
 @dataclass
 class NewsSplit:
-    """Training histories (clicks, oldest first) and the test impressions."""
+    """Training histories (clicks, oldest first), the test impressions, and the catalog
+    with each article's click rate in the training impressions as a feature (``click_rate``,
+    when they have unclicked articles)."""
 
     train: dict[str, list[Event]]
     test: list[ImpressionCase]
+    catalog: Catalog
 
 
 class NewsDomain(Domain):
@@ -92,18 +95,22 @@ class NewsDomain(Domain):
     def load_dataset(self, path: str) -> Dataset:
         """The training click histories of the MIND-format data at ``path``."""
         data = load_news(path)
-        return Dataset(data.name, data.catalog, self.split(data).train)
+        split = self.split(data)
+        return Dataset(data.name, split.catalog, split.train)
 
     def load_news(self, path: str | Path) -> NewsData:
         return load_news(path)
 
     def training_config(self, dataset: Dataset, config: TrainConfig | None = None) -> TrainConfig:
         """``config`` without id embeddings (articles are recommended when new), with
-        the news target weights and, unless it sets one, ``PASSED_OVER_WEIGHT``."""
+        the news target weights and, unless it sets them, ``PASSED_OVER_WEIGHT`` and the
+        articles' click rate as their feature (when the data set has it: ``split``)."""
         config = config or TrainConfig()
         weight = PASSED_OVER_WEIGHT if config.passed_over_weight is None else config.passed_over_weight
         targets = config.target_weights or dict(self.target_weights)
-        return replace(config, use_ids=False, target_weights=targets, passed_over_weight=weight)
+        rated = dataset is not None and CLICK_RATE in dataset.catalog.features
+        features = config.item_features or ([CLICK_RATE] if rated else [])
+        return replace(config, use_ids=False, target_weights=targets, passed_over_weight=weight, item_features=features)
 
     def forbidden(self, query: Query, history: list[int], catalog: Catalog) -> Forbidden:
         rules = Exclusions(query, catalog)
@@ -140,7 +147,7 @@ class NewsDomain(Domain):
             for impression in tested:
                 history = events or _history(impression, published)
                 test.append(ImpressionCase(history, impression.candidates, impression.labels))
-        return NewsSplit(train, test)
+        return NewsSplit(train, test, _with_click_rates(data.catalog, train))
 
     def baselines(
         self, data: NewsData, split: NewsSplit, item_embeddings: torch.Tensor | None = None
@@ -182,25 +189,51 @@ class NewsDomain(Domain):
         if not results[head]:
             raise DataError(f"{news.name}: no test impression has both a click and a non-click")
         fingerprint = model.manifest.data_fingerprint
-        same = Dataset(news.name, news.catalog, split.train).fingerprint() == fingerprint
+        same = Dataset(news.name, split.catalog, split.train).fingerprint() == fingerprint
         metrics = flat_metrics(results, head, "test")
         return Report(str(model.path), head, news.name, fingerprint, same, len(split.test) - skipped, dropped, metrics)
 
 
+CLICK_RATE = "click_rate"  # the catalog feature: an article's click-rate tenth, or "unshown"
 CLICK_RATE_PRIOR = 3.0  # showings' worth of the overall click rate added to every article's
+CLICK_RATE_BUCKETS = 10
 
 
-def _click_rates(histories: dict[str, list[Event]], catalog: Catalog) -> torch.Tensor:
-    """Each article's clicks per showing in the training impressions (the clicks that have
-    passed-over articles beside them), smoothed towards the overall rate: an article shown
-    twice and clicked once is not ranked above one clicked 40 times in 100."""
+def _click_counts(histories: dict[str, list[Event]], catalog: Catalog) -> tuple[np.ndarray, np.ndarray]:
+    """Each article's clicks and showings in the training impressions (the clicks that
+    have passed-over articles beside them)."""
     clicks, shown = np.zeros(len(catalog)), np.zeros(len(catalog))
     for event in (e for events in histories.values() for e in events if e.passed_over):
         clicks[catalog.index[event.item_id]] += 1
         shown[catalog.index[event.item_id]] += 1
         np.add.at(shown, [catalog.index[item] for item in event.passed_over], 1)
+    return clicks, shown
+
+
+def _click_rates(histories: dict[str, list[Event]], catalog: Catalog) -> torch.Tensor:
+    """Each article's clicks per showing in the training impressions, smoothed towards the
+    overall rate: an article shown twice and clicked once is not ranked above one clicked
+    40 times in 100."""
+    clicks, shown = _click_counts(histories, catalog)
     overall = clicks.sum() / max(shown.sum(), 1)
     return torch.from_numpy((clicks + CLICK_RATE_PRIOR * overall) / (shown + CLICK_RATE_PRIOR)).float()
+
+
+def _with_click_rates(catalog: Catalog, histories: dict[str, list[Event]]) -> Catalog:
+    """``catalog`` with the ``click_rate`` feature: the tenth (among the articles shown in
+    the training impressions) of each article's smoothed click rate, "unshown" for the
+    others. A model embeds it as it embeds any feature, so it learns how much an article's
+    record with readers counts beside its text and the reader's history: the popularity
+    that news needs, measured against exposure. ``catalog`` itself when nothing was shown."""
+    _, shown = _click_counts(histories, catalog)
+    seen = shown > 0
+    if not seen.any():
+        return catalog
+    rates = _click_rates(histories, catalog).numpy()
+    edges = np.quantile(rates[seen], np.linspace(0, 1, CLICK_RATE_BUCKETS + 1)[1:-1])
+    tenths = np.searchsorted(edges, rates)
+    values = [f"q{tenth}" if was_shown else "unshown" for tenth, was_shown in zip(tenths, seen)]
+    return Catalog(catalog.item_ids, catalog.texts, {**catalog.features, CLICK_RATE: values})
 
 
 def _within(data: NewsData, catalog: Catalog) -> tuple[NewsData, int]:
