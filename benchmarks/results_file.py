@@ -24,6 +24,7 @@ RESULTS_SECTIONS = (
     *("retail-taobao", "news-nemig-en", "news-nemig-de", "news-mind-small-sample"),  # benchmarks/domains.py
     *("customer_service-stackfaq", "customer_service-banking77"),  # benchmarks/domains.py
     "load",  # benchmarks/load.py
+    "load-knee",  # by hand: benchmarks/load.py's paced tail at lower loads
     "served",  # benchmarks/served.py
     "pipeline",  # benchmarks/pipeline.py
     *("defaults-shop-ids", "threads"),  # benchmarks/defaults.py
