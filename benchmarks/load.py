@@ -91,6 +91,7 @@ class Settings:
     k: int = 10
     paced: float = 0.7  # then requests arrive at this share of the load's throughput (0: not run)
     paced_seconds: float = 120.0
+    workers: int = 1  # temporec serve --workers: server processes on the port
 
 
 QUICK = Settings(
@@ -193,28 +194,29 @@ class Server:
             raise SystemExit(f"the server did not start (first line {line!r}); see its log above")
         self.target = ready[1]
 
-    def memory_mib(self) -> tuple[float, float]:
-        """The server's resident memory now and its peak, in MiB: from /proc on Linux,
-        else from psutil (which tells no peak: the current value stands for it)."""
-        status = Path(f"/proc/{self.process.pid}/status")
-        if status.is_file():
-            kib = dict(re.findall(r"^(VmRSS|VmHWM):\s+(\d+) kB$", status.read_text(), re.M))
-            return int(kib["VmRSS"]) / 1024, int(kib["VmHWM"]) / 1024
+    def processes(self) -> list:
+        """The server's processes (psutil): ``temporec serve`` and, with ``--workers``, its
+        workers and their helpers."""
         import psutil
 
-        rss = psutil.Process(self.process.pid).memory_info().rss / 2**20
-        return rss, rss
+        server = psutil.Process(self.process.pid)
+        return [server, *server.children(recursive=True)]
+
+    def memory_mib(self) -> tuple[float, float]:
+        """The server's resident memory now and its peak, in MiB, summed over its processes:
+        peaks from /proc on Linux, else psutil's (which tells no peak: the current value
+        stands for it)."""
+        now = peak = 0.0
+        for process in self.processes():
+            rss = process.memory_info().rss / 2**20
+            status = Path(f"/proc/{process.pid}/status")
+            kib = dict(re.findall(r"^(VmHWM):\s+(\d+) kB$", status.read_text(), re.M)) if status.is_file() else {}
+            now, peak = now + rss, peak + (int(kib["VmHWM"]) / 1024 if kib else rss)
+        return now, peak
 
     def cpu_seconds(self) -> float:
-        """The server process's CPU time so far (user + system, all its threads)."""
-        stat = Path(f"/proc/{self.process.pid}/stat")
-        if stat.is_file():
-            fields = stat.read_text().rsplit(")", 1)[1].split()  # after "pid (name)"
-            return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-        import psutil
-
-        times = psutil.Process(self.process.pid).cpu_times()
-        return times.user + times.system
+        """The server's CPU time so far (user + system, all its threads and processes)."""
+        return sum(sum(process.cpu_times()[:2]) for process in self.processes())
 
     def stage_means_ms(self) -> dict[str, float]:
         """Mean milliseconds per Recommend stage, from the server's Prometheus metrics."""
@@ -309,15 +311,18 @@ async def run_load(
     return tally
 
 
-async def run_paced(target: str, requests: list, rate: float, seconds: float, channels: int, seed: int = 0) -> Tally:
+async def run_paced(
+    target: str, requests: list, rate: float, seconds: float, channels: int, seed: int = 0, own_connections=False
+) -> Tally:
     """Open loop: requests arrive as a Poisson process of ``rate`` a second for ``seconds``,
     each sent on arrival whatever is still in flight, its latency counted from its arrival,
     so that a server falling behind shows in the tail (closed-loop clients would wait for it
-    and hide it: coordinated omission)."""
+    and hide it: coordinated omission). ``own_connections``: a TCP connection per channel."""
     from temporec.v1 import recommender_pb2_grpc
 
     tally, rng, in_flight = Tally(), random.Random(seed), set()
-    opened = [grpc.aio.insecure_channel(target) for _ in range(channels)]
+    options = [OWN_CONNECTION] if own_connections else []
+    opened = [grpc.aio.insecure_channel(target, options) for _ in range(channels)]
     stubs = [recommender_pb2_grpc.RecommenderStub(channel) for channel in opened]
 
     started = arrival = time.perf_counter()
@@ -372,6 +377,12 @@ p99 / p50 = {tail:.2f}. Goal, p99 at most {TAIL_GOAL:g}x p50 at {settings.paced:
 """
 
 
+def served_by(workers: int) -> str:
+    if workers == 1:
+        return "one server process"
+    return f"`temporec serve --workers {workers}` (memory and CPU summed over its processes; a connection per channel)"
+
+
 def report(
     settings: Settings,
     data: str,
@@ -402,7 +413,8 @@ Machine: {machine_line(machine(), SERVER_MACHINE_KEYS)}. The server, the load ge
 numbers are a floor for a dedicated machine: the clients' own CPU time is in every latency.
 
 Model: `video` / `lstm`, dim {settings.dim}, {settings.max_len} events of history, {settings.epochs} epoch(s), trained
-on {data} in {minutes:.1f} min; item texts embedded by the `local` encoder (all-MiniLM-L6-v2).
+on {data} in {minutes:.1f} min; item texts embedded by the `local` encoder (all-MiniLM-L6-v2). Served by
+{served_by(settings.workers)}.
 
 Load: {settings.clients} concurrent clients over {settings.channels} grpc.aio channels, each sending its next request
 when the last is answered, for {settings.seconds:g} s or {settings.requests} requests, whichever comes first,
@@ -448,21 +460,29 @@ def main() -> int:
         described = write_data(data, settings.users)
         minutes = train(data, workdir / "models", settings)
         requests = build_requests(data, settings)
-        server = Server(workdir / "models", metrics_port=free_port())
+        workers = ["--workers", str(settings.workers)] if settings.workers > 1 else []
+        spread = settings.workers > 1  # each channel its own connection, so that all workers serve
+        server = Server(workdir / "models", *workers, metrics_port=free_port())
         try:
             print(f"serving on {server.target}; warming up", file=sys.stderr)
-            warm = asyncio.run(run_load(server.target, requests, settings, seconds=120, limit=settings.warmup))
+            warm = asyncio.run(
+                run_load(server.target, requests, settings, seconds=120, limit=settings.warmup, own_connections=spread)
+            )
             samples = [server.memory_mib()[0]]
             print(f"loading for up to {settings.seconds:g} s / {settings.requests} requests", file=sys.stderr)
             watch = lambda: samples.append(server.memory_mib()[0])  # noqa: E731
-            load = asyncio.run(run_load(server.target, requests, settings, settings.seconds, settings.requests, watch))
+            load = asyncio.run(
+                run_load(server.target, requests, settings, settings.seconds, settings.requests, watch, spread)
+            )
             after, peak = server.memory_mib()
             samples.append(after)
             paced = None
             if settings.paced > 0:
                 rate = settings.paced * load.requests / max(load.seconds, 1e-9)
                 print(f"paced: {rate:.0f} requests/s for {settings.paced_seconds:g} s", file=sys.stderr)
-                paced = asyncio.run(run_paced(server.target, requests, rate, settings.paced_seconds, settings.channels))
+                paced = asyncio.run(
+                    run_paced(server.target, requests, rate, settings.paced_seconds, settings.channels, 0, spread)
+                )
             stages = server.stage_means_ms()
         finally:
             server.stop()
