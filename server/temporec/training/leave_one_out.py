@@ -7,9 +7,10 @@ the baseline, e.g. ``test.ndcg@10`` and ``popularity.test.ndcg@10``.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -63,7 +64,26 @@ def rank_split(
     return ranks
 
 
-@torch.no_grad()
+@contextlib.contextmanager
+def scoring(model: SequenceRecommender, seqs: Sequences, max_len: int) -> Iterator[Scorer]:
+    """``score(users, stops)``: the model's (B, n_items) scores after each row's history, in
+    eval mode and without gradients for the duration (its train/eval mode is restored)."""
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            items = model.item_vectors()
+            candidates = model.scoring_items(items)
+
+            def score(users: np.ndarray, stops: np.ndarray) -> torch.Tensor:
+                batch = history_batch(seqs, users, stops, max_len).to(model.device)
+                return model.score(model.scoring_states(model(batch, items).states[:, -1]), candidates, batch)
+
+            yield score
+    finally:
+        model.train(was_training)
+
+
 def evaluate_model(
     model: SequenceRecommender,
     seqs: Sequences,
@@ -73,56 +93,33 @@ def evaluate_model(
 ) -> dict[str, float]:
     """The model's metrics on ``split`` ("valid", "test", or an ``EvalSplit`` of chosen
     cases), computed on the model's device; its train/eval mode is kept."""
-    device = model.device
-    was_training = model.training
-    model.eval()
-    try:
-        items = model.item_vectors()
-        candidates = model.scoring_items(items)
-
-        def score(users: np.ndarray, stops: np.ndarray) -> torch.Tensor:
-            batch = history_batch(seqs, users, stops, max_len).to(device)
-            return model.score(model.scoring_states(model(batch, items).states[:, -1]), candidates, batch)
-
-        return summarize(rank_split(score, seqs, split, batch_size, device))
-    finally:
-        model.train(was_training)
+    with scoring(model, seqs, max_len) as score:
+        return summarize(rank_split(score, seqs, split, batch_size, model.device))
 
 
-@torch.no_grad()
 def evaluate_choice(
     model: SequenceRecommender, seqs: Sequences, split: str, max_len: int, batch_size: int = 256
 ) -> float | None:
     """The mean AUC of each ``split`` target against the items passed over beside it
-    (``Event.passed_over``): how well the model tells the chosen item from the others shown
-    with it, which ranks over the whole catalog do not measure. None when no target of the
-    split has any. Its train/eval mode is kept."""
+    (``Event.passed_over``; ties count half): how well the model tells the chosen item from
+    the others shown with it, which ranks over the whole catalog do not measure. None when
+    no target of the split has any. Its train/eval mode is kept."""
     s = eval_split(seqs, split)
     passed = passed_grid(seqs, seqs.offsets[s.users] + s.stops)
-    if passed is None or not (passed >= 0).any():
+    if passed is None:
         return None
     has = (passed >= 0).any(1).numpy()
     users, stops, targets, passed = s.users[has], s.stops[has], torch.from_numpy(s.targets[has]), passed[has]
-    was_training = model.training
-    model.eval()
-    try:
-        items = model.item_vectors()
-        candidates = model.scoring_items(items)
-        aucs = []
+    aucs = []
+    with scoring(model, seqs, max_len) as score:
         for start in range(0, len(users), batch_size):
             rows = slice(start, start + batch_size)
-            batch = history_batch(seqs, users[rows], stops[rows], max_len).to(model.device)
-            scores = model.score(model.scoring_states(model(batch, items).states[:, -1]), candidates, batch).cpu()
-            chosen, others, shown = (
-                scores.gather(1, targets[rows, None]),
-                scores.gather(1, passed[rows].clamp(min=0)),
-                passed[rows] >= 0,
-            )
+            scores = score(users[rows], stops[rows]).cpu()
+            chosen, others = scores.gather(1, targets[rows, None]), scores.gather(1, passed[rows].clamp(min=0))
+            shown = passed[rows] >= 0
             wins = (others < chosen).float() + 0.5 * (others == chosen).float()
             aucs.append((wins * shown).sum(1) / shown.sum(1))
-        return float(torch.cat(aucs).mean())
-    finally:
-        model.train(was_training)
+    return float(torch.cat(aucs).mean())
 
 
 def evaluate_popularity(seqs: Sequences, split: str, n_items: int, batch_size: int = 1024) -> dict[str, float]:

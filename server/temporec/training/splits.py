@@ -185,10 +185,11 @@ def training_examples(seqs: Sequences, max_len: int) -> TrainingExamples:
     target_flat = np.clip(target_flat, 0, len(seqs.items) - 1)
     targets = np.where(inputs.mask.numpy(), seqs.items[target_flat], IGNORE)
     target_actions = np.where(inputs.mask.numpy(), seqs.actions[target_flat], 0)
-    examples = TrainingExamples(inputs, torch.from_numpy(targets), torch.from_numpy(target_actions))
-    if seqs.passed_offsets is not None:
-        examples.target_events, examples.seqs = np.where(inputs.mask.numpy(), target_flat, -1), seqs
-    return examples
+    passed = seqs.passed_offsets is not None  # then the targets' rows, to look their passed-over items up
+    target_events = np.where(inputs.mask.numpy(), target_flat, -1) if passed else None
+    return TrainingExamples(
+        inputs, torch.from_numpy(targets), torch.from_numpy(target_actions), target_events, seqs if passed else None
+    )
 
 
 def passed_grid(seqs: Sequences, events: np.ndarray) -> torch.Tensor | None:

@@ -162,7 +162,7 @@ class NewsDomain(Domain):
         )
         rankers = {
             "popularity": popularity_scorer(torch.from_numpy(counts).float()),
-            "click-rate": popularity_scorer(_click_rates(split.train, catalog)),
+            "click-rate": popularity_scorer(_click_rates(split.train, catalog)[0]),
         }
         published = _published(catalog)
         if any(published.values()):
@@ -210,13 +210,13 @@ def _click_counts(histories: dict[str, list[Event]], catalog: Catalog) -> tuple[
     return clicks, shown
 
 
-def _click_rates(histories: dict[str, list[Event]], catalog: Catalog) -> torch.Tensor:
+def _click_rates(histories: dict[str, list[Event]], catalog: Catalog) -> tuple[torch.Tensor, np.ndarray]:
     """Each article's clicks per showing in the training impressions, smoothed towards the
-    overall rate: an article shown twice and clicked once is not ranked above one clicked
-    40 times in 100."""
+    overall rate (an article shown twice and clicked once is not ranked above one clicked
+    40 times in 100), and how often each was shown."""
     clicks, shown = _click_counts(histories, catalog)
     overall = clicks.sum() / max(shown.sum(), 1)
-    return torch.from_numpy((clicks + CLICK_RATE_PRIOR * overall) / (shown + CLICK_RATE_PRIOR)).float()
+    return torch.from_numpy((clicks + CLICK_RATE_PRIOR * overall) / (shown + CLICK_RATE_PRIOR)).float(), shown
 
 
 def _with_click_rates(catalog: Catalog, histories: dict[str, list[Event]]) -> Catalog:
@@ -225,11 +225,11 @@ def _with_click_rates(catalog: Catalog, histories: dict[str, list[Event]]) -> Ca
     others. A model embeds it as it embeds any feature, so it learns how much an article's
     record with readers counts beside its text and the reader's history: the popularity
     that news needs, measured against exposure. ``catalog`` itself when nothing was shown."""
-    _, shown = _click_counts(histories, catalog)
+    rates, shown = _click_rates(histories, catalog)
     seen = shown > 0
     if not seen.any():
         return catalog
-    rates = _click_rates(histories, catalog).numpy()
+    rates = rates.numpy()
     edges = np.quantile(rates[seen], np.linspace(0, 1, CLICK_RATE_BUCKETS + 1)[1:-1])
     tenths = np.searchsorted(edges, rates)
     values = [f"q{tenth}" if was_shown else "unshown" for tenth, was_shown in zip(tenths, seen)]
