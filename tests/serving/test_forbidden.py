@@ -1,6 +1,7 @@
 """The rules as forbidden rows (``Domain.forbidden``, ``Exclusions``): the names they give,
 the older mask hook (``apply_rules``) turned into rows, and served answers equal to the
-whole catalog's scores masked and ranked, with and without candidate lists."""
+whole catalog's scores masked and ranked, with and without candidate lists, the catalog
+scored at once or in slices."""
 
 import asyncio
 import random
@@ -15,6 +16,7 @@ from temporec.contract.registry import load_registry
 from temporec.contract.types import Catalog, Event, Query
 from temporec.model.artifacts import Manifest, load_model, save_model
 from temporec.model.recommender import EventBatch, SequenceRecommender
+from temporec.serving import batching
 from temporec.serving.service import RecommenderService
 from temporec_plugins.domains.retail import RetailDomain
 
@@ -186,7 +188,11 @@ def expected(loaded, domain: Domain, q: Query) -> list[str]:
     return [CATALOG.item_ids[i] for i in order[: q.k]]
 
 
-def test_served_answers_equal_the_masked_catalog_ranked_batched_or_not(served):
+@pytest.mark.parametrize("slice_rows", [batching.SCORE_SLICE, 64, 7])
+def test_served_answers_equal_the_masked_catalog_ranked_batched_or_not(served, slice_rows, monkeypatch):
+    """Also with the catalog scored in slices (a large catalog's way): of 64 rows, the last
+    of 44, and of 7, fewer than the k asked for."""
+    monkeypatch.setattr(batching, "SCORE_SLICE", slice_rows)
     service, loaded = served
     queries = [query(RetailDomain, **case) for case in CASES]
     queries += [query(RetailDomain, [], categories="home"), query(RetailDomain, [], candidates=["i3", "i9", "i12"])]

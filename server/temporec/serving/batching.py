@@ -2,9 +2,10 @@
 concurrent queries. While one batch runs, new queries queue up and the next forward pass
 takes them all: one head forward, one matmul and one top-k for the batch.
 
-Nothing of the catalog's size is made per query beyond the batch's score matrix: the
-rules' few forbidden rows are set to -inf in it, in place, and a query with a candidate
-list is scored on its candidates' rows only. A model whose artifact has an approximate
+Nothing of the catalog's size is made per query: a large catalog is scored in slices of
+``SCORE_SLICE`` rows, each slice's best k kept, so a batch holds (batch, slice) scores at
+most; the rules' few forbidden rows are set to -inf in a slice, in place; a query with a
+candidate list is scored on its candidates' rows only. A model whose artifact has an approximate
 index (``temporec.model.item_index``) makes no score matrix at all: the index proposes
 each query's best rows, which are scored exactly as a candidate list is.
 """
@@ -27,6 +28,9 @@ from temporec.model.recommender import EventBatch
 #: How many items the index proposes per item asked for (then scored exactly): recall's margin.
 PROPOSALS_PER_ITEM = 10
 MIN_PROPOSALS = 100
+#: Rows of the catalog scored at once: a slice's scores stay in the cache for its top-k,
+#: and a batch of 32 over 1,000,000 items needs 8 MiB for them, not 128.
+SCORE_SLICE = 65_536
 
 
 @dataclass
@@ -203,27 +207,29 @@ class ServingModel:
         return result
 
     def _scored(self, states: torch.Tensor, events: EventBatch, batch: list[Prepared]) -> list[Ranked]:
-        """Each query's top k: one matmul and one top-k for the queries over the whole
-        catalog, their candidates' rows alone for the others."""
+        """Each query's top k: the queries over the whole catalog scored together, their
+        candidates' rows alone for the others."""
         results: list[Ranked | None] = [None] * len(batch)
         if self.index is not None:
             self._propose(states, events, batch)
+        self._score_listed(states, events, batch, results)
         whole = [b for b, p in enumerate(batch) if p.listed.rows is None]
-        if len(whole) == len(batch):
-            scores = self.model.score(states, self.item_vectors, events).float()
-        elif whole:
-            pick = torch.tensor(whole, device=self.device)
-            scores = self.model.score(states[pick], self.item_vectors, events.map(lambda t: t[pick])).float()
         if whole:
-            for b, ranked in zip(whole, self._top_k_whole(scores, [batch[b] for b in whole])):
+            if len(whole) < len(batch):
+                pick = torch.tensor(whole, device=self.device)
+                states, events = states[pick], events.map(lambda t: t[pick])
+            for b, ranked in zip(whole, self._top_k_whole(states, events, [batch[b] for b in whole])):
                 results[b] = ranked
+        return results
+
+    def _score_listed(self, states: torch.Tensor, events: EventBatch, batch: list[Prepared], results: list) -> None:
+        """The queries with candidate lists, each on its candidates' rows."""
         for b, p in enumerate(batch):
             if p.listed.rows is not None:
                 rows = p.listed.rows.to(self.device)
                 row = events.map(lambda t, b=b: t[b : b + 1])
                 scores = self.model.score(states[b : b + 1], self.item_vectors[rows], row, rows)[0].float()
                 results[b] = self._top_k_listed(scores, rows, p)
-        return results
 
     def _propose(self, states: torch.Tensor, events: EventBatch, batch: list[Prepared]) -> None:
         """Turn each whole-catalog query into a candidate list: the index's proposals (and,
@@ -243,17 +249,46 @@ class ServingModel:
             rows = rows[~torch.isin(rows, p.listed.forbidden)]
             p.listed = Listed(rows, None, p.listed.whole_row)
 
-    def _top_k_whole(self, scores: torch.Tensor, batch: list[Prepared]) -> list[Ranked]:
-        """``scores`` (B, n_items), owned: the forbidden rows go to -inf in place."""
-        for row, p in zip(scores, batch):
-            if len(p.listed.forbidden):
-                row[p.listed.forbidden.to(scores.device)] = float("-inf")
-        k = min(max(p.query.k for p in batch), scores.shape[1])
-        values, indices = scores.topk(k, dim=1)
+    def _top_k_whole(self, states: torch.Tensor, events: EventBatch, batch: list[Prepared]) -> list[Ranked]:
+        """The best k of the whole catalog after each history, less its forbidden rows: from
+        one score matrix for a small catalog (or a domain that keeps the whole row), slice
+        by slice for a large one."""
+        n_items = len(self.item_vectors)
+        k = min(max(p.query.k for p in batch), n_items)
+        if n_items <= SCORE_SLICE or any(p.listed.whole_row for p in batch):
+            scores = self._scores_of(states, events, batch, 0, n_items)
+            values, indices = scores.topk(k, dim=1)
+        else:
+            (values, indices), scores = self._top_k_sliced(states, events, batch, k), None
         return [
-            _ranked(row_indices, row_values, p.query.k, row if p.listed.whole_row else None)
-            for p, row, row_values, row_indices in zip(batch, scores, values.tolist(), indices.tolist())
+            _ranked(row_indices, row_values, p.query.k, scores[b] if p.listed.whole_row else None)
+            for b, (p, row_values, row_indices) in enumerate(zip(batch, values.tolist(), indices.tolist()))
         ]
+
+    def _top_k_sliced(self, states: torch.Tensor, events: EventBatch, batch: list[Prepared], k: int):
+        """(values, rows) of the best k over the catalog: each slice's best k, then the
+        best of those."""
+        n_items, values, indices = len(self.item_vectors), [], []
+        for start in range(0, n_items, SCORE_SLICE):
+            stop = min(start + SCORE_SLICE, n_items)
+            best = self._scores_of(states, events, batch, start, stop).topk(min(k, stop - start), dim=1)
+            values.append(best.values)
+            indices.append(best.indices + start)
+        best = torch.cat(values, dim=1).topk(k, dim=1)
+        return best.values, torch.cat(indices, dim=1).gather(1, best.indices)
+
+    def _scores_of(self, states: torch.Tensor, events: EventBatch, batch: list[Prepared], start: int, stop: int):
+        """(B, stop - start) scores of the catalog's rows start..stop, the forbidden ones -inf."""
+        whole = stop - start == len(self.item_vectors)
+        rows = None if whole else torch.arange(start, stop, device=self.device)
+        scores = self.model.score(states, self.item_vectors[start:stop], events, rows).float()
+        for row, p in zip(scores, batch):
+            forbidden = p.listed.forbidden
+            if not whole:
+                forbidden = forbidden[(forbidden >= start) & (forbidden < stop)] - start
+            if len(forbidden):
+                row[forbidden.to(scores.device)] = float("-inf")
+        return scores
 
     def _top_k_listed(self, scores: torch.Tensor, rows: torch.Tensor, p: Prepared) -> Ranked:
         """``scores`` (C,) of the catalog ``rows``."""
