@@ -103,6 +103,28 @@ def test_training_config_fits_text_less_data():
     assert config.negatives == 39 and config.target_weights == RetailDomain.target_weights
 
 
+@pytest.mark.parametrize(
+    ("users", "chosen", "repeat_aware", "used"),
+    [
+        (30, None, None, True),  # 9 events an item: ids
+        (4, None, None, False),  # 1.2 an item: the repeat bonus and the categories
+        (4, None, False, True),  # not repeat-aware: only ids name the items
+        (4, True, None, True),  # the user's choice
+        (30, False, None, False),
+    ],
+)
+def test_ids_only_where_items_recur_enough_to_learn_one(users, chosen, repeat_aware, used):
+    config = TrainConfig(use_ids=chosen, repeat_aware=repeat_aware)
+    assert RetailDomain().training_config(shop(users=users), config).use_ids is used
+
+
+def test_a_sparse_catalog_that_nothing_else_describes_keeps_its_ids():
+    sparse = shop(users=4)
+    bare = Dataset(sparse.name, Catalog(sparse.catalog.item_ids, sparse.catalog.texts), sparse.sequences)
+    config = RetailDomain().training_config(bare, TrainConfig())
+    assert (config.use_ids, config.item_features) == (True, [])
+
+
 @pytest.mark.parametrize(("chosen", "used"), [(None, 39), (0, 0), (7, 7)])
 def test_the_users_negatives_win_over_the_domains_and_0_is_the_full_softmax(chosen, used):
     assert RetailDomain().training_config(shop(), TrainConfig(negatives=chosen)).negatives == used
@@ -147,7 +169,8 @@ def test_training_examples_know_each_targets_action():
 
 def test_a_target_weight_of_zero_removes_those_targets_from_the_loss(tmp_path):
     data, domain = shop(users=8, length=6), RetailDomain()
-    config = replace(domain.training_config(data, TrainConfig(dim=8, max_len=8, epochs=1, batch_size=4)), negatives=0)
+    config = TrainConfig(dim=8, max_len=8, epochs=1, batch_size=4, use_ids=True)
+    config = replace(domain.training_config(data, config), negatives=0)
     silent = replace(config, target_weights={action: 0.0 for action in domain.actions})
     no_text = torch.zeros(len(data.catalog), 0)
 

@@ -81,6 +81,10 @@ class RetailDomain(Domain):
     #: as training targets (see TrainConfig.target_weights): the next purchase matters most
     target_weights = {"view": 0.2, "favourite": 0.5, "cart": 0.5, PURCHASE: 1.0}
     negatives = 1024  # sampled softmax: shop catalogs are too big for a full one
+    #: Below this many events an item on average, most id embeddings are rows seen once or
+    #: twice, learnt by heart: on Taobao (1.6 an item) they cost the repeat-aware lstm a
+    #: tenth of its HR@10 (benchmarks/RESULTS.md, retail-taobao).
+    min_events_per_item_for_ids = 5.0
 
     def load_dataset(self, path: str) -> Dataset:
         """Taobao behaviour files or event files (``temporec.data.load_dataset``), with
@@ -99,19 +103,33 @@ class RetailDomain(Domain):
         feature when there is one, sampled negatives unless the user chose (0: the full
         softmax), the retail target weights, and repeat-aware scores and unscaled ids
         unless the user chose (shoppers come back to what they viewed; scaled ids cost the
-        plain heads a third of their HR@10 on Taobao: benchmarks/RESULTS.md, retail-taobao)."""
+        plain heads a third of their HR@10 on Taobao: benchmarks/RESULTS.md, retail-taobao);
+        id embeddings only where items recur enough to learn one (``use_ids``)."""
         config = config or TrainConfig()
         has_text = any(dataset.catalog.texts)
+        features = config.item_features or [n for n in ("category",) if n in dataset.catalog.features]
+        repeat_aware = True if config.repeat_aware is None else config.repeat_aware
         return replace(
             config,
             use_text=config.use_text and has_text,
-            item_features=config.item_features or [n for n in ("category",) if n in dataset.catalog.features],
+            use_ids=self.use_ids(dataset, config.use_ids, has_text or bool(features), repeat_aware),
+            item_features=features,
             negatives=min(self.negatives, len(dataset.catalog) - 1) if config.negatives is None else config.negatives,
             target_weights=config.target_weights or dict(self.target_weights),
-            repeat_aware=True if config.repeat_aware is None else config.repeat_aware,
+            repeat_aware=repeat_aware,
             # the plain heads lose a third of their HR@10 with scaled ids on Taobao
             scale_ids=False if config.scale_ids is None else config.scale_ids,
         )
+
+    def use_ids(self, dataset: Dataset, chosen: bool | None, described: bool, repeat_aware: bool) -> bool:
+        """The user's choice, else id embeddings unless the items recur too seldom to learn
+        one: then a repeat-aware model names the history's own items by its bonus, and the
+        text or features ``described`` the others."""
+        if chosen is not None:
+            return chosen
+        events = sum(len(events) for events in dataset.sequences.values())
+        sparse = events / max(len(dataset.catalog), 1) < self.min_events_per_item_for_ids
+        return not (sparse and repeat_aware and described)
 
     def forbidden(self, query: Query, history: list[int], catalog: Catalog) -> Forbidden:
         options: RetailOptions = query.options

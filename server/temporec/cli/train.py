@@ -92,7 +92,13 @@ def add_parser(subparsers) -> None:
         default=DEFAULTS.max_len,
         help=f"events of history the head reads (default {DEFAULTS.max_len})",
     )
-    model.add_argument("--no-ids", action="store_true", help="represent items by their text alone (no id embeddings)")
+    model.add_argument(
+        "--ids",
+        action=argparse.BooleanOptionalAction,
+        default=DEFAULTS.use_ids,
+        help="an id embedding per item beside its text and features; --no-ids: the text and features alone "
+        "(default: the domain's choice, on but for a retail catalog whose items recur too seldom to learn one)",
+    )
     model.add_argument(
         "--tuning",
         choices=TUNINGS,
@@ -332,7 +338,7 @@ def train_config(args: argparse.Namespace, head_cls: type) -> TrainConfig:
         patience=args.patience,
         seed=args.seed,
         use_text=not args.no_text,
-        use_ids=not args.no_ids,
+        use_ids=args.ids,
         tuning=args.tuning,
         adaptor_experts=args.adaptor_experts,
         lora_rank=args.lora_rank,

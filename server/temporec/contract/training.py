@@ -41,7 +41,7 @@ class TrainConfig:
     patience: int = 10  # epochs without a better validation NDCG@10 before stopping
     seed: int = 0
     use_text: bool = True
-    use_ids: bool = True
+    use_ids: bool | None = None  # id embeddings; None: the domain decides (retail: where items recur), else on
     head_options: dict[str, Any] = field(default_factory=dict)
     # None: the domain decides (full softmax unless its ``training_config`` says otherwise);
     # 0: full softmax over the catalog; N: N sampled negatives per batch

@@ -146,6 +146,8 @@ def train(
         config = replace(config, min_interactions=0)
     if config.repeat_aware is None:
         config = replace(config, repeat_aware=False)
+    if config.use_ids is None:
+        config = replace(config, use_ids=True)
     if config.passed_over_weight is None:
         config = replace(config, passed_over_weight=1.0)
     check_compatible(head_cls, domain)  # a head that needs what the domain's data lacks
@@ -320,7 +322,7 @@ def build_model(
             text_embeddings if config.use_text else text_embeddings[:, :0],
             n_actions,
             use_text=config.use_text,
-            use_ids=config.use_ids,
+            use_ids=config.use_ids is not False,  # None: no domain chose, on
             dropout=config.dropout,
             item_features=features,
             similarity=config.similarity,
@@ -481,7 +483,7 @@ def _check_inputs(dataset: Dataset, text_embeddings: torch.Tensor, config: Train
     if text_embeddings.ndim != 2 or text_embeddings.shape[0] != len(dataset.catalog):
         shape, expected = tuple(text_embeddings.shape), (len(dataset.catalog), "dim")
         raise InvalidArgument(f"text_embeddings: shape {shape}; expected {expected}, one row per catalog item")
-    if not (config.use_text or config.use_ids or config.item_features):
+    if not (config.use_text or config.use_ids is not False or config.item_features):
         raise InvalidArgument("config: use_text, use_ids and item_features are all off; items need one of them")
     for name in ("dim", "max_len", "epochs", "batch_size"):
         if getattr(config, name) < 1:
