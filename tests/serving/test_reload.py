@@ -400,3 +400,21 @@ def test_sighup_reloads_the_models_of_temporec_serve(tmp_path):
         if server.poll() is None:
             server.kill()
         server.communicate()
+
+
+def test_serving_freezes_the_heap_and_a_reload_thaws_it_to_free_the_old_models(start_grpc_server, registry, tmp_path):
+    """A full collection would walk every object of the models while calls wait: serving
+    freezes the heap (gc.freeze). A reload thaws it, so that the replaced models can be
+    collected, and settles it again once the calls that chose them are over (twice
+    max_request_seconds later)."""
+    build_tiny_artifact(tmp_path, version="1")
+    with start_grpc_server(registry, tmp_path, admin_tokens="secret", max_request_seconds=0.2) as running:
+        assert gc.get_freeze_count() > 0
+        old = weakref.ref(next(iter(running.server.service.models.values())))
+        build_tiny_artifact(tmp_path, version="2")
+        assert reload_models(running.target, "secret").reloaded
+        settled = threading.Event()
+        running._loop.call_soon_threadsafe(lambda: running._loop.call_later(1.0, settled.set))
+        assert settled.wait(30)  # 0.4 s after the reload: settled
+        assert gc.get_freeze_count() > 0 and old() is None
+    assert gc.get_freeze_count() == 0  # a stopped server leaves the heap as it found it
