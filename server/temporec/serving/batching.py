@@ -5,9 +5,9 @@ takes them all: one head forward, one matmul and one top-k for the batch.
 Nothing of the catalog's size is made per query: a large catalog is scored in slices of
 ``SCORE_SLICE`` rows, each slice's best k kept, so a batch holds (batch, slice) scores at
 most; the rules' few forbidden rows are set to -inf in a slice, in place; a query with a
-candidate list is scored on its candidates' rows only. A model whose artifact has an approximate
-index (``temporec.model.item_index``) makes no score matrix at all: the index proposes
-each query's best rows, which are scored exactly as a candidate list is.
+candidate list is scored on its candidates' rows only. A model whose artifact has an
+approximate index (``temporec.model.item_index``) makes no score matrix at all: the index
+proposes each query's best rows, which are scored exactly as a candidate list is.
 """
 
 from __future__ import annotations
