@@ -127,7 +127,7 @@ class RetailDomain(Domain):
         text or features ``described`` the others."""
         if chosen is not None:
             return chosen
-        events = sum(len(events) for events in dataset.sequences.values())
+        events = sum(map(len, dataset.sequences.values()))
         sparse = events / max(len(dataset.catalog), 1) < self.min_events_per_item_for_ids
         return not (sparse and repeat_aware and described)
 

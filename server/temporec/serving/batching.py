@@ -280,7 +280,8 @@ class ServingModel:
     def _scores_of(self, states: torch.Tensor, events: EventBatch, batch: list[Prepared], start: int, stop: int):
         """(B, stop - start) scores of the catalog's rows start..stop, the forbidden ones -inf."""
         whole = stop - start == len(self.item_vectors)
-        rows = None if whole else torch.arange(start, stop, device=self.device)
+        # only a repeat-aware model's bonus needs the slice's rows named
+        rows = None if whole or self.model.repeats is None else torch.arange(start, stop, device=self.device)
         scores = self.model.score(states, self.item_vectors[start:stop], events, rows).float()
         for row, p in zip(scores, batch):
             forbidden = p.listed.forbidden

@@ -483,7 +483,7 @@ def _check_inputs(dataset: Dataset, text_embeddings: torch.Tensor, config: Train
     if text_embeddings.ndim != 2 or text_embeddings.shape[0] != len(dataset.catalog):
         shape, expected = tuple(text_embeddings.shape), (len(dataset.catalog), "dim")
         raise InvalidArgument(f"text_embeddings: shape {shape}; expected {expected}, one row per catalog item")
-    if not (config.use_text or config.use_ids is not False or config.item_features):
+    if not (config.use_text or config.use_ids or config.item_features):
         raise InvalidArgument("config: use_text, use_ids and item_features are all off; items need one of them")
     for name in ("dim", "max_len", "epochs", "batch_size"):
         if getattr(config, name) < 1:
