@@ -49,7 +49,7 @@ from temporec.contract.registry import load_registry
 from temporec.contract.types import Catalog
 from temporec.model.artifacts import Manifest, compact_artifact, load_model, save_model
 from temporec.model.checksums import RACY_SECONDS
-from temporec.model.item_index import ItemIndex
+from temporec.model.item_index import CALIBRATION_HISTORIES, TARGET_RECALL, model_index, proposal_depth
 from temporec.model.recommender import EventBatch, SequenceRecommender
 
 TEXT_DIM, DIM, MAX_LEN, HISTORY, K, TOPICS = 384, 64, 50, 20, 10, 256
@@ -127,8 +127,7 @@ def build(root: Path, heads: dict, n_items: int, full: bool) -> dict[str, Path]:
         model = untrained_model(heads, n_items, None)
         described = manifest(n_items, model.head.config)
         built["compact"] = save_model(root / f"compact-{n_items}", described, model, catalog, popularity)
-        with torch.inference_mode():
-            index = ItemIndex.build(model.candidate_vectors())
+        index = model_index(model)
         built["index"] = save_model(
             root / f"index-{n_items}", manifest(n_items, model.head.config), model, catalog, popularity, index
         )
@@ -212,11 +211,10 @@ def recall_at_k(full: Path, compact: Path, heads: dict, users: int) -> float:
     return found / (K * users)
 
 
-def index_recall(indexed: Path, heads: dict, users: int) -> float:
+def index_recall(indexed: Path, heads: dict, users: int) -> tuple[float, dict]:
     """Recall@10 of the index's proposals, scored exactly, against exact scoring of the
-    whole catalog (the same float16 table), for random histories of 20 catalog items."""
-    from temporec.serving.batching import MIN_PROPOSALS, PROPOSALS_PER_ITEM
-
+    whole catalog (the same float16 table), for random histories of 20 catalog items; and
+    the index's settings (Manifest.item_index)."""
     loaded = load_model(indexed, heads)
     events = random_histories(loaded.model.n_items, users)
     found = 0
@@ -224,12 +222,12 @@ def index_recall(indexed: Path, heads: dict, users: int) -> float:
         vectors = loaded.model.candidate_vectors()
         states = loaded.model.user_states(events)
         exact = (states @ vectors.T).topk(K, dim=1).indices
-        proposals = loaded.index.search(states, max(PROPOSALS_PER_ITEM * K, MIN_PROPOSALS))
+        proposals = loaded.index.search(states, proposal_depth(K))
         for state, rows, best in zip(states, proposals, exact):
             rows = rows[rows >= 0]
             top = rows[(vectors[rows] @ state).topk(K).indices]
             found += len(set(top.tolist()) & set(best.tolist()))
-    return found / (K * users)
+    return found / (K * users), loaded.manifest.item_index
 
 
 def random_histories(n_items: int, users: int) -> EventBatch:
@@ -249,7 +247,9 @@ def measure(workdir: Path, plan: Plan) -> tuple[list[dict], float | None]:
         built = build(workdir, heads, n_items, full=n_items <= plan.full_up_to)
         for kind, artifact in built.items():
             row = {"items": n_items, "artifact": kind, "gib": size_gib(artifact), **serve(artifact, n_items, plan)}
-            row["recall"] = index_recall(artifact, heads, plan.recall_users) if kind == "index" else None
+            row["recall"], row["index"] = (
+                index_recall(artifact, heads, plan.recall_users) if kind == "index" else (None, {})
+            )
             print(row, file=sys.stderr)
             rows.append(row)
         if "full" in built and n_items == max(s for s in plan.sizes if s <= plan.full_up_to):
@@ -273,7 +273,7 @@ def report(plan: Plan, rows: list[dict], recall: float | None, loads: tuple[str,
             f"| {row['items']:,} | {row['artifact']} | {row['gib']:.3f} | {row['first_start_s']:.1f} | "
             f"{row['start_s']:.1f} | {row['rss_gib']:.2f} | "
             f"{rates} | {row[f'p50_ms_{clients[0]}']:.1f} | {row['score_ms']:.1f} | "
-            + ("exact" if row["recall"] is None else f"{row['recall']:.3f}")
+            + ("exact" if row["recall"] is None else f"{row['recall']:.3f} (probe {row['index']['probe']:,})")
             + " |"
         )
     notes = [
@@ -282,6 +282,10 @@ def report(plan: Plan, rows: list[dict], recall: float | None, loads: tuple[str,
         f"vectors {DIM} wide; histories of {HISTORY} catalog items, k = {K}; exact scoring (one matmul and one top-k "
         f'over the whole catalog per batch) but for "index" rows (the index\'s proposals scored exactly); `temporec serve --threads {plan.threads}`, each measurement '
         f"{plan.seconds:g} s after {plan.warmup:g} s of warm-up.",
+        "An index's probe (the lists searched of its lists, 4 sqrt(items)) is calibrated as it is built "
+        f"(temporec.model.item_index.calibrated_probe: the fewest that find {TARGET_RECALL:g} of the exact top 10 for the "
+        f"model's states after {CALIBRATION_HISTORIES} random histories); its recall@10 here is measured on "
+        f"{plan.recall_users} other random histories: a held-out check of the calibration, on queries of the same kind.",
         f"Recall@10 of the float16 table against the float32 vectors: {recall:.3f}"
         if recall is not None
         else "Recall@10: not measured.",

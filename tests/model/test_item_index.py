@@ -1,5 +1,6 @@
 """The approximate item index (faiss, the ``faiss`` extra): its recall@10 against exact
-scoring on a fixed synthetic catalog, kept in a compact artifact, and served."""
+scoring on a fixed synthetic catalog, its probe calibrated, kept in a compact artifact,
+and served."""
 
 import asyncio
 
@@ -11,8 +12,8 @@ pytest.importorskip("faiss", reason="the approximate index needs faiss: pip inst
 from temporec import Domain, Head, HeadOutput, hookimpl  # noqa: E402
 from temporec.contract.registry import load_registry  # noqa: E402
 from temporec.contract.types import Catalog, Event, Query  # noqa: E402
-from temporec.model.artifacts import Manifest, load_model, save_model  # noqa: E402
-from temporec.model.item_index import INDEX_FILE, ItemIndex  # noqa: E402
+from temporec.model.artifacts import Manifest, compact_artifact, load_model, save_model  # noqa: E402
+from temporec.model.item_index import INDEX_FILE, TARGET_RECALL, ItemIndex  # noqa: E402
 from temporec.model.recommender import EventBatch, SequenceRecommender  # noqa: E402
 from temporec.serving.service import RecommenderService  # noqa: E402
 
@@ -33,17 +34,29 @@ def recall_at_k(found: list[list[int]], exact: list[list[int]]) -> float:
     return sum(len(set(a) & set(b)) for a, b in zip(found, exact)) / (K * len(exact))
 
 
+def index_recall(index: ItemIndex, items: torch.Tensor, states: torch.Tensor) -> float:
+    """Recall@10 of the index's proposals for ``states``, scored exactly."""
+    found = []
+    for state, rows in zip(states, index.search(states, 10 * K)):
+        rows = rows[rows >= 0]
+        found.append(rows[(items[rows] @ state).topk(K).indices].tolist())
+    return recall_at_k(found, (states @ items.T).topk(K, dim=1).indices.tolist())
+
+
 def test_the_index_proposals_scored_exactly_recall_the_exact_top_ten():
     items = clustered_vectors(N_ITEMS)
     states = clustered_vectors(300, seed=1)  # users near the same topics
-    index = ItemIndex.build(items)
-    proposals = index.search(states, 10 * K)
-    found = []
-    for state, rows in zip(states, proposals):
-        rows = rows[rows >= 0]
-        found.append(rows[(items[rows] @ state).topk(K).indices].tolist())
-    exact = (states @ items.T).topk(K, dim=1).indices.tolist()
-    assert recall_at_k(found, exact) >= RECALL
+    assert index_recall(ItemIndex.build(items), items, states) >= RECALL
+
+
+def test_a_calibrated_probe_is_the_fewest_lists_that_reach_the_target_recall():
+    items = clustered_vectors(N_ITEMS)
+    anywhere = [torch.randn(256, DIM, generator=torch.Generator().manual_seed(s)) for s in (2, 3)]  # any direction
+    index = ItemIndex.build(items, queries=anywhere[0])
+    assert index.recall >= TARGET_RECALL and 8 < index.probe < index.lists  # neither end of the range
+    assert index_recall(index, items, anywhere[1]) >= RECALL  # held out
+    index.index.nprobe = index.probe // 2
+    assert index_recall(index, items, anywhere[0]) < TARGET_RECALL  # half the probe falls short
 
 
 class LastEvent(Head):
@@ -74,6 +87,9 @@ class Plugin:
         register(Topics)
 
 
+HEADS = {"last-event": LastEvent}
+
+
 def indexed_artifact(root):
     """A compact artifact over clustered item vectors, with its index."""
     torch.manual_seed(0)
@@ -86,9 +102,23 @@ def indexed_artifact(root):
     return save_model(root, manifest, model, catalog, torch.rand(N_ITEMS), index)
 
 
+def test_compact_calibrates_the_index_on_the_models_own_states_and_records_the_recall(tmp_path):
+    torch.manual_seed(0)
+    model = SequenceRecommender(LastEvent(DIM, 20), clustered_vectors(N_ITEMS), n_actions=1, use_ids=False)
+    manifest = Manifest(
+        "topics", "last-event", "none", "random", DIM, 20, ["view"], data_fingerprint="f", use_ids=False
+    )
+    catalog = Catalog([f"i{j}" for j in range(N_ITEMS)], [""] * N_ITEMS)
+    full = save_model(tmp_path / "full", manifest, model, catalog, torch.rand(N_ITEMS))
+    compact = load_model(compact_artifact(full, tmp_path / "compact", HEADS, "float32", index=True), HEADS)
+    described = compact.manifest.item_index
+    assert described["probe"] == compact.index.probe < compact.index.lists
+    assert described["recall"] >= TARGET_RECALL
+
+
 def test_an_indexed_artifact_keeps_its_index_checksummed(tmp_path):
     path = indexed_artifact(tmp_path)
-    loaded = load_model(path, {"last-event": LastEvent})
+    loaded = load_model(path, HEADS)
     assert INDEX_FILE in loaded.manifest.files and loaded.index is not None
     assert loaded.manifest.item_index == {"kind": "ivf", "lists": loaded.index.lists, "probe": loaded.index.probe}
 

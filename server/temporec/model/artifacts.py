@@ -35,7 +35,7 @@ from temporec.contract.errors import FailedPrecondition, InvalidArgument
 from temporec.contract.types import Catalog
 from temporec.files import replaced_atomically
 from temporec.model.checksums import Checksums, sha256
-from temporec.model.item_index import INDEX_FILE, ItemIndex
+from temporec.model.item_index import INDEX_FILE, ItemIndex, model_index
 from temporec.model.recommender import SequenceRecommender
 
 FORMAT = 1  # what save_model writes for a full artifact
@@ -85,7 +85,8 @@ class Manifest:
     # A compact artifact: the item vectors' table ("dtype") and the text embeddings' width
     # ("text_dim", for the projection of texts outside the catalog). Empty: a full artifact.
     item_table: dict = field(default_factory=dict)
-    # The approximate index of the item vectors (INDEX_FILE): {"kind": "ivf", "lists", "probe"}.
+    # The approximate index of the item vectors (INDEX_FILE): {"kind": "ivf", "lists", "probe"},
+    # and "recall", what the calibrated probe found (``item_index.calibrated_probe``).
     item_index: dict = field(default_factory=dict)
 
     @property
@@ -186,6 +187,8 @@ def save_model(
         if index is not None:
             index.save(staging / INDEX_FILE)
             manifest.item_index = {"kind": "ivf", "lists": index.lists, "probe": index.probe}
+            if index.recall is not None:
+                manifest.item_index["recall"] = round(index.recall, 4)
             names.append(INDEX_FILE)
         if model.text_encoder is not None:
             model.text_encoder.save(staging / ENCODER_DIR)
@@ -299,15 +302,14 @@ def compact_artifact(
     (so it is the newer of the two). A tuned language model is copied as it is, checksums
     and so vector space unchanged (``Manifest.tuned_encoder_id``): it still embeds the texts
     outside the catalog. ``index``: build the approximate index of its item vectors too
-    (``ItemIndex.build``: ``lists``, ``probe``)."""
+    (``item_index.model_index``: ``lists``, ``probe``, calibrated when None)."""
     loaded = load_model(path, heads)
     manifest = loaded.manifest
     if dtype not in ("float16", "bfloat16", "float32"):
         raise InvalidArgument(f"dtype: {dtype!r}; allowed: float16, bfloat16, float32")
     loaded.model.freeze_items(dtype=getattr(torch, dtype))
     compact = replace(manifest, version=f"{manifest.version}-compact", files={}, item_index={})
-    with torch.inference_mode():
-        built = ItemIndex.build(loaded.model.candidate_vectors(), lists, probe) if index else None
+    built = model_index(loaded.model, lists, probe) if index else None
     encoder = loaded.path / manifest.tuned_encoder["model"] if manifest.tuned_encoder else None
     return save_model(root, compact, loaded.model, loaded.catalog, loaded.popularity, built, encoder)
 

@@ -2,11 +2,13 @@
 ``temporec[faiss]``): for catalogs too large to score whole for every request.
 
 The index proposes each user's best few hundred items by inner product (an inverted file:
-the vectors clustered into ``lists``, ``probe`` of them searched per query); the server then
-scores those proposals exactly, with the model's own score (a repeat-aware model's history
-bonus included), and returns the top k of them. A compact artifact holds the index
-(``temporec compact --index ivf``); ``benchmarks/catalog.py`` measures its recall@10
-against exact scoring.
+the vectors clustered into ``lists``, ``probe`` of them searched per query, each list's
+vectors kept in float16, half the bytes a search reads); the server then scores those
+proposals exactly, with the model's own score (a repeat-aware model's history bonus
+included), and returns the top k of them. A compact artifact holds the index (``temporec
+compact --index ivf``), its probe calibrated on the model's own states
+(``calibrated_probe``); ``benchmarks/catalog.py`` measures its recall@10 against exact
+scoring.
 """
 
 from __future__ import annotations
@@ -18,9 +20,17 @@ import numpy as np
 import torch
 
 from temporec.contract.errors import FailedPrecondition
+from temporec.model.recommender import EventBatch, SequenceRecommender
 
 INDEX_FILE = "items.faiss"
 TRAINING_SAMPLE = 40  # vectors per list that the clustering learns from (at most; faiss asks 39)
+#: How many items the index proposes per item asked for (then scored exactly): recall's margin.
+PROPOSALS_PER_ITEM = 10
+MIN_PROPOSALS = 100
+#: What a calibrated probe finds of the exact top 10 (proposals scored exactly).
+TARGET_RECALL = 0.99
+CALIBRATION_K = 10
+CALIBRATION_HISTORIES, CALIBRATION_LENGTH = 256, 20  # the sampled histories it is measured on
 
 
 def _faiss():
@@ -38,33 +48,57 @@ def default_lists(n_items: int) -> int:
     return max(1, min(n_items // 39, round(4 * math.sqrt(n_items))))
 
 
+def proposal_depth(k: int, forbidden: int = 0) -> int:
+    """The proposals asked of the index for a query's best ``k`` with ``forbidden`` rows."""
+    return max(PROPOSALS_PER_ITEM * k, MIN_PROPOSALS) + forbidden
+
+
 class ItemIndex:
     """An inverted-file index over (n_items, dim) vectors, searched by inner product."""
 
-    def __init__(self, index, probe: int):
+    def __init__(self, index, probe: int, recall: float | None = None):
         self.index = index
         self.probe = probe
+        self.recall = recall  # what calibration measured at ``probe``; None when the probe was given
         index.nprobe = probe
 
     @classmethod
-    def build(cls, vectors: torch.Tensor, lists: int | None = None, probe: int | None = None, seed: int = 0):
-        """Cluster ``vectors`` (float32 on the CPU) into ``lists`` and file each under its list.
-        ``probe``: the lists searched per query (default: a sixteenth, at least 8)."""
+    def build(
+        cls,
+        vectors: torch.Tensor,
+        lists: int | None = None,
+        probe: int | None = None,
+        seed: int = 0,
+        queries: torch.Tensor | None = None,
+    ):
+        """Cluster ``vectors`` into ``lists`` and file each under its list, in float16.
+        ``probe``: the lists searched per query; when None, the fewest that find
+        ``TARGET_RECALL`` of ``queries``' exact top 10 (``calibrated_probe``), or, without
+        queries, a sixteenth of the lists (at least 8)."""
         faiss = _faiss()
-        data = np.ascontiguousarray(vectors.detach().float().cpu().numpy())
+        data = _array(vectors)
         n_items, dim = data.shape
         lists = lists or default_lists(n_items)
         quantizer = faiss.IndexFlatIP(dim)
-        index = faiss.IndexIVFFlat(quantizer, dim, lists, faiss.METRIC_INNER_PRODUCT)
+        index = faiss.IndexIVFScalarQuantizer(
+            quantizer, dim, lists, faiss.ScalarQuantizer.QT_fp16, faiss.METRIC_INNER_PRODUCT, False
+        )  # by_residual False: the vectors themselves in float16, read as they are
         index.cp.seed = seed
         sample = np.random.default_rng(seed).permutation(n_items)[: lists * TRAINING_SAMPLE]
         index.train(data[np.sort(sample)])
         index.add(data)
-        return cls(index, probe or max(8, lists // 16))
+        built = cls(index, probe or max(8, lists // 16))
+        if probe is None and queries is not None:
+            built.probe, built.recall = calibrated_probe(built, queries, vectors)
+            index.nprobe = built.probe
+        return built
 
     @classmethod
     def load(cls, path: Path, probe: int):
         faiss = _faiss()
+        # as many search threads as torch has (serve --threads): faiss's OpenMP pool would
+        # take every core, its idle threads spinning beside the server's (1 client: 7.2 -> 5.7 ms)
+        faiss.omp_set_num_threads(torch.get_num_threads())
         return cls(faiss.read_index(str(path), faiss.IO_FLAG_MMAP | faiss.IO_FLAG_READ_ONLY), probe)
 
     def save(self, path: Path) -> None:
@@ -77,6 +111,67 @@ class ItemIndex:
     def search(self, states: torch.Tensor, depth: int) -> torch.Tensor:
         """(B, depth) long catalog rows: each state's best ``depth`` items by inner
         product, best first (-1 where fewer were found)."""
-        queries = np.ascontiguousarray(states.detach().float().cpu().numpy())
-        _, rows = self.index.search(queries, depth)
+        _, rows = self.index.search(_array(states), depth)
         return torch.from_numpy(rows)
+
+
+def model_index(model: SequenceRecommender, lists: int | None = None, probe: int | None = None) -> ItemIndex:
+    """The index of ``model``'s catalog, its probe (when None) calibrated on the model's
+    states after ``CALIBRATION_HISTORIES`` histories of catalog items drawn at random. Such
+    histories mix more topics than a real user's, so their best items lie in more lists:
+    the probe they ask for errs on the wide side."""
+    with torch.inference_mode():
+        vectors = model.candidate_vectors()
+        queries = None if probe else model.user_states(_random_histories(model))
+        return ItemIndex.build(vectors, lists, probe, queries=queries)
+
+
+def _random_histories(model: SequenceRecommender, seed: int = 0) -> EventBatch:
+    generator = torch.Generator().manual_seed(seed)
+    size = (CALIBRATION_HISTORIES, CALIBRATION_LENGTH)
+    items = torch.randint(model.n_items, size, generator=generator)
+    actions = torch.randint(model.actions.num_embeddings, size, generator=generator)
+    times = [[60.0 * t for t in range(CALIBRATION_LENGTH)]] * CALIBRATION_HISTORIES
+    return EventBatch.from_histories(items.tolist(), actions.tolist(), times, model.head.max_len)
+
+
+def calibrated_probe(index: ItemIndex, queries: torch.Tensor, vectors: torch.Tensor) -> tuple[int, float]:
+    """(probe, recall): the fewest lists (8, 16, 32, ... all) whose proposals, scored
+    exactly, hold ``TARGET_RECALL`` of the exact top 10 of ``queries`` (Q, dim) over
+    ``vectors``. The probe a catalog needs depends on how its vectors cluster, and a rule
+    of thumb either reads far more lists than it needs or misses its items."""
+    exact = _exact_top(queries, vectors, CALIBRATION_K)
+    probe, recall = 8, 0.0
+    while True:
+        probe = min(probe, index.lists)
+        index.index.nprobe = probe
+        proposals = index.search(queries, proposal_depth(CALIBRATION_K))
+        recall = _recall(proposals, queries, vectors, exact)
+        if recall >= TARGET_RECALL or probe == index.lists:
+            return probe, recall
+        probe *= 2
+
+
+def _exact_top(queries: torch.Tensor, vectors: torch.Tensor, k: int, slice_rows: int = 65_536) -> torch.Tensor:
+    """(Q, k) rows of each query's best ``k`` vectors, a slice of the catalog at a time."""
+    queries = queries.float()
+    values, rows = [], []
+    for start in range(0, len(vectors), slice_rows):
+        best = (queries @ vectors[start : start + slice_rows].float().T).topk(min(k, len(vectors) - start), dim=1)
+        values.append(best.values)
+        rows.append(best.indices + start)
+    best = torch.cat(values, dim=1).topk(k, dim=1)
+    return torch.cat(rows, dim=1).gather(1, best.indices)
+
+
+def _recall(proposals: torch.Tensor, queries: torch.Tensor, vectors: torch.Tensor, exact: torch.Tensor) -> float:
+    found = 0
+    for query, rows, best in zip(queries.float(), proposals, exact):
+        rows = rows[rows >= 0]
+        top = rows[(vectors[rows].float() @ query).topk(min(len(best), len(rows))).indices]
+        found += len(set(top.tolist()) & set(best.tolist()))
+    return found / exact.numel()
+
+
+def _array(vectors: torch.Tensor) -> np.ndarray:
+    return np.ascontiguousarray(vectors.detach().float().cpu().numpy())

@@ -23,11 +23,9 @@ import torch
 from temporec.contract.errors import PluginError, plugin_call
 from temporec.contract.types import Contribution, Query
 from temporec.model.artifacts import LoadedModel
+from temporec.model.item_index import proposal_depth
 from temporec.model.recommender import EventBatch
 
-#: How many items the index proposes per item asked for (then scored exactly): recall's margin.
-PROPOSALS_PER_ITEM = 10
-MIN_PROPOSALS = 100
 #: Rows of the catalog scored at once: a slice's scores stay in the cache for its top-k,
 #: and a batch of 32 over 1,000,000 items needs 8 MiB for them, not 128.
 SCORE_SLICE = 65_536
@@ -238,7 +236,7 @@ class ServingModel:
         whole = [b for b, p in enumerate(batch) if p.listed.rows is None]
         if not whole:
             return
-        depth = max(max(PROPOSALS_PER_ITEM * p.query.k, MIN_PROPOSALS) + len(p.listed.forbidden) for p in batch)
+        depth = max(proposal_depth(p.query.k, len(p.listed.forbidden)) for p in batch)
         proposals = self.index.search(states[whole], min(depth, len(self.item_vectors)))
         for b, rows in zip(whole, proposals):
             p = batch[b]
