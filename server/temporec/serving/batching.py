@@ -221,13 +221,37 @@ class ServingModel:
         return results
 
     def _score_listed(self, states: torch.Tensor, events: EventBatch, batch: list[Prepared], results: list) -> None:
-        """The queries with candidate lists, each on its candidates' rows."""
-        for b, p in enumerate(batch):
-            if p.listed.rows is not None:
-                rows = p.listed.rows.to(self.device)
-                row = events.map(lambda t, b=b: t[b : b + 1])
-                scores = self.model.score(states[b : b + 1], self.item_vectors[rows], row, rows)[0].float()
-                results[b] = self._top_k_listed(scores, rows, p)
+        """The queries with candidate lists (a request's, or the index's proposals), in
+        groups of at most ``SCORE_SLICE`` rows between them: a group's rows are scored at
+        once for all its queries (one matmul, not one a query), each query reading its own."""
+        listed = [b for b, p in enumerate(batch) if p.listed.rows is not None]
+        group, size = [], 0
+        for b in listed:
+            if group and size + len(batch[b].listed.rows) > SCORE_SLICE:
+                self._top_k_rows(states, events, batch, group, results)
+                group, size = [], 0
+            group.append(b)
+            size += len(batch[b].listed.rows)
+        if group:
+            self._top_k_rows(states, events, batch, group, results)
+
+    def _top_k_rows(self, states, events: EventBatch, batch: list[Prepared], group: list[int], results: list) -> None:
+        """Each query of ``group``'s best k of its own rows, from the scores of their union."""
+        pick = torch.tensor(group, device=self.device)
+        listed = [batch[b].listed.rows for b in group]
+        rows = torch.nn.utils.rnn.pad_sequence(listed, batch_first=True, padding_value=-1).to(self.device)
+        union, columns = torch.unique(rows.clamp(min=0), return_inverse=True)
+        scores = self.model.score(states[pick], self.item_vectors[union], events.map(lambda t: t[pick]), union)
+        scores = scores.float().gather(1, columns).masked_fill(rows < 0, float("-inf"))
+        k = min(max(batch[b].query.k for b in group), rows.shape[1])
+        values, positions = scores.topk(k, dim=1)
+        best = rows.gather(1, positions)
+        for q, b in enumerate(group):
+            p = batch[b]
+            if p.listed.whole_row:
+                results[b] = self._top_k_listed(scores[q, : len(listed[q])], rows[q, : len(listed[q])], p)
+            else:
+                results[b] = _ranked(best[q].tolist(), values[q].tolist(), p.query.k, None)
 
     def _propose(self, states: torch.Tensor, events: EventBatch, batch: list[Prepared]) -> None:
         """Turn each whole-catalog query into a candidate list: the index's proposals (and,
