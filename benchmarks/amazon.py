@@ -96,11 +96,17 @@ def fit_ids_only(dataset: Dataset, head: str, config: TrainConfig, work: Path) -
 
 
 def arguments(
-    description: str, minutes: float, argv: list[str] | None, sets: Sequence[str] = SETS
+    description: str,
+    minutes: float,
+    argv: list[str] | None,
+    sets: Sequence[str] = SETS,
+    flags: Callable[[argparse.ArgumentParser], None] | None = None,
 ) -> argparse.Namespace:
-    """The flags every Amazon benchmark takes (``sets``: the data sets it reads); ``folder``:
-    the chosen set's (checked to exist)."""
+    """The flags every Amazon benchmark takes (``sets``: the data sets it reads; ``flags``
+    adds a benchmark's own); ``folder``: the chosen set's (checked to exist)."""
     parser = argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
+    if flags:
+        flags(parser)
     parser.add_argument(
         "--set", choices=sets, default="amazon-office", help="the shared data set (default amazon-office)"
     )

@@ -39,6 +39,12 @@ RUNS = (
         {**TUNED, "tuning": "top", "encoder_layers": 3, "top_layers": 3, "encoder_lr": 1e-4},
     ),
     Run("lora", "LoRA (rank 8, query and value)", {**TUNED, "tuning": "lora", "encoder_lr": 5e-4}),
+    Run(
+        "frozen-top2",
+        "the frozen row's model, then its encoder's top 2 layers tuned (`--init-from`, head lr 1e-3)",
+        {**TUNED, "lr": 1e-3, "tuning": "top", "top_layers": 2, "encoder_lr": 1e-4},
+        after="frozen",
+    ),
 )
 
 
@@ -97,6 +103,9 @@ def main(argv: list[str] | None = None) -> int:
     only = set(filter(None, args.only.split(",")))
     if only - {r.name for r in RUNS}:
         raise SystemExit(f"--only: {sorted(only)}; allowed: {', '.join(r.name for r in RUNS)}")
+    missing = {r.after for r in RUNS if r.name in only and r.after} - only
+    if missing:
+        raise SystemExit(f"--only: the rows {sorted(only)} start from {sorted(missing)}: add them")
     started, before = time.monotonic(), results_file.load_average()
     results = {}
     with tempfile.TemporaryDirectory() as scratch:
@@ -104,7 +113,8 @@ def main(argv: list[str] | None = None) -> int:
         for run in RUNS:
             if not only or run.name in only:
                 print(f"{args.set}: {run.name}", file=sys.stderr, flush=True)
-                results[run.name] = measure(run, args.data / args.set, args.minutes, work, "customer_service")
+                start = results[run.after]["path"] if run.after else ""
+                results[run.name] = measure(run, args.data / args.set, args.minutes, work, "customer_service", start)
     body = render(args.set, results, args.minutes)
     body += f"\n\nLoad average (1, 5, 15 min) before: {before}; after: {results_file.load_average()} (2 cores)."
     results_file.record(args.out, f"tuning-{args.set}", "conversations.py", argv, started, body)

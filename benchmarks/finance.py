@@ -46,6 +46,7 @@ class Run:
     label: str
     config: dict = field(default_factory=dict)  # TrainConfig fields over BASE
     tuned: bool = True  # bounded by --minutes (else FROZEN_MINUTES)
+    after: str = ""  # the row whose model this one starts from (``--init-from``): run it first
 
 
 BASE = dict(seed=0, threads=1, device="cpu", patience=3)
@@ -64,14 +65,17 @@ RUNS = (
 FROZEN_MINUTES = 2.0
 
 
-def measure(run: Run, data: Path, minutes: float, work: Path, domain_name: str = "finance") -> dict:
-    """Train one row's model with ``domain_name``'s ``train`` and evaluate it with its
-    ``evaluate``: its metrics (and the baselines'), minutes, epochs."""
+def measure(
+    run: Run, data: Path, minutes: float, work: Path, domain_name: str = "finance", init_from: str = ""
+) -> dict:
+    """Train one row's model with ``domain_name``'s ``train`` (from the artifact
+    ``init_from``, if given) and evaluate it with its ``evaluate``: its metrics (and the
+    baselines'), minutes, epochs, and the artifact."""
     registry = load_registry()
     domain = registry.domains[domain_name]()
     encoder = registry.encoders["local"](device="cpu")
     budget = (minutes if run.tuned else FROZEN_MINUTES) * 60
-    config = replace(TrainConfig(**BASE), time_budget_s=budget, **run.config)
+    config = replace(TrainConfig(**BASE), time_budget_s=budget, init_from=init_from, **run.config)
     request = train_request(domain, str(data), registry.heads["lstm"], encoder, config, work / run.name, work / "cache")
     started = time.monotonic()
     path = domain.train(request)
@@ -93,6 +97,7 @@ def measure(run: Run, data: Path, minutes: float, work: Path, domain_name: str =
         "epochs": int(trained["epochs"]),
         "best_epoch": int(trained["best_epoch"]),
         "sentences": report.users,
+        "path": str(path),
     }
 
 

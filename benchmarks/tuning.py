@@ -3,11 +3,15 @@ text-rich shop, at equal time budgets, on the same split.
 
     .venv/bin/python benchmarks/tuning.py                        # Amazon Office, 10 min a run, 2 at a time
     .venv/bin/python benchmarks/tuning.py --set amazon-beauty --minutes 30
+    .venv/bin/python benchmarks/tuning.py --two-stages --minutes 15   # frozen, then tuned from it
 
 Every row trains through ``train_request(...).fit`` (what ``temporec train`` runs) with the
 ``events`` domain and the ``ar`` head, one torch thread, and the same stopping rule
 (validation NDCG@10, patience 10, the time budget); the rows differ in ``--tuning`` and in
-how items are represented (text, ids, both). Test: leave-one-out, full ranking, the history
+how items are represented (text, ids, both). ``--two-stages`` compares the frozen encoder
+with two-stage runs in the same budget: a frozen model trained for half of it at most (to its
+early stop where that comes first), then the encoder tuned from it (``--init-from``) for the time left (section
+``tuning-two-stages-<set>``). Test: leave-one-out, full ranking, the history
 masked, with a bootstrap interval over the users. Section ``tuning-<set>`` of
 ``benchmarks/RESULTS.md``.
 """
@@ -33,6 +37,7 @@ from temporec.training.ranking_metrics import summarize
 class Run:
     name: str
     config: dict = field(default_factory=dict)  # TrainConfig fields over BASE
+    first: dict | None = None  # a first stage's fields over BASE: the run starts from its model
 
 
 BASE = dict(seed=0, threads=1, device="cpu")
@@ -49,6 +54,12 @@ RUNS = (
     Run("text + ids, lora", {**BOTH, "tuning": "lora"}),
     Run("text + ids, frozen, ids unscaled (--no-scale-ids)", {**BOTH, "scale_ids": False}),
 )
+TWO_STAGES = (
+    Run("text, frozen", TEXT),
+    Run("text, frozen, then lora", {**TEXT, "tuning": "lora"}, first=TEXT),
+    Run("text + ids, frozen", BOTH),
+    Run("text + ids, frozen, then lora", {**BOTH, "tuning": "lora"}, first=BOTH),
+)
 
 
 def measure(run: Run, data: Path, minutes: float, work: str) -> dict:
@@ -57,11 +68,14 @@ def measure(run: Run, data: Path, minutes: float, work: str) -> dict:
     registry = load_registry()
     dataset = load_amazon(data)
     config = replace(TrainConfig(**BASE), time_budget_s=minutes * 60, **run.config)
-    encoder = registry.encoders["local"](device="cpu")
     domain = registry.domains["events"]()
-    request = train_request(domain, str(data), registry.heads["ar"], encoder, config, Path(work) / run.name)
     started = time.monotonic()
-    path = request.fit(dataset, domain.training_config(dataset, config))
+    if run.first is not None:  # the first stage's model, then the time left from it
+        first = replace(TrainConfig(**BASE), time_budget_s=minutes * 30, **run.first)  # half the minutes at most
+        first_path = fit(first, dataset, data, Path(work) / f"{run.name}, first stage", domain, registry)
+        left = minutes * 60 - (time.monotonic() - started)
+        config = replace(config, time_budget_s=max(left, 1.0), init_from=str(first_path))
+    path = fit(config, dataset, data, Path(work) / run.name, domain, registry)
     trained = read_manifest(path).metrics
     return {
         "ranks": test_ranks(path, dataset).numpy(),
@@ -71,13 +85,20 @@ def measure(run: Run, data: Path, minutes: float, work: str) -> dict:
     }
 
 
-def render(runs: dict[str, dict], set_name: str, minutes: float) -> str:
+def fit(config: TrainConfig, dataset, data: Path, out: Path, domain, registry) -> Path:
+    """What ``temporec train`` runs, on ``dataset`` (the shared set at ``data``)."""
+    encoder = registry.encoders["local"](device="cpu")
+    request = train_request(domain, str(data), registry.heads["ar"], encoder, config, out)
+    return request.fit(dataset, domain.training_config(dataset, config))
+
+
+def render(runs: dict[str, dict], set_name: str, minutes: float, rows: tuple[Run, ...] = RUNS) -> str:
     lines = [
         "| items | HR@10 (95% CI) | NDCG@10 (95% CI) | NDCG@10 / frozen's | epochs (best) | minutes |",
         "| --- | ---: | ---: | ---: | ---: | ---: |",
     ]
     ndcg = {name: summarize(result["ranks"])["ndcg@10"] for name, result in runs.items()}
-    for run in RUNS:
+    for run in rows:
         result = runs[run.name]
         cells = metric_cells(result["ranks"])
         frozen = "text + ids, frozen" if run.name.startswith("text + ids") else "text, frozen"
@@ -92,16 +113,33 @@ def render(runs: dict[str, dict], set_name: str, minutes: float) -> str:
         f"with patience 10; the encoder all-MiniLM-L6-v2 (frozen: texts up to 256 tokens; lora and top: "
         f"{defaults.text_max_length}, rank {defaults.lora_rank} on query and value, encoder lr "
         f"{defaults.encoder_lr:g}, {defaults.tuned_items_per_step} texts re-encoded a step). Test: leave-one-out, "
-        "full ranking, the history masked; intervals: bootstrap over the test users.\n\n" + "\n".join(lines)
+        "full ranking, the history masked; intervals: bootstrap over the test users."
+        + (TWO_STAGE_NOTE if rows is TWO_STAGES else "")
+        + "\n\n"
+        + "\n".join(lines)
+    )
+
+
+TWO_STAGE_NOTE = (
+    ' A row "frozen, then lora" trains the frozen row\'s model for half the minutes at most (less where it stops '
+    "early), then tunes the encoder from it (`--init-from`) for the rest of the row's minutes; its epochs (best) are the second stage's, 0 where no "
+    "tuned epoch beat the model it started from."
+)
+
+
+def add_two_stages_flag(parser) -> None:
+    parser.add_argument(
+        "--two-stages", action="store_true", help="frozen against frozen-then-tuned rows (section tuning-two-stages-*)"
     )
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = arguments(__doc__, 10.0, argv)
+    args = arguments(__doc__, 10.0, argv, flags=add_two_stages_flag)
+    rows, section = (TWO_STAGES, f"tuning-two-stages-{args.set}") if args.two_stages else (RUNS, f"tuning-{args.set}")
     started = time.monotonic()
-    runs = side_by_side(measure, RUNS, args)
-    body = render(runs, args.set, args.minutes)
-    results_file.record(args.out, f"tuning-{args.set}", "tuning.py", argv, started, body)
+    runs = side_by_side(measure, rows, args)
+    body = render(runs, args.set, args.minutes, rows)
+    results_file.record(args.out, section, "tuning.py", argv, started, body)
     print(body)
     return 0
 

@@ -206,3 +206,31 @@ def test_lora_tunes_the_encoder_on_multi_turn_conversations_and_the_server_runs_
     answer, vectors = asyncio.run(ask())
     assert len(answer.items) == 4
     assert torch.allclose(vectors, encoder.embed(encoder.tokenize([e.text for e in history])), atol=1e-5)
+
+
+def test_a_conversation_model_starts_from_a_trained_one(tmp_path):
+    """``init_from``: the second run starts from the first one's weights, which compete with
+    its epochs (here an epoch that learns nothing: the start is what it saves)."""
+    from safetensors.torch import load_file
+
+    data, encoder = conversations(), TinyEncoder()
+    vectors = embed_texts(encoder, turn_texts(data), cache_dir=tmp_path / "cache")
+
+    def trained(out, **fields):
+        config = TrainConfig(
+            **{"dim": 16, "max_len": 8, "epochs": 3, "batch_size": 4, "lr": 1e-2, "device": "cpu", **fields}
+        )
+        return train_conversations(
+            data, LSTMHead, encoder.encode(REPLIES.texts), vectors.__getitem__, domain=CustomerServiceDomain(),
+            encoder_name="tiny-hash", encoder_model_id=encoder.model_id, out_dir=tmp_path / out, config=config,
+        )  # fmt: skip
+
+    first = trained("first")
+    second = trained("second", init_from=str(first), epochs=1)
+    nothing = trained("nothing", init_from=str(first), epochs=1, lr=1e-30)
+    assert read_manifest(nothing).metrics["best_epoch"] == 0
+    started, saved = load_file(first / "model.safetensors"), load_file(nothing / "model.safetensors")
+    assert all(torch.allclose(saved[k], started[k], atol=1e-12) for k in started)
+    assert read_manifest(second).training["init_from"] == str(first)
+    with pytest.raises(InvalidArgument, match="config.init_from: .*do not fit this run's model"):
+        trained("wider", init_from=str(first), dim=32)

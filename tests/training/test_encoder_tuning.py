@@ -18,7 +18,7 @@ from temporec.model.artifacts import ENCODER_DIR, compact_artifact, load_model, 
 from temporec.model.pretrained import bundled_model_dir
 from temporec.model.tuned_encoder import TunedEncoder
 from temporec.serving.service import RecommenderService
-from temporec.training import TrainConfig
+from temporec.training import TrainConfig, train_request
 from temporec.training.encoder_tuning import check_tuning, tuned_encoder
 
 TEXT_LENGTH = 16
@@ -175,3 +175,63 @@ def test_gradient_checkpointing_computes_the_same_gradients():
         gradients.append(torch.cat([p.grad.flatten() for p in encoder.trainable_parameters()]))
     assert gradients[0].abs().max() > 0
     assert torch.allclose(gradients[0], gradients[1], atol=1e-6)
+
+
+# -- two stages: a tuning run started from a frozen model (TrainConfig.init_from) ------------
+
+SMALL = ["--dim", "16", "--max-len", "8", "--device", "cpu", "--threads", "1"]
+
+
+@pytest.fixture(scope="module")
+def frozen_model(data, tmp_path_factory):
+    root = tmp_path_factory.mktemp("frozen")
+    assert run_command(train_command, ["train", "--data", str(data), "--out", str(root), "--epochs", "2", *SMALL]) == 0
+    return next(root.glob("video-lstm-*"))
+
+
+def trained_weights(path) -> dict[str, torch.Tensor]:
+    """The model's weights but the text embeddings, which a tuning run re-encodes."""
+    return {k: v for k, v in load_file(path / "model.safetensors").items() if k != "model.text_embeddings"}
+
+
+def same_weights(started: dict, saved: dict) -> bool:
+    return saved.keys() == started.keys() and all(torch.allclose(saved[k], started[k], atol=1e-12) for k in saved)
+
+
+NOTHING_LEARNT = ["--lr", "1e-30", "--encoder-lr", "1e-30", "--epochs", "1"]  # steps far below float32's rounding
+
+
+def test_a_warm_start_competes_with_every_epoch(frozen_model, data, tmp_path):
+    argv = ["train", "--data", str(data), "--out", str(tmp_path), "--init-from", str(frozen_model), *NOTHING_LEARNT,
+            *SMALL]  # fmt: skip
+    assert run_command(train_command, argv) == 0
+    path = next(tmp_path.glob("video-lstm-*"))
+    manifest = read_manifest(path)
+    assert manifest.training["init_from"] == str(frozen_model)
+    assert manifest.metrics["best_epoch"] == 0  # the start was scored: an epoch no better does not replace it
+    assert same_weights(load_file(frozen_model / "model.safetensors"), load_file(path / "model.safetensors"))
+
+
+def test_a_tuning_run_starts_from_the_frozen_models_weights(frozen_model, data, tmp_path):
+    argv = ["train", "--data", str(data), "--out", str(tmp_path), "--init-from", str(frozen_model),
+            "--tuning", "lora", "--text-max-length", str(TEXT_LENGTH), *NOTHING_LEARNT, *SMALL]  # fmt: skip
+    assert run_command(train_command, argv) == 0
+    path = next(tmp_path.glob("video-lstm-*"))
+    assert read_manifest(path).tuned_encoder["tuning"] == "lora"
+    assert same_weights(trained_weights(frozen_model), trained_weights(path))
+
+
+def test_a_warm_start_must_fit_the_run(frozen_model, tuned_models, data, tmp_path):
+    registry = load_registry()
+    domain, head = registry.domains["video"](), registry.heads["lstm"]
+    encoder = registry.encoders["local"](device="cpu")
+    config = TrainConfig(dim=32, max_len=8, epochs=1, device="cpu", threads=1, init_from=str(frozen_model))
+    request = train_request(domain, str(data), head, encoder, config, tmp_path)
+    with pytest.raises(InvalidArgument, match=r"config.init_from: .*do not fit this run's model \(size mismatch"):
+        domain.train(request)
+    tuned = replace(config, dim=16, init_from=str(tuned_models["lora"]))
+    with pytest.raises(InvalidArgument, match="config.init_from: .*a tuned artifact; start from one trained with a"):
+        domain.train(replace(request, config=tuned))
+    missing = replace(config, dim=16, init_from=str(tmp_path / "nothing"))
+    with pytest.raises(InvalidArgument, match="config.init_from: .*nothing"):
+        domain.train(replace(request, config=missing))

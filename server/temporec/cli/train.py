@@ -202,6 +202,13 @@ def add_parser(subparsers) -> None:
         action="store_true",
         help="start the id embeddings at the text embeddings' principal components (LLM2BERT4Rec), not at zero or noise",
     )
+    model.add_argument(
+        "--init-from",
+        metavar="ARTIFACT",
+        default="",
+        help="start from this artifact's weights (same data, head and shape, trained frozen or with the adaptor): "
+        "train frozen first, then tune the encoder from that model (docs/encoders.md, two stages)",
+    )
     model.add_argument("--no-text", action="store_true", help="represent items by id embeddings alone")
     model.add_argument(
         "--epochs",
@@ -351,6 +358,7 @@ def train_config(args: argparse.Namespace, head_cls: type) -> TrainConfig:
         tuned_items_per_step=args.tuned_items_per_step,
         gradient_checkpointing=args.gradient_checkpointing,
         ids_from_text=args.ids_from_text,
+        init_from=args.init_from,
         scale_ids=args.scale_ids,
         repeat_aware=args.repeat_aware,
         passed_over_weight=args.passed_over_weight,

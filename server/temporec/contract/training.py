@@ -76,6 +76,12 @@ class TrainConfig:
     # Start each id embedding from its item's projected text (LLM2BERT4Rec) instead of zero
     # (beside text) or noise (ids only).
     ids_from_text: bool = False
+    # An artifact (its directory) to start from: a model of the same head, shape and catalog,
+    # trained with a frozen encoder or an adaptor. Its weights load before the first epoch and
+    # compete with every epoch for the best; the language model starts from the encoder as
+    # given. Two stages on a CPU: the frozen model converges in minutes, then a tuning run
+    # from it spends its few epochs on the texts, not on the head.
+    init_from: str = ""
     # Id embeddings start at std 1/dim and enter the events times sqrt(dim), as Transformers
     # embed tokens; off: std 1/sqrt(dim), unscaled (0.1's models). None: the domain decides
     # (retail: off, where the plain heads lose to it; else on).

@@ -56,7 +56,7 @@ from temporec.training.encoder_tuning import (
     record_tuning,
     tuned_encoder,
 )
-from temporec.training.next_item import BUCKET_GROUP, TUNINGS, build_model, training_manifest
+from temporec.training.next_item import BUCKET_GROUP, TUNINGS, build_model, start_from, training_manifest
 from temporec.training.protocols import ReplyCase, TextVectors, evaluate_replies, model_scorer
 
 log = logging.getLogger(__name__)
@@ -136,6 +136,8 @@ def train_conversations(
     with joined(config.device) as ranks:
         actions = list(domain.actions)  # the conversation roles
         model = build_model(head_cls, item_embeddings, len(actions), config)
+        if config.init_from:
+            start_from(model, config.init_from, head_cls, data.catalog)
         tuning = _reply_tuning(model, text_encoder, data.catalog, config)
         model.to(ranks.device)
         encoder = model.text_encoder if tuning else None
@@ -153,6 +155,8 @@ def train_conversations(
             return evaluate_replies({"model": scorer}, valid, data.catalog)["model"]["mrr"]
 
         best_epoch, best_score, stale = 0, -1.0, 0
+        if config.init_from:  # a warm start: as it is, it competes with every epoch
+            best_score, _ = ranks.agree(validate(), 0.0)
         ranks.same_start(model)
         best = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
         optimizer = torch.optim.AdamW(parameter_groups(model, config))

@@ -33,13 +33,13 @@ from tqdm import tqdm
 
 from temporec.contract.domains import Domain, check_compatible
 from temporec.contract.encoders import Encoder
-from temporec.contract.errors import InvalidArgument, allowed
+from temporec.contract.errors import FailedPrecondition, InvalidArgument, allowed
 from temporec.contract.heads import Head
 from temporec.contract.training import TrainConfig, TrainRequest
 from temporec.contract.types import Catalog, Dataset
 from temporec.data import DataError, k_core
 from temporec.files import replaced_atomically
-from temporec.model.artifacts import Manifest, save_model
+from temporec.model.artifacts import Manifest, load_model, save_model
 from temporec.model.embedding_cache import catalog_embeddings
 from temporec.model.recommender import EventBatch, SequenceRecommender
 from temporec.model.tuned_encoder import TunedEncoder
@@ -165,6 +165,8 @@ def train(
         fingerprint = dataset.fingerprint()
         features = feature_values(dataset.catalog, config.item_features)
         model = build_model(head_cls, text_embeddings, len(actions), config, features)
+        if config.init_from:
+            start_from(model, config.init_from, head_cls, dataset.catalog)
         tuning = _text_tuning(model, text_encoder, dataset, config)
         model.to(ranks.device)
         counts = np.bincount(seqs.items, minlength=len(dataset.catalog))  # events per catalog item
@@ -339,6 +341,31 @@ def build_model(
     return model
 
 
+def start_from(model: SequenceRecommender, path: str, head_cls: type[Head], catalog: Catalog) -> None:
+    """Load the weights of the artifact at ``path`` (``TrainConfig.init_from``) into
+    ``model``, a model of the same head and shape over ``catalog``."""
+    named = f"config.init_from: {path}"
+    try:
+        loaded = load_model(path, {head_cls.name: head_cls})
+    except FailedPrecondition as exc:
+        raise InvalidArgument(f"{named}: {exc}") from exc
+    if loaded.manifest.tuned_encoder or loaded.manifest.item_table:
+        raise InvalidArgument(
+            f"{named}: a {'tuned' if loaded.manifest.tuned_encoder else 'compact'} artifact; start from one "
+            "trained with a frozen encoder or an adaptor (its text embeddings and weights as trained)"
+        )
+    if loaded.catalog.item_ids != catalog.item_ids:
+        raise InvalidArgument(
+            f"{named}: its catalog ({len(loaded.catalog)} items) is not the data's ({len(catalog)} items, "
+            "after the k-core): train it on the same data"
+        )
+    try:
+        model.load_state_dict(loaded.model.state_dict())
+    except RuntimeError as exc:  # another shape: dim, ids, features, repeats, head options
+        lines = str(exc).splitlines()  # "Error(s) in loading state_dict ...", then what differs
+        raise InvalidArgument(f"{named}: its weights do not fit this run's model ({lines[-1].strip()})") from exc
+
+
 def _ids_from_text(model: SequenceRecommender, text_embeddings: torch.Tensor) -> None:
     """Start the id table at the text embeddings' principal components (LLM2BERT4Rec,
     Harte et al., RecSys'23): items that read alike start close, at the scale of a random
@@ -389,6 +416,8 @@ def _fit(
     ranks = ranks or Ranks(next(model.parameters()).device)
     optimizer = torch.optim.AdamW(parameter_groups(model, config))
     progress, best = checkpoint.restore(model, optimizer, ranks.from_main(checkpoint.read))
+    if config.init_from and progress.epoch == 0:  # a warm start: as it is, it competes with every epoch
+        progress.best_score, _ = ranks.agree(validation_score(model, seqs, config)[1], 0.0)
     ranks.same_start(model)
     started = time.monotonic() - progress.seconds  # the clock of the whole run, resumed parts included
     budget = config.time_budget_s if config.time_budget_s > 0 else math.inf
