@@ -128,6 +128,10 @@ def test_tuning_needs_an_encoder_that_runs_its_model_here_and_layers_it_has():
         model.keep_first_layers(7)
     with pytest.raises(InvalidArgument, match="encoder_layers: cuts the language model, .* tuning is 'frozen'"):
         check_tuning(TrainConfig(encoder_layers=3))
+    with pytest.raises(InvalidArgument, match=r"config.lr: 0.0; must be above 0"):
+        check_tuning(TrainConfig(lr=0.0))
+    with pytest.raises(InvalidArgument, match=r"config.encoder_lr: nan; must be at least 0"):
+        check_tuning(TrainConfig(tuning="lora", encoder_lr=float("nan")))
 
 
 @pytest.mark.slow

@@ -45,7 +45,12 @@ def tuned_encoder(encoder: Encoder, config: TrainConfig) -> TunedEncoder:
 
 
 def check_tuning(config: TrainConfig) -> None:
-    """What every trainer checks of the tuning options beyond the mode's name."""
+    """What every trainer checks of the tuning options beyond the mode's name, and of the
+    learning rates (the encoder's group keeps its rate as a multiple of ``lr``)."""
+    if not config.lr > 0:  # "not": NaN fails too
+        raise InvalidArgument(f"config.lr: {config.lr}; must be above 0")
+    if not config.encoder_lr >= 0:
+        raise InvalidArgument(f"config.encoder_lr: {config.encoder_lr}; must be at least 0")
     if config.encoder_layers < 0:
         raise InvalidArgument(f"config.encoder_layers: {config.encoder_layers}; must be at least 0 (0: all)")
     if config.encoder_layers and config.tuning not in TUNES_ENCODER:
