@@ -44,6 +44,7 @@ RESULTS_SECTIONS = (
     "encoders",  # benchmarks/encoders.py
     "torchrun",  # benchmarks/torchrun.py
     *("tuning-banking77", "tuning-stackfaq"),  # benchmarks/conversations.py
+    *("tuning-two-stages-banking77", "tuning-two-stages-stackfaq"),  # conversations.py --two-stages
 )
 
 
