@@ -11,7 +11,7 @@
     catalog.json      in a compact artifact instead: {"item_ids": [...], "texts": [...],
                       "features": {name: [...]}}, columns that parse several times faster
     items.faiss       optional: the approximate index of the item vectors
-                      (``temporec.model.item_index``; Manifest.item_index), memory-mapped
+                      (``temporec.model.item_index``; Manifest.item_index)
 
 No pickles: loading an artifact runs no code from it. Writing is atomic (a temporary
 directory renamed into place), so a killed training run never leaves half a model where
