@@ -49,7 +49,14 @@ from temporec.contract.registry import load_registry
 from temporec.contract.types import Catalog
 from temporec.model.artifacts import Manifest, compact_artifact, load_model, save_model
 from temporec.model.checksums import RACY_SECONDS
-from temporec.model.item_index import CALIBRATION_HISTORIES, TARGET_RECALL, model_index, proposal_depth
+from temporec.model.item_index import (
+    CALIBRATION_HISTORIES,
+    TARGET_RECALL,
+    exact_top,
+    model_index,
+    proposal_depth,
+    proposal_recall,
+)
 from temporec.model.recommender import EventBatch, SequenceRecommender
 
 TEXT_DIM, DIM, MAX_LEN, HISTORY, K, TOPICS = 384, 64, 50, 20, 10, 256
@@ -217,17 +224,12 @@ def index_recall(indexed: Path, heads: dict, users: int) -> tuple[float, dict]:
     the index's settings (Manifest.item_index)."""
     loaded = load_model(indexed, heads)
     events = random_histories(loaded.model.n_items, users)
-    found = 0
     with torch.inference_mode():
         vectors = loaded.model.candidate_vectors()
         states = loaded.model.user_states(events)
-        exact = (states @ vectors.T).topk(K, dim=1).indices
         proposals = loaded.index.search(states, proposal_depth(K))
-        for state, rows, best in zip(states, proposals, exact):
-            rows = rows[rows >= 0]
-            top = rows[(vectors[rows] @ state).topk(K).indices]
-            found += len(set(top.tolist()) & set(best.tolist()))
-    return found / (K * users), loaded.manifest.item_index
+        recall = proposal_recall(proposals, states, vectors, exact_top(states, vectors, K))
+    return recall, loaded.manifest.item_index
 
 
 def random_histories(n_items: int, users: int) -> EventBatch:

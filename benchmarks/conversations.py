@@ -112,7 +112,7 @@ def main(argv: list[str] | None = None) -> int:
     only = set(filter(None, args.only.split(",")))
     if only - {r.name for r in rows}:
         raise SystemExit(f"--only: {sorted(only)}; allowed: {', '.join(r.name for r in rows)}")
-    missing = {r.after for r in rows if r.name in only and r.after} - only if only else set()
+    missing = {r.after for r in rows if r.after and r.name in only} - only
     if missing:
         raise SystemExit(f"--only: the rows {sorted(only)} start from {sorted(missing)}: add them")
     started, before = time.monotonic(), results_file.load_average()

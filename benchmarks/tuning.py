@@ -69,13 +69,19 @@ def measure(run: Run, data: Path, minutes: float, work: str) -> dict:
     dataset = load_amazon(data)
     config = replace(TrainConfig(**BASE), time_budget_s=minutes * 60, **run.config)
     domain = registry.domains["events"]()
+    encoder = registry.encoders["local"](device="cpu")
+
+    def fit(config: TrainConfig, out: Path) -> Path:  # what ``temporec train`` runs, on ``dataset``
+        request = train_request(domain, str(data), registry.heads["ar"], encoder, config, out)
+        return request.fit(dataset, domain.training_config(dataset, config))
+
     started = time.monotonic()
     if run.first is not None:  # the first stage's model, then the time left from it
         first = replace(TrainConfig(**BASE), time_budget_s=minutes * 30, **run.first)  # half the minutes at most
-        first_path = fit(first, dataset, data, Path(work) / f"{run.name}, first stage", domain, registry)
+        first_path = fit(first, Path(work) / f"{run.name}, first stage")
         left = minutes * 60 - (time.monotonic() - started)
         config = replace(config, time_budget_s=max(left, 1.0), init_from=str(first_path))
-    path = fit(config, dataset, data, Path(work) / run.name, domain, registry)
+    path = fit(config, Path(work) / run.name)
     trained = read_manifest(path).metrics
     return {
         "ranks": test_ranks(path, dataset).numpy(),
@@ -83,13 +89,6 @@ def measure(run: Run, data: Path, minutes: float, work: str) -> dict:
         "best_epoch": int(trained["best_epoch"]),
         "minutes": (time.monotonic() - started) / 60,
     }
-
-
-def fit(config: TrainConfig, dataset, data: Path, out: Path, domain, registry) -> Path:
-    """What ``temporec train`` runs, on ``dataset`` (the shared set at ``data``)."""
-    encoder = registry.encoders["local"](device="cpu")
-    request = train_request(domain, str(data), registry.heads["ar"], encoder, config, out)
-    return request.fit(dataset, domain.training_config(dataset, config))
 
 
 def render(runs: dict[str, dict], set_name: str, minutes: float, rows: tuple[Run, ...] = RUNS) -> str:

@@ -20,7 +20,7 @@ import numpy as np
 import torch
 
 from temporec.contract.errors import FailedPrecondition
-from temporec.model.recommender import EventBatch, SequenceRecommender
+from temporec.model.recommender import EventBatch, SequenceRecommender, top_k_in_slices
 
 INDEX_FILE = "items.faiss"
 TRAINING_SAMPLE = 40  # vectors per list that the clustering learns from (at most; faiss asks 39)
@@ -31,6 +31,7 @@ MIN_PROPOSALS = 100
 TARGET_RECALL = 0.99
 CALIBRATION_K = 10
 CALIBRATION_HISTORIES, CALIBRATION_LENGTH = 256, 20  # the sampled histories it is measured on
+EXACT_SLICE = 65_536  # catalog rows scored at once for the exact top k
 
 
 def _faiss():
@@ -60,7 +61,15 @@ class ItemIndex:
         self.index = index
         self.probe = probe
         self.recall = recall  # what calibration measured at ``probe``; None when the probe was given
-        index.nprobe = probe
+
+    @property
+    def probe(self) -> int:
+        """The lists searched per query (faiss's ``nprobe``)."""
+        return self.index.nprobe
+
+    @probe.setter
+    def probe(self, probe: int) -> None:
+        self.index.nprobe = probe
 
     @classmethod
     def build(
@@ -90,7 +99,6 @@ class ItemIndex:
         built = cls(index, probe or max(8, lists // 16))
         if probe is None and queries is not None:
             built.probe, built.recall = calibrated_probe(built, queries, vectors)
-            index.nprobe = built.probe
         return built
 
     @classmethod
@@ -141,31 +149,31 @@ def calibrated_probe(index: ItemIndex, queries: torch.Tensor, vectors: torch.Ten
     exactly, hold ``TARGET_RECALL`` of the exact top 10 of ``queries`` (Q, dim) over
     ``vectors``. The probe a catalog needs depends on how its vectors cluster, and a rule
     of thumb either reads far more lists than it needs or misses its items."""
-    exact = _exact_top(queries, vectors, CALIBRATION_K)
+    exact = exact_top(queries, vectors, CALIBRATION_K)
     probe, recall = 8, 0.0
     while True:
-        probe = min(probe, index.lists)
-        index.index.nprobe = probe
-        proposals = index.search(queries, proposal_depth(CALIBRATION_K))
-        recall = _recall(proposals, queries, vectors, exact)
+        index.probe = probe = min(probe, index.lists)
+        recall = proposal_recall(index.search(queries, proposal_depth(CALIBRATION_K)), queries, vectors, exact)
         if recall >= TARGET_RECALL or probe == index.lists:
             return probe, recall
         probe *= 2
 
 
-def _exact_top(queries: torch.Tensor, vectors: torch.Tensor, k: int, slice_rows: int = 65_536) -> torch.Tensor:
-    """(Q, k) rows of each query's best ``k`` vectors, a slice of the catalog at a time."""
+def exact_top(queries: torch.Tensor, vectors: torch.Tensor, k: int) -> torch.Tensor:
+    """(Q, k) rows of each query's best ``k`` vectors by inner product, exactly."""
     queries = queries.float()
-    values, rows = [], []
-    for start in range(0, len(vectors), slice_rows):
-        best = (queries @ vectors[start : start + slice_rows].float().T).topk(min(k, len(vectors) - start), dim=1)
-        values.append(best.values)
-        rows.append(best.indices + start)
-    best = torch.cat(values, dim=1).topk(k, dim=1)
-    return torch.cat(rows, dim=1).gather(1, best.indices)
+
+    def scores_of(start: int, stop: int) -> torch.Tensor:
+        return queries @ vectors[start:stop].float().T
+
+    return top_k_in_slices(scores_of, len(vectors), k, EXACT_SLICE)[1]
 
 
-def _recall(proposals: torch.Tensor, queries: torch.Tensor, vectors: torch.Tensor, exact: torch.Tensor) -> float:
+def proposal_recall(
+    proposals: torch.Tensor, queries: torch.Tensor, vectors: torch.Tensor, exact: torch.Tensor
+) -> float:
+    """What share of ``exact`` (Q, k) the index's ``proposals`` (Q, depth) hold once scored
+    exactly (their best k by inner product with each query)."""
     found = 0
     for query, rows, best in zip(queries.float(), proposals, exact):
         rows = rows[rows >= 0]

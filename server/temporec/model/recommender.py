@@ -29,6 +29,20 @@ GAP_BUCKETS = 32  # bucket 0: unknown gap; then one bucket per doubling of secon
 SIMILARITIES = ("dot", "cosine")
 
 
+def top_k_in_slices(scores_of, n_rows: int, k: int, slice_rows: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(values, rows) of each query's best ``k`` of ``n_rows`` rows, scored ``slice_rows``
+    at a time by ``scores_of(start, stop)`` -> (Q, stop - start): each slice's best k, then
+    the best of those, so no (Q, n_rows) matrix is ever held."""
+    values, rows = [], []
+    for start in range(0, n_rows, slice_rows):
+        stop = min(start + slice_rows, n_rows)
+        best = scores_of(start, stop).topk(min(k, stop - start), dim=1)
+        values.append(best.values)
+        rows.append(best.indices + start)
+    best = torch.cat(values, dim=1).topk(k, dim=1)
+    return best.values, torch.cat(rows, dim=1).gather(1, best.indices)
+
+
 def gap_buckets(timestamps: torch.Tensor) -> torch.Tensor:
     """Bucket the log2 gap to the previous event, per position; 0 where unknown."""
     previous = F.pad(timestamps[..., :-1], (1, 0))

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import functools
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -24,7 +25,7 @@ from temporec.contract.errors import PluginError, plugin_call
 from temporec.contract.types import Contribution, Query
 from temporec.model.artifacts import LoadedModel
 from temporec.model.item_index import proposal_depth
-from temporec.model.recommender import EventBatch
+from temporec.model.recommender import EventBatch, top_k_in_slices
 
 #: Rows of the catalog scored at once: a slice's scores stay in the cache for its top-k,
 #: and a batch of 32 over 1,000,000 items needs 8 MiB for them, not 128.
@@ -281,23 +282,12 @@ class ServingModel:
             scores = self._scores_of(states, events, batch, 0, n_items)
             values, indices = scores.topk(k, dim=1)
         else:
-            (values, indices), scores = self._top_k_sliced(states, events, batch, k), None
+            scores_of = functools.partial(self._scores_of, states, events, batch)
+            (values, indices), scores = top_k_in_slices(scores_of, n_items, k, SCORE_SLICE), None
         return [
             _ranked(row_indices, row_values, p.query.k, scores[b] if p.listed.whole_row else None)
             for b, (p, row_values, row_indices) in enumerate(zip(batch, values.tolist(), indices.tolist()))
         ]
-
-    def _top_k_sliced(self, states: torch.Tensor, events: EventBatch, batch: list[Prepared], k: int):
-        """(values, rows) of the best k over the catalog: each slice's best k, then the
-        best of those."""
-        n_items, values, indices = len(self.item_vectors), [], []
-        for start in range(0, n_items, SCORE_SLICE):
-            stop = min(start + SCORE_SLICE, n_items)
-            best = self._scores_of(states, events, batch, start, stop).topk(min(k, stop - start), dim=1)
-            values.append(best.values)
-            indices.append(best.indices + start)
-        best = torch.cat(values, dim=1).topk(k, dim=1)
-        return best.values, torch.cat(indices, dim=1).gather(1, best.indices)
 
     def _scores_of(self, states: torch.Tensor, events: EventBatch, batch: list[Prepared], start: int, stop: int):
         """(B, stop - start) scores of the catalog's rows start..stop, the forbidden ones -inf."""
