@@ -54,6 +54,8 @@ ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data"
 RESULTS = ROOT / "benchmarks" / "RESULTS.md"
 HANDOFF_THRESHOLDS = (0.3, 0.5, 0.7)
+#: The retail rows' settings (Taobao: 100 events a user), here and in peers.py's Taobao tables.
+RETAIL_SETTINGS = {"dim": 64, "max_len": 50, "batch_size": 32, "lr": 2e-3}
 
 log = logging.getLogger("benchmarks.domains")
 
@@ -154,7 +156,7 @@ def retail_taobao(bench: Bench) -> str:
     domain_cls = bench.registry.domains["retail"]
     domain = domain_cls()
     dataset = domain.load_dataset(str(bench.args.data / "taobao-userbehavior"))
-    base = bench.config(dim=64, max_len=50, batch_size=32, lr=2e-3, epochs=40, patience=3)
+    base = bench.config(**RETAIL_SETTINGS, epochs=40, patience=3)
     weighted = {"target_weights": dict(domain.target_weights), "repeat_aware": False}
     objectives = {
         "uniform targets": {"target_weights": {}, "repeat_aware": False},

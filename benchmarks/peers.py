@@ -52,6 +52,7 @@ import sys
 import tempfile
 import time
 import warnings
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -62,12 +63,18 @@ import yaml
 
 import results_file
 from amazon import SETS, arguments, fit_ids_only, load_amazon, metric_cells, side_by_side
-from temporec.contract.types import Dataset
+from domains import RETAIL_SETTINGS
+from temporec.contract.registry import load_registry
+from temporec.contract.types import Dataset, Event
 from temporec.data import k_core
-from temporec.training import TrainConfig
+from temporec.model.artifacts import LoadedModel, load_model, read_manifest
+from temporec.training import MIN_EVENTS, TrainConfig, train
 from temporec.training.leave_one_out import rank_split
+from temporec.training.protocols import NextItemCase, Scorer, artifact_scorer, next_item_ranks, rule_mask
 from temporec.training.ranking_metrics import summarize
 from temporec.training.splits import Sequences, encode, eval_split, history_pairs
+from temporec_plugins.domains.events import EventsDomain
+from temporec_plugins.domains.retail import RetailDomain
 
 NAME = "temporec"  # the RecBole data set's name: its files are <work>/data/temporec/temporec.{inter,item}
 MAX_LEN = TrainConfig().max_len  # the input window, temporec's and RecBole's (``--max-len``)
@@ -135,6 +142,37 @@ PEERS = (
     Peer("hstu-positions", "temporec's hstu head without its time bias (--head-option time_buckets=0)",
          head="hstu", head_options={"time_buckets": 0}),
 )  # fmt: skip
+
+#: temporec's rows on Taobao: the retail domain's training defaults, as ``temporec train --domain retail``.
+RETAIL_HEADS = (
+    Peer("lstm", "temporec's retail default (temporec train --domain retail): lstm, categories, "
+         "purchase-weighted targets, repeat-aware", head="lstm"),
+    Peer("ar", "the same with the ar head (--head ar)", head="ar"),
+    Peer("hstu", "the same with the hstu head and its time bias over the real timestamps (--head hstu)", head="hstu"),
+)  # fmt: skip
+RETAIL_SET = "taobao-userbehavior"
+#: RecBole settings of Taobao's rows over their defaults: at batch 2,048 BERT4Rec's logits for its
+#: masked positions over 64,418 items, with their gradients, would take about 16 GB.
+RETAIL_CONFIG = {"BERT4Rec": {"train_batch_size": 512}}
+RETAIL_TASKS = ("next item", "next purchase")
+
+
+@dataclass(frozen=True)
+class RetailRun:
+    """One row of a retail table: a peer trained and tested on one task."""
+
+    peer: Peer
+    task: str
+
+    @property
+    def name(self) -> str:
+        return f"{self.task}: {self.peer.name}"
+
+
+def peers_of(set_name: str) -> tuple[Peer, ...]:
+    """The rows a set's table may have: RecBole's, and temporec's for its protocol."""
+    ours = RETAIL_HEADS if set_name == RETAIL_SET else [p for p in PEERS if not p.recbole]
+    return (*(p for p in PEERS if p.recbole), *ours)
 
 
 def shim_numpy() -> None:
@@ -253,13 +291,35 @@ def _quiet():
 
 
 def load_set(folder: Path) -> Dataset:
-    """An Amazon set, or ML-1M as its protocol reads it (the video domain's reader, 5-core;
-    ``../shared/docs/evaluation-protocol.md``): its genres are its item feature."""
+    """An Amazon set, ML-1M as its protocol reads it (the video domain's reader, 5-core;
+    ``../shared/docs/evaluation-protocol.md``): its genres are its item feature, or Taobao
+    as the retail domain reads it (its categories)."""
+    if folder.name == RETAIL_SET:
+        return RetailDomain().load_dataset(str(folder))
     if folder.name != "ml-1m":
         return load_amazon(folder)
     from temporec_plugins.domains.video import VideoDomain
 
     return k_core(VideoDomain().load_dataset(str(folder)), 5)
+
+
+def retail_data(dataset: Dataset, task: str) -> Dataset:
+    """The events a retail task trains and tests on: all of them (next item), or each
+    history cut after its last purchase (next purchase, ``RetailDomain.purchase_dataset``)
+    where that leaves at least 4 events: RecBole gives a user of 3 no validation case."""
+    if task == "next item":
+        return dataset
+    cut = RetailDomain().purchase_dataset(dataset)
+    kept = {user: events for user, events in cut.sequences.items() if len(events) > MIN_EVENTS}
+    return Dataset(cut.name, cut.catalog, kept)
+
+
+def retail_cases(dataset: Dataset, split: str) -> list[NextItemCase]:
+    """The retail protocol's cases: each user's last event after the rest (``test``,
+    ``RetailDomain.next_item_cases``), or the one before it (``valid``)."""
+    if split == "valid":
+        dataset = Dataset(dataset.name, dataset.catalog, {u: e[:-1] for u, e in dataset.sequences.items()})
+    return RetailDomain().next_item_cases(dataset)
 
 
 def window(config: dict) -> int:
@@ -381,6 +441,43 @@ def pessimistic_ranks(rb, model, prep: Prepared, split: str) -> torch.Tensor:
     return result
 
 
+@contextlib.contextmanager
+def history_scorer(rb, model, prep: Prepared, catalog) -> Iterator[Scorer]:
+    """The domains' kind of scorer (histories of events -> scores in catalog order) over a
+    RecBole model, in eval mode without gradients: each history's last events as RecBole's
+    input (item ids, padded after them, as its loaders give them); a general model (Pop)
+    reads no history."""
+    width, device = prep.config["MAX_ITEM_LIST_LENGTH"], prep.config["device"]
+    sequential = hasattr(model, "ITEM_SEQ")
+
+    def score(histories: list[list[Event]]) -> torch.Tensor:
+        fields = {model.USER_ID: torch.zeros(len(histories), dtype=torch.long)}
+        if sequential:
+            items = torch.zeros(len(histories), width, dtype=torch.long)
+            lengths = torch.zeros(len(histories), dtype=torch.long)
+            for row, events in enumerate(histories):
+                ids = prep.columns[[catalog.index[e.item_id] for e in events[-width:]]]
+                items[row, : len(ids)], lengths[row] = ids, len(ids)
+            fields.update({model.ITEM_SEQ: items, model.ITEM_SEQ_LEN: lengths})
+        interaction = rb.Interaction(fields).to(device)
+        return model.full_sort_predict(interaction).view(len(histories), -1)[:, prep.columns].cpu()
+
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            yield score
+    finally:
+        model.train(was_training)
+
+
+def retail_masks(cases: list[NextItemCase], catalog) -> list[torch.Tensor]:
+    """What the retail rules allow after each case's history (purchased items masked,
+    the rest of the history kept): the retail domain's own evaluation."""
+    domain = RetailDomain()
+    return [rule_mask(domain, case.history, catalog) for case in cases]
+
+
 class _Until:
     """A data loader cut at ``deadline`` (``time.monotonic()``): an epoch's batches until then."""
 
@@ -397,17 +494,27 @@ class _Until:
                 return
 
 
-def fit_recbole(rb, prep: Prepared, budget_s: float, exact_pop: bool = True) -> tuple[Any, Any, dict]:
-    """Train RecBole's model as temporec trains a head: RecBole's trainer runs each epoch
-    (its optimiser, loss and batches), cut at the budget; after each, temporec's validation
-    NDCG@10; stop at the budget or after ``PATIENCE`` epochs without a better one; the best
-    epoch's weights (``Pop``: one pass, then exact counts, see ``exact_counts``). The model,
-    its trainer and what it did."""
+def recbole_model(rb, prep: Prepared) -> tuple[Any, Any]:
+    """RecBole's model of ``prep`` as initialised (its seed), and its trainer."""
     config, train = prep.config, prep.loaders[0]
     rb.init_seed(config["seed"], config["reproducibility"])
     model = rb.get_model(config["model"])(config, train._dataset).to(config["device"])
     trainer = rb.get_trainer(config["MODEL_TYPE"], config["model"])(config, model)
     trainer.eval_collector.data_collect(train)
+    return model, trainer
+
+
+def fit_recbole(
+    rb, prep: Prepared, budget_s: float, validate: Callable[[Any], float] | None = None, exact_pop: bool = True
+) -> tuple[Any, Any, dict]:
+    """Train RecBole's model as temporec trains a head: RecBole's trainer runs each epoch
+    (its optimiser, loss and batches), cut at the budget; after each, ``validate(model)``
+    (default: temporec's validation NDCG@10, the history masked); stop at the budget or
+    after ``PATIENCE`` epochs without a better one; the best epoch's weights (``Pop``: one
+    pass, then exact counts, see ``exact_counts``). The model, its trainer and what it did."""
+    config, train = prep.config, prep.loaders[0]
+    model, trainer = recbole_model(rb, prep)
+    validate = validate or (lambda model: summarize(ranks(rb, model, prep, "valid"))[f"ndcg@{K}"])
     started = time.monotonic()
     if config["MODEL_TYPE"] == rb.ModelType.TRADITIONAL:  # counts, one pass
         trainer._train_epoch(train, 0)
@@ -419,7 +526,7 @@ def fit_recbole(rb, prep: Prepared, budget_s: float, exact_pop: bool = True) -> 
     while stale < PATIENCE and time.monotonic() < deadline:
         trainer._train_epoch(_Until(train, deadline), epoch)
         epoch += 1
-        score = summarize(ranks(rb, model, prep, "valid"))[f"ndcg@{K}"]
+        score = validate(model)
         if score > best_score:
             best, best_score, stale, best_epoch = copy.deepcopy(model.state_dict()), score, 0, epoch
         else:
@@ -546,6 +653,58 @@ def measure(peer: Peer, data: Path, minutes: float, work: str) -> dict:
     }
 
 
+BASELINE = "baseline"  # a Peer's head for a retail baseline row (no training)
+
+
+def table(rows: dict[str, dict], peers: list[Peer], reference: str | None = None) -> list[str]:
+    """A row a peer (``rows`` by peer name), each NDCG@K also as a ratio to the best RecBole
+    row's; with ``reference`` (a row's name) HR@K and MRR as ratios to that row's."""
+    against = f" | HR@{K} / {reference}'s | MRR / {reference}'s" if reference else ""
+    lines = [
+        f"| model | what | HR@{K} (95% CI) | NDCG@{K} (95% CI) | MRR (95% CI) | RecBole's own NDCG@{K} "
+        f"| NDCG@{K} / best RecBole's{against} | epochs (best) | minutes |",
+        "| --- | --- | ---: | ---: | ---: | ---: | ---: " + "| ---: " * (2 if reference else 0) + "| ---: | ---: |",
+    ]
+    metrics = {peer.name: summarize(rows[peer.name]["ranks"]) for peer in peers}
+    best = max((metrics[peer.name][f"ndcg@{K}"] for peer in peers if peer.recbole), default=0.0)
+    for peer in peers:
+        result, mine = rows[peer.name], metrics[peer.name]
+        cells = metric_cells(result["ranks"], (f"hr@{K}", f"ndcg@{K}", "mrr"))
+        own = f"{result['recbole'][f'ndcg@{K}']:.4f}" if result["recbole"] else ""
+        ratios = [f"{mine[f'ndcg@{K}'] / best:.2f}" if best else ""]
+        if reference:
+            ratios += [f"{mine[m] / metrics[reference][m]:.2f}" for m in (f"hr@{K}", "mrr")]
+        trained = (
+            "| |"
+            if peer.head == BASELINE
+            else f"| {result['epochs']} ({result['best_epoch']}) | {result['seconds'] / 60:.1f} |"
+        )
+        lines.append(f"| {peer.name} | {peer.why} | {' | '.join(cells)} | {own} | {' | '.join(ratios)} {trained}")
+    return lines
+
+
+def checked_cases(rows: dict[str, dict], peers: list[Peer]) -> str:
+    """The sequential RecBole rows' split sizes, as checked against temporec's."""
+    cases = next((rows[p.name]["cases"] for p in peers if rows[p.name].get("cases") and p.name != "Pop"), None)
+    return " (sequential rows: " + ", ".join(f"{name} {n:,} cases" for name, n in cases.items()) + ")" if cases else ""
+
+
+def described(dataset: Dataset) -> str:
+    events = sum(map(len, dataset.sequences.values()))
+    return (
+        f"`{Path(dataset.name).name}` ({len(dataset.sequences)} users, {len(dataset.catalog)} items, {events} events)"
+    )
+
+
+def budget(minutes: float, options: dict, max_len: int) -> str:
+    settings = f" RecBole settings given: `{options}`." if options else ""
+    return (
+        f"Each row: {minutes:g} min of training, validation NDCG@{K} (temporec's code) with patience "
+        f"{PATIENCE}, one torch thread; RecBole 1.2.1's models with its defaults (batch 2,048, lr 1e-3) over "
+        f"temporec's window ({max_len}) and split.{settings}"
+    )
+
+
 def render(
     rows: dict[str, dict],
     peers: list[Peer],
@@ -555,51 +714,196 @@ def render(
     check_text: str,
     max_len: int = MAX_LEN,
 ) -> str:
-    lines = [
-        f"| model | what | HR@{K} (95% CI) | NDCG@{K} (95% CI) | MRR (95% CI) | RecBole's own NDCG@{K} "
-        f"| NDCG@{K} / best RecBole's | epochs (best) | minutes |",
-        "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
-    ]
-    ndcg = {peer.name: summarize(rows[peer.name]["ranks"])[f"ndcg@{K}"] for peer in peers}
-    best = max((ndcg[peer.name] for peer in peers if peer.recbole), default=0.0)
-    for peer in peers:
-        result = rows[peer.name]
-        cells = metric_cells(result["ranks"], (f"hr@{K}", f"ndcg@{K}", "mrr"))
-        own = f"{result['recbole'][f'ndcg@{K}']:.4f}" if result["recbole"] else ""
-        ratio = f"{ndcg[peer.name] / best:.2f}" if best else ""
-        lines.append(
-            f"| {peer.name} | {peer.why} | {' | '.join(cells)} | {own} | {ratio} "
-            f"| {result['epochs']} ({result['best_epoch']}) | {result['seconds'] / 60:.1f} |"
-        )
-    events = sum(map(len, dataset.sequences.values()))
-    cases = next((rows[p.name]["cases"] for p in peers if rows[p.name].get("cases") and p.name != "Pop"), None)
-    checked = (
-        " (sequential rows: " + ", ".join(f"{name} {n:,} cases" for name, n in cases.items()) + ")" if cases else ""
-    )
-    settings = f" RecBole settings given: `{options}`." if options else ""
     return (
-        f"Data: `{Path(dataset.name).name}` ({len(dataset.sequences)} users, {len(dataset.catalog)} items, {events} "
-        f"events). Each row: {minutes:g} min of training, validation NDCG@{K} (temporec's code) with patience "
-        f"{PATIENCE}, one torch thread; RecBole 1.2.1's models with its defaults (batch 2,048, lr 1e-3) over "
-        f"temporec's window ({max_len}) and split.{settings} Test: leave-one-out, full ranking, the history masked, ranked "
-        "by temporec's code (MRR over the whole ranking); intervals: bootstrap over the test users. \"RecBole's "
-        'own": its evaluator on the same model and test cases, which for sequential models does not mask the '
-        f"history. Every RecBole row's split was checked equal to temporec's case by case{checked}. Minutes: "
-        "training and validation (temporec's rows: their whole `train` call).\n\n"
-        + "\n".join(lines)
+        f"Data: {described(dataset)}. {budget(minutes, options, max_len)} Test: leave-one-out, full ranking, the "
+        "history masked, ranked by temporec's code (MRR over the whole ranking); intervals: bootstrap over the test "
+        'users. "RecBole\'s own": its evaluator on the same model and test cases, which for sequential models does '
+        "not mask the history. Every RecBole row's split was checked equal to temporec's case by case"
+        f"{checked_cases(rows, peers)}. Minutes: training and validation (temporec's rows: their whole `train` call)."
+        "\n\n"
+        + "\n".join(table(rows, peers))
         + "\n\nThe harness check (RecBole's Pop by both harnesses):\n\n"
         + check_text
     )
 
 
+# -- the retail protocol (Taobao) -------------------------------------------------------
+
+
+def retail_check(dataset: Dataset, work: Path, options: dict) -> dict:
+    """The retail harness against RecBole's: (1) its ranks (``next_item_ranks`` over
+    ``retail_cases``) against RecBole's evaluator on Pop with its ties broken (as in
+    ``check``), both masking the history but for the target (RecBole's evaluator does so for
+    a general model); (2) the scores
+    of the histories as ``history_scorer`` hands them to a sequential model (SASRec as
+    initialised) against those of RecBole's own test rows."""
+    rb = recbole_modules()
+    cases, catalog = retail_cases(dataset, "test"), dataset.catalog
+    history_masks = [rule_mask(EventsDomain(), case.history, catalog) for case in cases]  # the default rule
+    for case, allowed in zip(cases, history_masks):
+        allowed[catalog.index[case.target]] = True  # as RecBole's evaluator does (and ``rank_split``)
+    prep = prepare(rb, "Pop", dataset, work / "retail-check-pop", options)
+    model, trainer, _ = fit_recbole(rb, prep, 0)
+    exact = exact_counts(prep)
+    key = exact.view(-1).double() * len(exact) + torch.arange(len(exact), dtype=torch.float64)
+    set_counts(model, torch.argsort(torch.argsort(key)).view(-1, 1))
+    theirs = recbole_test(trainer, prep)
+    with history_scorer(rb, model, prep, catalog) as score:
+        ours = _at_k(next_item_ranks(score, cases, catalog, history_masks))
+    prep = prepare(rb, "SASRec", dataset, work / "retail-check-sasrec", options)
+    model, _ = recbole_model(rb, prep)
+    s = eval_split(prep.seqs, "test")
+    histories = [dataset.sequences[prep.seqs.users[u]][:stop] for u, stop in zip(s.users, s.stops)]
+    with history_scorer(rb, model, prep, catalog) as score:
+        difference = (score(histories) - scorer(rb, model, prep, "test")(s.users, s.stops)).abs().max().item()
+    return {
+        "cases": len(cases),
+        "recbole": [theirs[f"hit@{K}"], theirs[f"ndcg@{K}"], theirs[f"mrr@{K}"]],
+        "ours": ours,
+        "difference": difference,
+    }
+
+
+def render_retail_check(result: dict) -> str:
+    lines = [
+        f"The retail harness check ({result['cases']} test cases): Pop with its ties broken, the history but the "
+        "target masked, by "
+        "RecBole's evaluator and by the retail harness's ranking (`next_item_ranks`); and the scores of the "
+        "histories as the retail harness hands them to RecBole's SASRec (as initialised) against those of RecBole's "
+        f"own test rows: they differ by at most {result['difference']:.1e}.",
+        "",
+        f"| Pop, ties broken | HR@{K} | NDCG@{K} | MRR@{K} |",
+        "| --- | ---: | ---: | ---: |",
+    ]
+    for harness, key in (("RecBole's evaluator", "recbole"), ("temporec's retail harness", "ours")):
+        lines.append(f"| {harness} | " + " | ".join(f"{v:.6f}" for v in result[key]) + " |")
+    return "\n".join(lines)
+
+
+def retail_check_passes(result: dict) -> bool:
+    agree = all(abs(a - b) < 1e-6 for a, b in zip(result["recbole"], result["ours"]))
+    return agree and result["difference"] < 1e-5
+
+
+def fit_retail(dataset: Dataset, peer: Peer, minutes: float, folder: Path) -> tuple[LoadedModel, dict]:
+    """Train ``peer``'s head as ``temporec train --domain retail`` does (the domain's
+    defaults over domains.py's retail settings) within ``minutes``; the loaded model and
+    its epochs."""
+    registry = load_registry()
+    domain_cls = registry.domains["retail"]
+    base = TrainConfig(**RETAIL_SETTINGS, time_budget_s=minutes * 60, head_options=peer.head_options)
+    path = train(
+        dataset,
+        registry.heads[peer.head],
+        torch.zeros(len(dataset.catalog), 0),
+        domain=domain_cls,
+        encoder_name="local",
+        encoder_model_id="(none: ids and categories)",
+        out_dir=folder,
+        config=domain_cls().training_config(dataset, base),
+    )
+    trained = read_manifest(path).metrics
+    return load_model(path, registry.heads), {
+        "epochs": int(trained["epochs"]),
+        "best_epoch": int(trained["best_epoch"]),
+    }
+
+
+def measure_retail(run: RetailRun, data: Path, minutes: float, work: str) -> dict:
+    """One row of a retail table, in its own process: trained on its task's events and
+    tested on each user's last one, ranked under the retail rules."""
+    torch.set_num_threads(1)
+    logging.getLogger().setLevel(logging.ERROR)
+    peer, dataset = run.peer, retail_data(load_set(data), run.task)
+    catalog, folder = dataset.catalog, Path(work) / run.task.replace(" ", "-") / peer.name
+    test = retail_cases(dataset, "test")
+    started = time.monotonic()
+    if not peer.recbole:
+        loaded, trained = fit_retail(dataset, peer, minutes, folder)
+        ranks = next_item_ranks(artifact_scorer(loaded), test, catalog, retail_masks(test, catalog))
+        return {"ranks": ranks.numpy(), **trained, "seconds": time.monotonic() - started, "recbole": None}
+    rb = recbole_modules()
+    prep = prepare(rb, peer.name, dataset, folder, peer.config, peer.features)
+    split = split_differences(prep)
+    if any(bad for _, bad in split.values()):
+        raise RuntimeError(f"{run.name}: RecBole's split differs from temporec's: {split}")
+    valid = retail_cases(dataset, "valid")
+    valid_masks = retail_masks(valid, catalog)
+
+    def validate(model) -> float:
+        with history_scorer(rb, model, prep, catalog) as score:
+            return summarize(next_item_ranks(score, valid, catalog, valid_masks))[f"ndcg@{K}"]
+
+    model, trainer, trained = fit_recbole(rb, prep, minutes * 60, validate)
+    with history_scorer(rb, model, prep, catalog) as score:
+        ranks = next_item_ranks(score, test, catalog, retail_masks(test, catalog))
+    return {
+        "ranks": ranks.numpy(),
+        **trained,
+        "recbole": recbole_test(trainer, prep),
+        "cases": {name: n for name, (n, _) in split.items()},
+    }
+
+
+def retail_baselines(dataset: Dataset) -> tuple[tuple[Peer, ...], dict[str, dict]]:
+    """The retail domain's baselines on a task's test cases (``RetailDomain.baselines``:
+    counted over the test histories), as rows."""
+    cases, catalog = retail_cases(dataset, "test"), dataset.catalog
+    scorers = RetailDomain().baselines(dataset, cases)
+    peers = (
+        Peer("recent", "the history's items, latest first, then popularity (the retail baseline)", head=BASELINE),
+        Peer("popularity", "item counts over the test histories", head=BASELINE),
+    )
+    masks = retail_masks(cases, catalog)
+    rows = {
+        p.name: {"ranks": next_item_ranks(scorers[p.name], cases, catalog, masks).numpy(), "recbole": None}
+        for p in peers
+    }
+    return peers, rows
+
+
+def render_retail(
+    rows: dict[str, dict], peers: list[Peer], dataset: Dataset, minutes: float, options: dict, checks: str, max_len: int
+) -> str:
+    parts = [
+        f"Data: {described(dataset)}, no item text: RecBole's feature-aware rows and temporec's read the items' "
+        f"categories. {budget(minutes, options, max_len)} BERT4Rec trains in batches of 512 (at 2,048 its logits over "
+        "the catalog would take about 16 GB). RecBole's rows see the items alone (no actions); "
+        "temporec's rows train with the retail domain's defaults (the actions as inputs, purchase-weighted targets, "
+        "repeat-aware scores) and validate by their own code (the history masked but for the target); RecBole's "
+        "validate by the retail protocol. Test: the retail domain's own protocol (`RetailDomain.next_item_cases` "
+        "and `evaluate_next_item`'s ranks): each user's last event, ranked against the whole catalog with the "
+        "retail rules applied (durable purchased items masked; viewed, carted and favourited items stay, so a "
+        "repeat can be a hit), ties in a seeded random order; MRR over the whole ranking; intervals: bootstrap "
+        'over the test users. "RecBole\'s own": its evaluator on the same model and test cases (nothing masked). '
+        "Every RecBole row's split was checked equal to temporec's case by case. The next-purchase task cuts each "
+        "history after its last purchase and keeps users with at least 4 events. Minutes: training and validation "
+        "(temporec's rows: their whole `train` call)."
+    ]
+    for task in RETAIL_TASKS:
+        data = retail_data(dataset, task)
+        baselines, baseline_rows = retail_baselines(data)
+        task_rows = {**baseline_rows, **{p.name: rows[RetailRun(p, task).name] for p in peers}}
+        task_peers = [*baselines, *peers]
+        checked = checked_cases(task_rows, task_peers)
+        parts.append(
+            f"### {task} ({len(retail_cases(data, 'test'))} users)\n\n"
+            + (f"RecBole's split, checked equal to temporec's{checked}.\n\n" if checked else "")
+            + "\n".join(table(task_rows, task_peers, reference="recent"))
+        )
+    parts.append(checks)
+    return "\n\n".join(parts)
+
+
 def main(argv: list[str] | None = None) -> int:
     own = argparse.ArgumentParser(add_help=False)
-    own.add_argument("--models", nargs="+", choices=[p.name for p in PEERS], default=[p.name for p in PEERS])
+    names = list(dict.fromkeys(p.name for p in (*PEERS, *RETAIL_HEADS)))
+    own.add_argument("--models", nargs="+", choices=names)
     own.add_argument("--check", action="store_true")
     own.add_argument("--option", action="append", default=[], metavar="KEY=VALUE")
     own.add_argument("--max-len", type=int, help=f"the input window (default {MAX_LEN}; ml-1m: {WINDOWS['ml-1m']})")
     mine, rest = own.parse_known_args(argv)
-    args = arguments(__doc__, MINUTES, rest, sets=(*SETS, "ml-1m"))
+    args = arguments(__doc__, MINUTES, rest, sets=(*SETS, "ml-1m", RETAIL_SET))
     options = {}
     for option in mine.option:
         key, sep, value = option.partition("=")
@@ -607,26 +911,43 @@ def main(argv: list[str] | None = None) -> int:
             raise SystemExit(f"--option {option!r}: expected KEY=VALUE")
         options[key] = yaml.safe_load(value)
     max_len = mine.max_len or WINDOWS.get(args.set, MAX_LEN)
+    retail = args.set == RETAIL_SET
+    available = peers_of(args.set)
+    unknown = set(mine.models or ()) - {p.name for p in available}
+    if unknown:
+        raise SystemExit(f"--models: {sorted(unknown)} not in {args.set}'s rows: {[p.name for p in available]}")
     started = time.monotonic()
     dataset = load_set(args.folder)
     shared = {"MAX_ITEM_LIST_LENGTH": max_len, **options}  # every row's, RecBole's and temporec's
     with tempfile.TemporaryDirectory(prefix="temporec-peers-") as work:
         result = check(dataset, Path(work), shared)
+        retail_result = retail_check(dataset, Path(work), shared) if retail else None
     check_text = render_check(result)
+    if retail_result:
+        check_text = f"The split and metric check (RecBole's Pop by both harnesses):\n\n{check_text}\n\n"
+        check_text += render_retail_check(retail_result)
     print(check_text, flush=True)
-    if not check_passes(result):
+    if not check_passes(result) or (retail_result and not retail_check_passes(retail_result)):
         print("the harness check failed: the two harnesses do not measure alike", file=sys.stderr)
         return 1
     if mine.check:
         return 0
-    peers = [replace(p, config={**p.config, **shared}) for p in PEERS if p.name in mine.models]
-    rows = side_by_side(measure, peers, args)
-    body = (
-        f"**Harness check, short budgets ({args.minutes:g} min a model): not the final comparison.**\n\n"
-        if args.minutes < MINUTES
-        else ""
-    ) + render(rows, peers, dataset, args.minutes, options, check_text, max_len)
-    results_file.record(args.out, f"peers-{args.set}", "peers.py", argv, started, body)
+    own_settings = RETAIL_CONFIG if retail else {}
+    peers = [
+        replace(p, config={**p.config, **own_settings.get(p.name, {}), **shared})
+        for p in available
+        if p.name in (mine.models or names)
+    ]
+    if retail:
+        rows = side_by_side(measure_retail, [RetailRun(p, task) for task in RETAIL_TASKS for p in peers], args)
+        body = render_retail(rows, peers, dataset, args.minutes, options, check_text, max_len)
+    else:
+        rows = side_by_side(measure, peers, args)
+        body = render(rows, peers, dataset, args.minutes, options, check_text, max_len)
+    if args.minutes < MINUTES:
+        body = f"**Harness check, short budgets ({args.minutes:g} min a model): not the final comparison.**\n\n{body}"
+    section = "peers-taobao" if retail else f"peers-{args.set}"
+    results_file.record(args.out, section, "peers.py", argv, started, body)
     print(body)
     return 0
 

@@ -32,7 +32,7 @@ RESULTS_SECTIONS = (
     *("tuning-amazon-office", "tuning-amazon-beauty"),  # benchmarks/tuning.py
     *("tuning-two-stages-amazon-office", "tuning-two-stages-amazon-beauty"),  # tuning.py --two-stages
     *("heads-amazon-office", "heads-amazon-beauty"),  # benchmarks/heads.py
-    *("peers-amazon-office", "peers-amazon-beauty", "peers-ml-1m"),  # benchmarks/peers.py
+    *("peers-amazon-office", "peers-amazon-beauty", "peers-ml-1m", "peers-taobao"),  # benchmarks/peers.py
     "peers-notes",  # by hand: what the peers' tables show, and what they do not
     *("replay-taobao", "realtime-speed"),  # benchmarks/replay.py
     "finance-phrasebank",  # benchmarks/finance.py

@@ -19,6 +19,7 @@ from temporec.training.protocols import (
     evaluate_replies,
     handoff_rates,
     impression_metrics,
+    next_item_ranks,
     popularity_scorer,
     ranked,
     recent_scorer,
@@ -148,3 +149,10 @@ def test_handoff_rates_answer_only_the_confident_cases():
     rates = handoff_rates(torch.tensor([0.9, 0.2, 0.6]), torch.tensor([True, True, False]), 0.5)
     assert rates == {"answered": pytest.approx(2 / 3), "accuracy@1.answered": 0.5}
     assert math.isnan(handoff_rates(torch.tensor([0.1]), torch.tensor([True]), 0.5)["accuracy@1.answered"])
+
+
+def test_next_item_ranks_are_the_ranks_the_metrics_summarize():
+    cases = [NextItemCase([Event("a")], "b"), NextItemCase([Event("a")], "d"), NextItemCase([Event("a")], "a")]
+    allowed = torch.tensor([False, True, True, True])  # "a" forbidden: its case ranks last
+    ranks = next_item_ranks(fixed([[0, 3, 2, 1]] * 3), cases, CATALOG, [allowed] * 3)
+    assert ranks.tolist() == [0, 2, 4]

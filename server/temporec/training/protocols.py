@@ -260,17 +260,25 @@ def evaluate_next_item(
     """Each ranker's HR@K, NDCG@K (K = 5, 10, 20) and MRR for the cases' targets over the
     whole catalog, with the items that ``domain``'s rules forbid for each history masked."""
     masks = [rule_mask(domain, case.history, catalog) for case in cases]
-    targets = [catalog.index[case.target] for case in cases]
-    results = {}
-    for name, scorer in rankers.items():
-        generator = torch.Generator().manual_seed(SEED)
-        ranks = []
-        for start, scores in in_batches(scorer, [case.history for case in cases]):
-            for row, row_scores in enumerate(scores):
-                i = start + row
-                ranks.append(target_rank(row_scores.masked_fill(~masks[i], float("-inf")), targets[i], generator))
-        results[name] = summarize_with_intervals(torch.tensor(ranks))
-    return results
+    return {
+        name: summarize_with_intervals(next_item_ranks(scorer, cases, catalog, masks))
+        for name, scorer in rankers.items()
+    }
+
+
+def next_item_ranks(
+    scorer: Scorer, cases: list[NextItemCase], catalog: Catalog, masks: list[torch.Tensor]
+) -> torch.Tensor:
+    """The 0-based rank of each case's target under ``scorer`` over the items its mask
+    allows (``rule_mask``; a forbidden target is last), ties in a seeded random order."""
+    generator = torch.Generator().manual_seed(SEED)
+    ranks = []
+    for start, scores in in_batches(scorer, [case.history for case in cases]):
+        for row, row_scores in enumerate(scores):
+            i = start + row
+            target = catalog.index[cases[i].target]
+            ranks.append(target_rank(row_scores.masked_fill(~masks[i], float("-inf")), target, generator))
+    return torch.tensor(ranks)
 
 
 def rule_mask(domain: Domain, history: list[Event], catalog: Catalog) -> torch.Tensor:
