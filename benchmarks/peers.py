@@ -4,6 +4,7 @@
     .venv/bin/python benchmarks/peers.py --minutes 3 --models Pop SASRec GRU4Rec ar
     .venv/bin/python benchmarks/peers.py --set amazon-beauty --minutes 30   # every model (the full table)
     .venv/bin/python benchmarks/peers.py --set ml-1m --minutes 60 --models SASRec GRU4Rec ar hstu-positions
+    .venv/bin/python benchmarks/peers.py --set taobao-userbehavior --jobs 2   # retail: next item and next purchase
 
 Needs the ``peers`` extra (RecBole 1.2.1; see ``pyproject.toml`` for how it installs beside
 numpy 1 and torch 2.13). Flags beside the Amazon benchmarks' own (``--set``, which also takes
@@ -40,6 +41,15 @@ training batch it is in). temporec's rows train on ids alone: ``ar`` with its de
 ``sasrec-gap``'s "ar, defaults" row, and the best two rows of ``heads-amazon-*``. Each row's
 NDCG@10 is also given as a ratio to the best RecBole row's. Section ``peers-<set>`` of
 ``benchmarks/RESULTS.md``.
+
+Taobao (``--set taobao-userbehavior``, section ``peers-taobao``) is measured by the retail
+domain's own protocol instead: each user's last event, ranked against the whole catalog
+with the retail rules applied (``next_item_ranks``; the history is not masked, since a
+repeat can be a hit), for next item and next purchase (histories cut after their last
+purchase). temporec's rows are the retail domain's defaults (``RETAIL_HEADS``), ratios are
+to "recent" as well as to the best RecBole row, and a second check (``retail_check``)
+shows that RecBole's evaluator and the retail ranking agree on Pop with the history but
+the target masked, and that the histories handed to RecBole score as its own test rows do.
 """
 
 from __future__ import annotations
