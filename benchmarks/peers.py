@@ -369,6 +369,16 @@ def recbole_cases(prep: Prepared, split: str) -> dict[str, np.ndarray]:
     return cases
 
 
+def checked_prep(rb, peer: Peer, dataset, folder: Path, name: str) -> tuple[Prepared, dict[str, int]]:
+    """RecBole's data for ``peer`` and its splits' sizes, each split checked equal to
+    temporec's case by case."""
+    prep = prepare(rb, peer.name, dataset, folder, peer.config, peer.features)
+    split = split_differences(prep)
+    if any(bad for _, bad in split.values()):
+        raise RuntimeError(f"{name}: RecBole's split differs from temporec's: {split}")
+    return prep, {part: n for part, (n, _) in split.items()}
+
+
 def split_differences(prep: Prepared) -> dict[str, tuple[int, int]]:
     """Per split, (cases, cases that differ) between RecBole's split and temporec's: for a
     sequential model its augmented cases (user, target, input), for a general one its
@@ -650,16 +660,13 @@ def measure(peer: Peer, data: Path, minutes: float, work: str) -> dict:
         test, trained = fit_ids_only(dataset, peer.head, config, folder)
         return {"ranks": test.numpy(), **trained, "seconds": time.monotonic() - started, "recbole": None}
     rb = recbole_modules()
-    prep = prepare(rb, peer.name, dataset, folder, peer.config, peer.features)
-    split = split_differences(prep)
-    if any(bad for _, bad in split.values()):
-        raise RuntimeError(f"{peer.name}: RecBole's split differs from temporec's: {split}")
+    prep, cases = checked_prep(rb, peer, dataset, folder, peer.name)
     model, trainer, trained = fit_recbole(rb, prep, minutes * 60)
     return {
         "ranks": ranks(rb, model, prep, "test").numpy(),
         **trained,
         "recbole": recbole_test(trainer, prep),
-        "cases": {name: n for name, (n, _) in split.items()},
+        "cases": cases,
     }
 
 
@@ -833,10 +840,7 @@ def measure_retail(run: RetailRun, data: Path, minutes: float, work: str) -> dic
         ranks = next_item_ranks(artifact_scorer(loaded), test, catalog, retail_masks(test, catalog))
         return {"ranks": ranks.numpy(), **trained, "seconds": time.monotonic() - started, "recbole": None}
     rb = recbole_modules()
-    prep = prepare(rb, peer.name, dataset, folder, peer.config, peer.features)
-    split = split_differences(prep)
-    if any(bad for _, bad in split.values()):
-        raise RuntimeError(f"{run.name}: RecBole's split differs from temporec's: {split}")
+    prep, cases = checked_prep(rb, peer, dataset, folder, run.name)
     valid = retail_cases(dataset, "valid")
     valid_masks = retail_masks(valid, catalog)
 
@@ -851,7 +855,7 @@ def measure_retail(run: RetailRun, data: Path, minutes: float, work: str) -> dic
         "ranks": ranks.numpy(),
         **trained,
         "recbole": recbole_test(trainer, prep),
-        "cases": {name: n for name, (n, _) in split.items()},
+        "cases": cases,
     }
 
 
