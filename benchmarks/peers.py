@@ -3,7 +3,7 @@
     .venv/bin/python benchmarks/peers.py --check                        # the two harnesses compared (a minute)
     .venv/bin/python benchmarks/peers.py --minutes 3 --models Pop SASRec GRU4Rec ar
     .venv/bin/python benchmarks/peers.py --set amazon-beauty --minutes 30   # every model (the full table)
-    .venv/bin/python benchmarks/peers.py --set ml-1m --minutes 60 --models SASRec GRU4Rec ar hstu-positions
+    .venv/bin/python benchmarks/peers.py --set ml-1m --minutes 60 --models SASRec GRU4Rec ar hstu
     .venv/bin/python benchmarks/peers.py --set taobao-userbehavior --jobs 2   # retail: next item and next purchase
 
 Needs the ``peers`` extra (RecBole 1.2.1; see ``pyproject.toml`` for how it installs beside
@@ -151,6 +151,7 @@ PEERS = (
          head="ar", head_options={"norm": "post", "mlp_ratio": 1}),
     Peer("hstu-positions", "temporec's hstu head without its time bias (--head-option time_buckets=0)",
          head="hstu", head_options={"time_buckets": 0}),
+    Peer("hstu", "temporec's hstu head, its time bias over the events' real timestamps (--head hstu)", head="hstu"),
 )  # fmt: skip
 
 #: temporec's rows on Taobao: the retail domain's training defaults, as ``temporec train --domain retail``.
