@@ -8,6 +8,7 @@ from pathlib import Path
 
 from temporec.contract.registry import load_registry
 from temporec.model.artifacts import compact_artifact
+from temporec.model.item_index import KINDS
 
 DESCRIPTION = """\
 Write a compact copy of an artifact: the catalog's item vectors, computed once, as one
@@ -38,18 +39,21 @@ def add_parser(subparsers) -> None:
     )
     parser.add_argument(
         "--index",
-        choices=("ivf",),
-        help="also build the approximate index of the item vectors (needs faiss: pip install 'temporec[faiss]'); "
-        "the server then scores each request's proposals from it instead of the whole catalog",
+        choices=KINDS,
+        help="also build an index of the item vectors (needs faiss: pip install 'temporec[faiss]'): ivf, "
+        "approximate, or flat, exact in float16; the server then scores each request's proposals from it "
+        "instead of the whole catalog",
     )
-    parser.add_argument("--lists", type=int, help="the index's clusters (default: about 4 sqrt(items))")
-    parser.add_argument("--probe", type=int, help="clusters searched per request (default: a sixteenth, at least 8)")
+    parser.add_argument("--lists", type=int, help="an ivf index's clusters (default: about 4 sqrt(items))")
+    parser.add_argument(
+        "--probe", type=int, help="clusters an ivf index searches per request (default: calibrated on the model)"
+    )
     parser.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:
     model = Path(args.model)
     heads = load_registry().heads
-    out = compact_artifact(model, args.out or model.parent, heads, args.dtype, bool(args.index), args.lists, args.probe)
+    out = compact_artifact(model, args.out or model.parent, heads, args.dtype, args.index, args.lists, args.probe)
     print(out)
     return 0

@@ -85,8 +85,8 @@ class Manifest:
     # A compact artifact: the item vectors' table ("dtype") and the text embeddings' width
     # ("text_dim", for the projection of texts outside the catalog). Empty: a full artifact.
     item_table: dict = field(default_factory=dict)
-    # The approximate index of the item vectors (INDEX_FILE): {"kind": "ivf", "lists", "probe"},
-    # and "recall", what the calibrated probe found (``item_index.calibrated_probe``).
+    # The index of the item vectors (INDEX_FILE): {"kind": "ivf", "lists", "probe"} or
+    # {"kind": "flat"}, and "recall", what its proposals found as it was built (``item_index``).
     item_index: dict = field(default_factory=dict)
 
     @property
@@ -186,9 +186,7 @@ def save_model(
         names = [WEIGHTS, _catalog_file(manifest)]
         if index is not None:
             index.save(staging / INDEX_FILE)
-            manifest.item_index = {"kind": "ivf", "lists": index.lists, "probe": index.probe}
-            if index.recall is not None:
-                manifest.item_index["recall"] = round(index.recall, 4)
+            manifest.item_index = index.describe()
             names.append(INDEX_FILE)
         if model.text_encoder is not None:
             model.text_encoder.save(staging / ENCODER_DIR)
@@ -281,7 +279,7 @@ def _build(path: Path, manifest: Manifest, head_class: type) -> LoadedModel:
         raise FailedPrecondition(
             f"{path}: {_catalog_file(manifest)} has {len(catalog)} items, the weights {model.n_items}, the popularity {len(popularity)}"
         )
-    index = ItemIndex.load(path / INDEX_FILE, manifest.item_index["probe"]) if manifest.item_index else None
+    index = ItemIndex.load(path / INDEX_FILE, manifest.item_index.get("probe")) if manifest.item_index else None
     return LoadedModel(manifest, model, catalog, popularity, path, index)
 
 
@@ -290,7 +288,7 @@ def compact_artifact(
     root: str | os.PathLike,
     heads: dict[str, type],
     dtype: str = "float16",
-    index: bool = False,
+    index: str | None = None,
     lists: int | None = None,
     probe: int | None = None,
 ) -> Path:
@@ -301,7 +299,7 @@ def compact_artifact(
     starts without computing the vectors. Its version is the original's plus "-compact"
     (so it is the newer of the two). A tuned language model is copied as it is, checksums
     and so vector space unchanged (``Manifest.tuned_encoder_id``): it still embeds the texts
-    outside the catalog. ``index``: build the approximate index of its item vectors too
+    outside the catalog. ``index``: build an index of its item vectors too, "ivf" or "flat"
     (``item_index.model_index``: ``lists``, ``probe``, calibrated when None)."""
     loaded = load_model(path, heads)
     manifest = loaded.manifest
@@ -309,7 +307,7 @@ def compact_artifact(
         raise InvalidArgument(f"dtype: {dtype!r}; allowed: float16, bfloat16, float32")
     loaded.model.freeze_items(dtype=getattr(torch, dtype))
     compact = replace(manifest, version=f"{manifest.version}-compact", files={}, item_index={})
-    built = model_index(loaded.model, lists, probe) if index else None
+    built = model_index(loaded.model, index, lists, probe) if index else None
     encoder = loaded.path / manifest.tuned_encoder["model"] if manifest.tuned_encoder else None
     return save_model(root, compact, loaded.model, loaded.catalog, loaded.popularity, built, encoder)
 

@@ -1,14 +1,20 @@
-"""An approximate index of a catalog's item vectors (faiss, the optional extra
-``temporec[faiss]``): for catalogs too large to score whole for every request.
+"""Item indexes of a catalog's item vectors (faiss, the optional extra ``temporec[faiss]``):
+for catalogs too large to score whole, in float32, for every request.
 
-The index proposes each user's best few hundred items by inner product (an inverted file:
-the vectors clustered into ``lists``, ``probe`` of them searched per query, each list's
-vectors kept in float16, half the bytes a search reads); the server then scores those
-proposals exactly, with the model's own score (a repeat-aware model's history bonus
-included), and returns the top k of them. A compact artifact holds the index (``temporec
-compact --index ivf``), its probe calibrated on the model's own states
-(``calibrated_probe``); ``benchmarks/catalog.py`` measures its recall@10 against exact
-scoring.
+An index proposes each user's best few hundred items by inner product; the server then
+scores those proposals exactly, with the model's own score (a repeat-aware model's history
+bonus included), and returns the top k of them. Two kinds:
+
+- ``ivf``, approximate: the vectors clustered into ``lists``, ``probe`` of them searched
+  per query, each list's vectors in float16. Its probe is calibrated on the model's own
+  states (``calibrated_probe``).
+- ``flat``, exact: every vector read, in float16, by faiss's SIMD scan: for a float16
+  table (what a compact artifact holds) the same inner products as scoring the whole
+  table, from half the bytes, 3-4 times faster on one core at a million items.
+
+A compact artifact holds the index (``temporec compact --index ivf|flat``) with the recall
+of its proposals measured as it is built; ``benchmarks/catalog.py`` measures both against
+exact scoring.
 """
 
 from __future__ import annotations
@@ -19,10 +25,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from temporec.contract.errors import FailedPrecondition
+from temporec.contract.errors import FailedPrecondition, InvalidArgument
 from temporec.model.recommender import EventBatch, SequenceRecommender, top_k_in_slices
 
 INDEX_FILE = "items.faiss"
+KINDS = ("ivf", "flat")
 TRAINING_SAMPLE = 40  # vectors per list that the clustering learns from (at most; faiss asks 39)
 #: How many items the index proposes per item asked for (then scored exactly): recall's margin.
 PROPOSALS_PER_ITEM = 10
@@ -39,9 +46,22 @@ def _faiss():
         import faiss
     except ImportError as exc:
         raise FailedPrecondition(
-            "index: the approximate item index needs faiss; pip install 'temporec[faiss]' (or faiss-cpu)"
+            "index: the item index needs faiss; pip install 'temporec[faiss]' (or faiss-cpu)"
         ) from exc
     return faiss
+
+
+def _ivf(faiss, data: np.ndarray, lists: int, seed: int):
+    """An inverted file of ``lists`` clusters, trained on a sample of ``data``, holding it."""
+    quantizer = faiss.IndexFlatIP(data.shape[1])
+    index = faiss.IndexIVFScalarQuantizer(
+        quantizer, data.shape[1], lists, faiss.ScalarQuantizer.QT_fp16, faiss.METRIC_INNER_PRODUCT, False
+    )  # by_residual False: the vectors themselves in float16, read as they are
+    index.cp.seed = seed
+    sample = np.random.default_rng(seed).permutation(len(data))[: lists * TRAINING_SAMPLE]
+    index.train(data[np.sort(sample)])
+    index.add(data)
+    return index
 
 
 def default_lists(n_items: int) -> int:
@@ -55,54 +75,76 @@ def proposal_depth(k: int, forbidden: int = 0) -> int:
 
 
 class ItemIndex:
-    """An inverted-file index over (n_items, dim) vectors, searched by inner product."""
+    """A faiss index over (n_items, dim) vectors, searched by inner product: ``kind``
+    "ivf" (approximate) or "flat" (exact, float16)."""
 
-    def __init__(self, index, probe: int, recall: float | None = None):
+    def __init__(self, index, probe: int | None = None, recall: float | None = None):
         self.index = index
-        self.probe = probe
-        self.recall = recall  # what calibration measured at ``probe``; None when the probe was given
+        if probe is not None:
+            self.probe = probe
+        self.recall = recall  # what its proposals found of the exact top 10 as it was built; None: not measured
 
     @property
-    def probe(self) -> int:
-        """The lists searched per query (faiss's ``nprobe``)."""
-        return self.index.nprobe
+    def kind(self) -> str:
+        return "ivf" if hasattr(self.index, "nprobe") else "flat"
+
+    @property
+    def probe(self) -> int | None:
+        """The lists searched per query (faiss's ``nprobe``); None for a flat index."""
+        return getattr(self.index, "nprobe", None)
 
     @probe.setter
     def probe(self, probe: int) -> None:
         self.index.nprobe = probe
 
+    @property
+    def lists(self) -> int | None:
+        return getattr(self.index, "nlist", None)
+
+    def describe(self) -> dict:
+        """What the manifest records of it (``Manifest.item_index``)."""
+        described = {"kind": self.kind}
+        if self.kind == "ivf":
+            described.update(lists=self.lists, probe=self.probe)
+        if self.recall is not None:
+            described["recall"] = round(self.recall, 4)
+        return described
+
     @classmethod
     def build(
         cls,
         vectors: torch.Tensor,
+        kind: str = "ivf",
         lists: int | None = None,
         probe: int | None = None,
         seed: int = 0,
         queries: torch.Tensor | None = None,
     ):
-        """Cluster ``vectors`` into ``lists`` and file each under its list, in float16.
-        ``probe``: the lists searched per query; when None, the fewest that find
+        """An index of ``kind`` over ``vectors``, its recall measured on ``queries`` when
+        given. "ivf": ``vectors`` clustered into ``lists``, each filed under its list in
+        float16; ``probe``: the lists searched per query; when None, the fewest that find
         ``TARGET_RECALL`` of ``queries``' exact top 10 (``calibrated_probe``), or, without
         queries, a sixteenth of the lists (at least 8)."""
-        faiss = _faiss()
-        data = _array(vectors)
-        n_items, dim = data.shape
-        lists = lists or default_lists(n_items)
-        quantizer = faiss.IndexFlatIP(dim)
-        index = faiss.IndexIVFScalarQuantizer(
-            quantizer, dim, lists, faiss.ScalarQuantizer.QT_fp16, faiss.METRIC_INNER_PRODUCT, False
-        )  # by_residual False: the vectors themselves in float16, read as they are
-        index.cp.seed = seed
-        sample = np.random.default_rng(seed).permutation(n_items)[: lists * TRAINING_SAMPLE]
-        index.train(data[np.sort(sample)])
-        index.add(data)
-        built = cls(index, probe or max(8, lists // 16))
+        if kind not in KINDS:
+            raise InvalidArgument(f"index: {kind!r}; allowed: {', '.join(KINDS)}")
+        faiss, data = _faiss(), _array(vectors)
+        if kind == "flat":
+            if lists or probe:
+                raise InvalidArgument("index: lists and probe are an ivf index's; a flat index reads every vector")
+            index = faiss.IndexScalarQuantizer(data.shape[1], faiss.ScalarQuantizer.QT_fp16, faiss.METRIC_INNER_PRODUCT)
+            index.add(data)
+            built = cls(index)
+            if queries is not None:
+                built.recall = measured_recall(built, queries, vectors)
+            return built
+        built = cls(_ivf(faiss, data, lists or default_lists(len(data)), seed))
+        built.probe = probe or max(8, built.lists // 16)
         if probe is None and queries is not None:
             built.probe, built.recall = calibrated_probe(built, queries, vectors)
         return built
 
     @classmethod
-    def load(cls, path: Path, probe: int):
+    def load(cls, path: Path, probe: int | None = None):
         faiss = _faiss()
         # as many search threads as torch has (serve --threads): faiss's OpenMP pool would
         # take every core, its idle threads spinning beside the server's (1 client: 7.2 -> 5.7 ms)
@@ -113,10 +155,6 @@ class ItemIndex:
     def save(self, path: Path) -> None:
         _faiss().write_index(self.index, str(path))
 
-    @property
-    def lists(self) -> int:
-        return self.index.nlist
-
     def search(self, states: torch.Tensor, depth: int) -> torch.Tensor:
         """(B, depth) long catalog rows: each state's best ``depth`` items by inner
         product, best first (-1 where fewer were found)."""
@@ -124,15 +162,18 @@ class ItemIndex:
         return torch.from_numpy(rows)
 
 
-def model_index(model: SequenceRecommender, lists: int | None = None, probe: int | None = None) -> ItemIndex:
-    """The index of ``model``'s catalog, its probe (when None) calibrated on the model's
-    states after ``CALIBRATION_HISTORIES`` histories of catalog items drawn at random. Such
-    histories mix more topics than a real user's, so their best items lie in more lists:
-    the probe they ask for errs on the wide side."""
+def model_index(
+    model: SequenceRecommender, kind: str = "ivf", lists: int | None = None, probe: int | None = None
+) -> ItemIndex:
+    """The index of ``kind`` of ``model``'s catalog, its recall measured (and an ivf
+    index's probe, when None, calibrated) on the model's states after
+    ``CALIBRATION_HISTORIES`` histories of catalog items drawn at random. Such histories
+    mix more topics than a real user's, so their best items lie in more lists: the probe
+    they ask for errs on the wide side."""
     with torch.inference_mode():
         vectors = model.candidate_vectors()
         queries = None if probe else model.user_states(_random_histories(model))
-        return ItemIndex.build(vectors, lists, probe, queries=queries)
+        return ItemIndex.build(vectors, kind, lists, probe, queries=queries)
 
 
 def _random_histories(model: SequenceRecommender, seed: int = 0) -> EventBatch:
@@ -153,10 +194,19 @@ def calibrated_probe(index: ItemIndex, queries: torch.Tensor, vectors: torch.Ten
     probe, recall = 8, 0.0
     while True:
         index.probe = probe = min(probe, index.lists)
-        recall = proposal_recall(index.search(queries, proposal_depth(CALIBRATION_K)), queries, vectors, exact)
+        recall = measured_recall(index, queries, vectors, exact)
         if recall >= TARGET_RECALL or probe == index.lists:
             return probe, recall
         probe *= 2
+
+
+def measured_recall(
+    index: ItemIndex, queries: torch.Tensor, vectors: torch.Tensor, exact: torch.Tensor | None = None
+) -> float:
+    """What share of the exact top 10 of ``queries`` over ``vectors`` (``exact``, computed
+    when None) the index's proposals hold once scored exactly."""
+    exact = exact_top(queries, vectors, CALIBRATION_K) if exact is None else exact
+    return proposal_recall(index.search(queries, proposal_depth(CALIBRATION_K)), queries, vectors, exact)
 
 
 def exact_top(queries: torch.Tensor, vectors: torch.Tensor, k: int) -> torch.Tensor:
