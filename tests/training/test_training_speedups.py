@@ -15,6 +15,7 @@ from temporec.contract.types import Catalog, Dataset, Event
 from temporec.model.artifacts import load_model, read_manifest
 from temporec.training import (
     TrainConfig,
+    build_model,
     evaluate_cold_start,
     hold_out_items,
     losses,
@@ -22,7 +23,7 @@ from temporec.training import (
     with_items,
     without_items,
 )
-from temporec.training.next_item import Schedule, _batches, slow_epoch_warning
+from temporec.training.next_item import Schedule, _among, _batches, slow_epoch_warning
 from temporec.training.splits import encode, training_examples
 from temporec_plugins.domains.video import VideoDomain
 from temporec_plugins.heads.lstm import LSTMHead
@@ -54,6 +55,33 @@ def test_full_softmax_without_gradients_is_plain_cross_entropy():
     states, items, targets = torch.randn(4, 8), torch.randn(10, 8), torch.tensor([0, 3, 9, 3])
     expected = F.cross_entropy(states @ items.T, targets)
     assert torch.equal(losses.full_softmax_cross_entropy(states, items, targets), expected)
+
+
+def test_the_softmax_over_some_catalog_rows_ranks_each_target_among_those_rows_alone():
+    """Items without an event in the data are no negatives (TrainConfig.unseen_negatives off)."""
+    g = torch.Generator().manual_seed(0)
+    states, items = torch.randn(6, 8, generator=g), torch.randn(10, 8, generator=g)
+    rows, targets = torch.tensor([1, 4, 5, 8]), torch.tensor([4, 8, 1, 1, 5, 8])
+    expected = F.cross_entropy(states @ items[rows].T, torch.tensor([1, 3, 0, 0, 2, 3]))
+    torch.testing.assert_close(losses.full_softmax_cross_entropy(states, *_among(rows, items, targets, None)), expected)
+    # a bonus column outside the rows is dropped, the others follow their items
+    bonus = (torch.tensor([[4, 2]] * 6), torch.tensor([[1.0, 5.0]] * 6))
+    with_bonus = (states @ items[rows].T).index_add(1, torch.tensor([1]), torch.ones(6, 1))
+    torch.testing.assert_close(
+        losses.full_softmax_cross_entropy(states, *_among(rows, items, targets, bonus)),
+        F.cross_entropy(with_bonus, torch.tensor([1, 3, 0, 0, 2, 3])),
+    )
+
+
+def test_sampled_negatives_come_from_the_rows_given():
+    torch.manual_seed(0)
+    states, items = torch.randn(3, 8), torch.randn(10, 8)
+    targets, rows = torch.tensor([2, 2, 7]), torch.tensor([2, 7])
+    drawn = []
+    loss = losses.sampled_softmax_cross_entropy(
+        states, targets, lambda index: drawn.append(index) or items[index], 10, 50, rows=rows
+    )
+    assert set(drawn[1].tolist()) <= {2, 7} and torch.isfinite(loss)
 
 
 # -- batches and the time budget -----------------------------------------------------------------
@@ -188,6 +216,22 @@ def test_text_and_hybrid_models_recommend_items_they_never_saw_and_an_id_model_c
     assert found["text"]["cold.hr@10"] >= 0.8
     assert found["text"]["cold.hr@10"] > found["ids"]["cold.hr@10"] + 0.5
     assert found["text"]["popularity.cold.hr@10"] < 0.5
+
+
+def test_id_dropout_takes_some_item_vectors_without_their_ids_while_training_only():
+    config = dataclasses.replace(CONFIG, id_dropout=0.5, dropout=0.0)
+    model = build_model(LSTMHead, torch.randn(400, 8), 1, config)
+    torch.nn.init.normal_(model.item_ids.weight)
+    with torch.no_grad():
+        text = model.text_proj(model.text_embeddings)
+        model.train()
+        kept = (model.item_vectors() - text).abs().sum(1) > 0
+        model.eval()
+        assert torch.equal(model.item_vectors(), text + model.item_ids.weight)
+    assert 0.35 < kept.float().mean() < 0.65  # about half kept their ids, the others are their text alone
+    for bad in (dataclasses.replace(config, id_dropout=1.0), dataclasses.replace(config, use_ids=False)):
+        with pytest.raises(InvalidArgument, match="id_dropout"):
+            build_model(LSTMHead, torch.randn(10, 8), 1, bad)
 
 
 def test_an_epoch_far_slower_than_the_fastest_is_named_with_advice():

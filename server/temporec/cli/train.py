@@ -256,6 +256,20 @@ def add_parser(subparsers) -> None:
         help="sampled negatives per step; 0 = full softmax over the catalog (default: the domain's choice, 1024 for retail, else the full softmax)",
     )
     model.add_argument(
+        "--id-dropout",
+        type=float,
+        default=DEFAULTS.id_dropout,
+        metavar="P",
+        help="the share of item vectors a training step takes without their id (text and ids models): "
+        "items are also learned by their text alone, as new items are scored (default 0: off)",
+    )
+    model.add_argument(
+        "--unseen-negatives",
+        action="store_true",
+        help="catalog items without an event in the data are negatives too (default: the loss ranks targets "
+        "among the items the data has, so a new item is not pushed down before anyone has seen it)",
+    )
+    model.add_argument(
         "--min-interactions",
         type=int,
         default=DEFAULTS.min_interactions,
@@ -365,6 +379,8 @@ def train_config(args: argparse.Namespace, head_cls: type) -> TrainConfig:
         length_buckets=args.length_buckets,
         head_options=head_options,
         negatives=args.negatives,
+        unseen_negatives=args.unseen_negatives,
+        id_dropout=args.id_dropout,
         min_interactions=args.min_interactions,
         similarity=args.similarity,
         temperature=args.temperature,

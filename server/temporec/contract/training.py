@@ -46,6 +46,11 @@ class TrainConfig:
     # None: the domain decides (full softmax unless its ``training_config`` says otherwise);
     # 0: full softmax over the catalog; N: N sampled negatives per batch
     negatives: int | None = None
+    # Whether catalog items without an event in the data are negatives of the loss too. Off:
+    # the softmax (and the sampled negatives) run over the items the data has, as a catalog of
+    # those items alone would: an item no one has seen yet (a new one, a cold-start test's) is
+    # neither a target nor pushed down as a negative, and is scored by its text when it comes.
+    unseen_negatives: bool = False
     # The k-core kept before training: items, then users, with fewer events are dropped until
     # none is left. None: the domain decides (5 for video, as the sequential benchmarks do; else
     # none); 0: every event is kept. ``temporec eval`` filters the same way.
@@ -76,6 +81,10 @@ class TrainConfig:
     # Start each id embedding from its item's projected text (LLM2BERT4Rec) instead of zero
     # (beside text) or noise (ids only).
     ids_from_text: bool = False
+    # The share of item vectors that a training step takes without their id embedding (text
+    # and ids models): the model learns to score an item by its text alone, as it must one
+    # that arrives after training (DropoutNet, Volkovs et al. 2017). 0: off.
+    id_dropout: float = 0.0
     # An artifact (its directory) to start from: a model of the same head, shape and catalog,
     # trained with a frozen encoder or an adaptor. Its weights load before the first epoch and
     # compete with every epoch for the best; the language model starts from the encoder as

@@ -176,6 +176,10 @@ class SequenceRecommender(nn.Module):
         elif self.item_ids is not None:
             nn.init.normal_(self.item_ids.weight, std=1 / dim if scale_ids else 1 / math.sqrt(dim))
         self.scale_ids = scale_ids
+        # While training (``TrainConfig.id_dropout``), the share of item vectors that leave
+        # their id embedding out: the model learns to score an item by its text alone, as it
+        # must an item that arrives after training (DropoutNet). Not saved: serving never drops.
+        self.id_dropout = 0.0
         self.item_features = nn.ModuleDict(
             {name: ItemFeature(values, dim) for name, values in sorted((item_features or {}).items())}
         )
@@ -231,7 +235,10 @@ class SequenceRecommender(nn.Module):
             text = table if index is None else table[index]
             parts.append(self.text_proj(text))
         if self.use_ids:
-            parts.append(self.item_ids.weight if index is None else self.item_ids(index))
+            ids = self.item_ids.weight if index is None else self.item_ids(index)
+            if self.training and self.id_dropout and self.use_text:
+                ids = ids * (torch.rand(ids.shape[:-1] + (1,), device=ids.device) >= self.id_dropout)
+            parts.append(ids)
         parts.extend(feature(index) for feature in self.item_features.values())
         return parts[0] if len(parts) == 1 else torch.stack(parts).sum(0)
 

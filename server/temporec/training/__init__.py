@@ -25,6 +25,7 @@ from temporec.training.classification import (
 from temporec.training.cold_start import (
     ITEM_REPRESENTATIONS,
     ColdStartSplit,
+    cold_test_cases,
     evaluate_cold_start,
     hold_out_items,
     with_items,
@@ -114,6 +115,7 @@ __all__ = [
     "bm25_scorer",
     "build_model",
     "classification_metrics",
+    "cold_test_cases",
     "embed_texts",
     "embedding_scorer",
     "eval_request",

@@ -88,9 +88,7 @@ def evaluate_cold_start(
     the cold cases (``popularity.cold.<metric>``: cold items have no training events)."""
     seqs = encode(dataset, actions)
     test = eval_split(seqs, "test")
-    is_cold = np.isin(test.targets, [dataset.catalog.index[item] for item in split.cold_items])
-    if not is_cold.any():
-        raise InvalidArgument(f"{dataset.name}: no test target is a cold item; hold out more items")
+    is_cold = cold_test_cases(dataset, split, test)
     cases = {name: _subset(test, rows) for name, rows in (("cold", is_cold), ("warm", ~is_cold))}
     metrics = {"cold.cases": float(is_cold.sum()), "warm.cases": float((~is_cold).sum())}
     for name, subset in cases.items():
@@ -103,6 +101,15 @@ def evaluate_cold_start(
     )
     metrics.update({f"{BASELINE}.cold.{k}": v for k, v in summarize(ranks).items()})
     return metrics
+
+
+def cold_test_cases(dataset: Dataset, split: ColdStartSplit, test: EvalSplit) -> np.ndarray:
+    """Which of the full data's ``test`` cases (in their order, as ``rank_split`` ranks
+    them) have a cold item as their target; InvalidArgument when none has."""
+    is_cold = np.isin(test.targets, [dataset.catalog.index[item] for item in split.cold_items])
+    if not is_cold.any():
+        raise InvalidArgument(f"{dataset.name}: no test target is a cold item; hold out more items")
+    return is_cold
 
 
 def _subset(cases: EvalSplit, rows: np.ndarray) -> EvalSplit:

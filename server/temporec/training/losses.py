@@ -107,13 +107,17 @@ def sampled_softmax_cross_entropy(
     n_items: int,
     negatives: int,
     bonus: Bonus | None = None,
+    rows: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Cross-entropy of each target against ``negatives`` uniformly sampled items, the
     same ones for the whole batch (a negative equal to the row's target is ignored).
     ``item_vectors(index)`` gives the vectors of some items: the catalog's are never all
     computed, which is the point for catalogs too big for the full softmax. ``bonus``: as
-    for ``full_softmax_cross_entropy``, added to the target and the sampled items it names."""
-    sampled = torch.randint(n_items, (negatives,), device=states.device)
+    for ``full_softmax_cross_entropy``, added to the target and the sampled items it names.
+    ``rows``: the catalog rows to sample from (all ``n_items`` when None)."""
+    sampled = torch.randint(n_items if rows is None else len(rows), (negatives,), device=states.device)
+    if rows is not None:
+        sampled = rows[sampled]
     positive = (states * item_vectors(targets)).sum(-1, keepdim=True)
     negative = states @ item_vectors(sampled).T
     if bonus is not None:

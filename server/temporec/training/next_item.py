@@ -42,6 +42,7 @@ from temporec.files import replaced_atomically
 from temporec.model.artifacts import Manifest, load_model, save_model
 from temporec.model.embedding_cache import catalog_embeddings
 from temporec.model.recommender import EventBatch, SequenceRecommender
+from temporec.model.repeats import columns
 from temporec.model.tuned_encoder import TunedEncoder
 from temporec.training.distributed import Ranks, joined
 from temporec.training.encoder_tuning import (
@@ -171,6 +172,7 @@ def train(
         model.to(ranks.device)
         counts = np.bincount(seqs.items, minlength=len(dataset.catalog))  # events per catalog item
         _train_only_seen_ids(model, torch.from_numpy(counts == 0))
+        softmax_rows = None if config.unseen_negatives or counts.all() else torch.from_numpy(np.flatnonzero(counts))
         key = _run_key(fingerprint, head_cls, text_embeddings, domain, actions, encoder_model_id, config)
         checkpoint = Checkpoint(Path(out_dir) / ".checkpoints" / f"{domain.name}-{head_cls.name}-{key}.pt")
         weights = (
@@ -178,7 +180,7 @@ def train(
             if config.target_weights
             else None
         )
-        progress = _fit(model, seqs, examples, checkpoint, config, on_epoch, weights, tuning, ranks)
+        progress = _fit(model, seqs, examples, checkpoint, config, on_epoch, weights, tuning, ranks, softmax_rows)
 
         def save() -> Path:  # the best weights, tested and saved (by rank 0 alone)
             if tuning:
@@ -338,6 +340,12 @@ def build_model(
         raise InvalidArgument(f"config: {exc}") from exc
     if config.ids_from_text:
         _ids_from_text(model, text_embeddings)
+    if config.id_dropout:
+        if not 0 < config.id_dropout < 1 or not (model.use_text and model.use_ids):
+            raise InvalidArgument(
+                f"config.id_dropout: {config.id_dropout}; must be between 0 and 1, for a model of text and ids"
+            )
+        model.id_dropout = config.id_dropout
     return model
 
 
@@ -407,13 +415,16 @@ def _fit(
     target_weights: torch.Tensor | None = None,
     tuning: TextTuning | None = None,
     ranks: Ranks | None = None,
+    softmax_rows: torch.Tensor | None = None,
 ) -> Progress:
     """Train epochs (from the checkpoint, if any) until ``config.epochs``, early stop or
     the time budget, and leave the best epoch's weights in ``model``. An epoch cut short
     by the budget is validated and checkpointed like any other, and is the last. With
     several ``ranks`` (``distributed``), each trains on its share of every batch, they
-    agree on rank 0's scores and clock, and rank 0 alone reads and writes checkpoints."""
+    agree on rank 0's scores and clock, and rank 0 alone reads and writes checkpoints.
+    ``softmax_rows``: the catalog rows the loss ranks targets among (all when None)."""
     ranks = ranks or Ranks(next(model.parameters()).device)
+    softmax_rows = None if softmax_rows is None else softmax_rows.to(ranks.device)
     optimizer = torch.optim.AdamW(parameter_groups(model, config))
     progress, best = checkpoint.restore(model, optimizer, ranks.from_main(checkpoint.read))
     if config.init_from and progress.epoch == 0:  # a warm start: as it is, it competes with every epoch
@@ -432,7 +443,17 @@ def _fit(
         ranks.seed(config.seed, progress.epoch)
         epoch_started = time.monotonic()
         loss = _train_epoch(
-            model, optimizer, examples, config, progress, ranks, deadline, target_weights, schedule, tuning
+            model,
+            optimizer,
+            examples,
+            config,
+            progress,
+            ranks,
+            deadline,
+            target_weights,
+            schedule,
+            tuning,
+            softmax_rows,
         )
         if tuning:
             tuning.refresh()  # validation and the next epoch read the tuned encoder's vectors
@@ -562,6 +583,7 @@ def _train_epoch(
     target_weights: torch.Tensor | None,
     schedule: Schedule,
     tuning: TextTuning | None = None,
+    softmax_rows: torch.Tensor | None = None,
 ) -> float:
     """One pass (epoch ``progress.epoch``) over the shuffled windows, cut short at
     ``deadline`` (a ``time.monotonic`` value); returns the mean loss and counts the steps in
@@ -578,7 +600,9 @@ def _train_epoch(
     with tqdm(batches, desc=f"epoch {epoch}/{config.epochs}", unit="batch", disable=shown, leave=False) as bar:
         for rows in bar:
             optimizer.zero_grad(set_to_none=True)
-            loss, targets = _batch_loss(model, examples, rows, config, ranks.device, target_weights, tuning)
+            loss, targets = _batch_loss(
+                model, examples, rows, config, ranks.device, target_weights, tuning, softmax_rows
+            )
             if loss is None and not ranks.several:
                 continue
             if loss is not None:
@@ -608,6 +632,7 @@ def _batch_loss(
     device: torch.device,
     target_weights: torch.Tensor | None,
     tuning: TextTuning | None,
+    softmax_rows: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor | None, int]:
     """The loss of the windows ``rows`` (the head's auxiliary loss included) and the
     targets it counts; None when ``target_weights`` kept none of them."""
@@ -627,7 +652,7 @@ def _batch_loss(
             return None, 0
     passed = examples.passed_over(rows) if config.passed_over_weight else None
     passed = None if passed is None else passed[:, first:].to(device)
-    loss = _next_item_loss(model, output.states, targets, known, config, table, batch, passed)
+    loss = _next_item_loss(model, output.states, targets, known, config, table, batch, passed, softmax_rows)
     if output.aux_loss is not None:
         loss = loss + output.aux_loss
     return loss, int(known.sum())
@@ -666,23 +691,36 @@ def _next_item_loss(
     table: torch.Tensor | None,
     batch: EventBatch,
     passed: torch.Tensor | None = None,
+    rows: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Cross-entropy of each ``known`` target of the (B, L) grid after ``batch``'s events
-    against the catalog (``table``: its item vectors, computed when None), or against
-    ``config.negatives`` sampled items (see ``losses``); plus, ``config.passed_over_weight``
-    times, against its ``passed`` items ((B, L, K), the ones shown beside it and not chosen)."""
+    against the catalog (``table``: its item vectors, computed when None; ``rows``: only
+    those catalog rows, when given), or against ``config.negatives`` items sampled from it
+    (see ``losses``); plus, ``config.passed_over_weight`` times, against its ``passed``
+    items ((B, L, K), the ones shown beside it and not chosen)."""
     states = model.scoring_states(states)
     bonus = model.repeat_bonus(states, batch)
     states, targets = states[known], targets[known]
     bonus = None if bonus is None else (bonus[0][known], bonus[1][known])
     candidates = model.candidate_vectors if table is None else lambda index: model.scoring_items(table[index])
     if config.negatives:
-        loss = sampled_softmax_cross_entropy(states, targets, candidates, model.n_items, config.negatives, bonus)
+        loss = sampled_softmax_cross_entropy(states, targets, candidates, model.n_items, config.negatives, bonus, rows)
     else:
         items = model.scoring_items(model.item_vectors() if table is None else table)
-        loss = full_softmax_cross_entropy(states, items, targets, bonus)
+        loss = full_softmax_cross_entropy(states, *_among(rows, items, targets, bonus))
     chosen = None if passed is None else passed_over_cross_entropy(states, targets, passed[known], candidates, bonus)
     return loss if chosen is None else loss + config.passed_over_weight * chosen
+
+
+def _among(rows: torch.Tensor | None, items: torch.Tensor, targets: torch.Tensor, bonus):
+    """(items, targets, bonus) of a softmax over the catalog ``rows`` alone (all when
+    None): their vectors, and the targets' and bonus columns' places among them."""
+    if rows is None:
+        return items, targets, bonus
+    place = torch.full((len(items),), -1, dtype=torch.long, device=items.device)
+    place[rows] = torch.arange(len(rows), device=items.device)
+    bonus = None if bonus is None else columns(*bonus, rows, len(rows))
+    return items[rows], place[targets], bonus
 
 
 def _run_key(
